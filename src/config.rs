@@ -1,0 +1,114 @@
+//! Operator configuration: flags, each also readable from the environment.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The official engine image the operator uses when a sandbox names none. Pinned, never `latest`.
+pub const DEFAULT_IMAGE: &str = "docker:28.5.2-dind";
+
+/// dockersandbox-operator: one isolated, persistent Docker engine per team, over mutual TLS.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the operator.
+    Run(Box<Config>),
+    /// Print the DockerSandbox CustomResourceDefinition as YAML.
+    Crd,
+}
+
+/// How the operator checks that an engine answers.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineProbe {
+    /// Through the Service's ClusterIP when running in a cluster, else through a port-forward.
+    Auto,
+    /// Dial the Service's ClusterIP.
+    Service,
+    /// Tunnel through the API server (pods/portforward).
+    PortForward,
+}
+
+/// Log output format.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Settings for `run`.
+#[derive(Parser, Debug, Clone)]
+pub struct Config {
+    /// Namespaces to watch, comma separated. Empty: all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
+    pub namespaces: Vec<String>,
+
+    /// Whether sandboxes may run as privileged pods (explicitly, or as the `auto` fallback when sysbox is missing).
+    #[arg(long, env = "ALLOW_PRIVILEGED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub allow_privileged: bool,
+
+    /// Name of the sysbox RuntimeClass.
+    #[arg(long, env = "SYSBOX_RUNTIME_CLASS", default_value = "sysbox-runc")]
+    pub sysbox_runtime_class: String,
+
+    /// Engine image for sandboxes that name none.
+    #[arg(long, env = "DEFAULT_IMAGE", default_value = DEFAULT_IMAGE)]
+    pub default_image: String,
+
+    /// StorageClass for sandboxes that name none. Empty: the cluster's default class.
+    #[arg(long, env = "DEFAULT_STORAGE_CLASS", default_value = "")]
+    pub default_storage_class: String,
+
+    /// Volume size for sandboxes that name none.
+    #[arg(long, env = "DEFAULT_STORAGE_SIZE", default_value = "20Gi")]
+    pub default_storage_size: String,
+
+    /// The cluster's DNS domain, for the server certificate's fully qualified name.
+    #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// Validity of server and client certificates, in days; they are renewed when a third is left.
+    #[arg(long, env = "CERT_VALIDITY_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(2..=3650))]
+    pub cert_validity_days: u32,
+
+    /// How to check that an engine answers.
+    #[arg(long, env = "ENGINE_PROBE", value_enum, default_value_t = EngineProbe::Auto)]
+    pub engine_probe: EngineProbe,
+
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter, e.g. `info` or `dockersandbox_operator=debug,kube=info`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// Reconciles that may run at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+}
+
+impl Config {
+    /// The watched namespaces, without empty entries; empty means all namespaces.
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        self.namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect()
+    }
+
+    /// Settings for tests: defaults, as if no flag was given.
+    pub fn for_tests() -> Self {
+        Self::try_parse_from(["run"]).expect("defaults parse")
+    }
+}

@@ -1,0 +1,70 @@
+//! Wiring: one Controller per watched namespace (or one for all), owning the sandbox's children.
+
+mod apply;
+mod certs;
+pub mod context;
+pub mod engine;
+pub mod pods;
+pub mod reconcile;
+pub mod status;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use kube::runtime::reflector::Store;
+use kube::runtime::{Controller, controller, watcher};
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+pub use context::Context;
+
+use crate::crd::DockerSandbox;
+use crate::resources::MANAGED_SELECTOR;
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Builds the controllers; returns their caches (for readiness and metrics) and a future that runs
+/// them until `shutdown` is cancelled.
+pub fn controllers(
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+) -> (Vec<Store<DockerSandbox>>, impl std::future::Future<Output = ()>) {
+    let namespaces = ctx.config.watched_namespaces();
+    let scopes: Vec<Option<&str>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.iter().map(|n| Some(n.as_str())).collect() };
+    let children = watcher::Config::default().labels(MANAGED_SELECTOR);
+    let mut stores = Vec::new();
+    let mut runs = Vec::new();
+    for scope in scopes {
+        let c = &ctx.client;
+        let controller = Controller::new(api::<DockerSandbox>(c, scope), watcher::Config::default().any_semantic())
+            .owns(api::<Pod>(c, scope), children.clone())
+            .owns(api::<Service>(c, scope), children.clone())
+            .owns(api::<Secret>(c, scope), children.clone())
+            .owns(api::<PersistentVolumeClaim>(c, scope), children.clone())
+            .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
+            .graceful_shutdown_on(shutdown.clone().cancelled_owned());
+        stores.push(controller.store());
+        let run = controller.run(reconcile::reconcile, reconcile::error_policy, ctx.clone()).for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => debug!(sandbox = %obj.name, "reconcile done"),
+                Err(controller::Error::ObjectNotFound(obj)) => debug!(sandbox = %obj.name, "sandbox gone"),
+                Err(e) => warn!(error = %e, "controller"),
+            }
+        });
+        runs.push(run);
+    }
+    (stores, async move {
+        futures::future::join_all(runs).await;
+    })
+}

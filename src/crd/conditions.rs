@@ -1,0 +1,96 @@
+//! Condition types and reasons, and the pure helper that keeps `lastTransitionTime` honest.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+/// The sandbox can be used by a client: dockerd answered over mutual TLS.
+pub const READY: &str = "Ready";
+/// An isolation mode was chosen and nothing known refuses it.
+pub const ISOLATION_RESOLVED: &str = "IsolationResolved";
+/// CA, server and client certificates exist and are valid.
+pub const TLS_READY: &str = "TLSReady";
+/// The volume for /var/lib/docker is bound (or ephemeral).
+pub const STORAGE_BOUND: &str = "StorageBound";
+/// dockerd answers `/_ping` and `/version` on 2376 with the client certificate.
+pub const ENGINE_READY: &str = "EngineReady";
+
+/// Schema for `status.conditions`: a list map keyed by `type`, so server-side apply merges entries.
+pub fn schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = <Vec<Condition>>::json_schema(generator);
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema
+}
+
+/// A condition as the operator computes it, before timestamps are attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cond {
+    /// Condition type, one of the constants above.
+    pub type_: &'static str,
+    /// True or false.
+    pub ok: bool,
+    /// PascalCase reason.
+    pub reason: String,
+    /// What a person should know, including the fix when something is wrong.
+    pub message: String,
+}
+
+impl Cond {
+    /// A condition with status True.
+    pub fn ok(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self { type_, ok: true, reason: reason.into(), message: message.into() }
+    }
+
+    /// A condition with status False.
+    pub fn not_ok(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self { type_, ok: false, reason: reason.into(), message: message.into() }
+    }
+}
+
+/// Turns computed conditions into API conditions, keeping each `lastTransitionTime` from `old`
+/// unless the status flipped, so an unchanged condition compares equal and nothing is written.
+pub fn merge(old: &[Condition], new: &[Cond], generation: Option<i64>, now: &Time) -> Vec<Condition> {
+    new.iter()
+        .map(|c| {
+            let status = if c.ok { "True" } else { "False" };
+            let previous = old.iter().find(|o| o.type_ == c.type_);
+            let last_transition_time = match previous {
+                Some(p) if p.status == status => p.last_transition_time.clone(),
+                _ => now.clone(),
+            };
+            Condition {
+                type_: c.type_.to_string(),
+                status: status.to_string(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> Time {
+        Time(jiff::Timestamp::from_second(secs).expect("valid time"))
+    }
+
+    #[test]
+    fn keeps_transition_time_when_status_is_unchanged() {
+        let first = merge(&[], &[Cond::ok(READY, "EngineAnswering", "ok")], Some(1), &t(100));
+        let second = merge(&first, &[Cond::ok(READY, "EngineAnswering", "still ok")], Some(2), &t(200));
+        assert_eq!(second[0].last_transition_time, t(100));
+        assert_eq!(second[0].observed_generation, Some(2));
+    }
+
+    #[test]
+    fn moves_transition_time_when_status_flips() {
+        let first = merge(&[], &[Cond::ok(READY, "EngineAnswering", "ok")], Some(1), &t(100));
+        let second = merge(&first, &[Cond::not_ok(READY, "EngineNotAnswering", "down")], Some(1), &t(200));
+        assert_eq!(second[0].last_transition_time, t(200));
+        assert_eq!(second[0].status, "False");
+    }
+}

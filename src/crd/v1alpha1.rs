@@ -1,0 +1,347 @@
+//! `DockerSandbox` v1alpha1: the API a team applies to get its own Docker engine.
+//!
+//! Doc comments on these types become `kubectl explain` text, so they are written for users.
+//! CEL rules sit next to the fields they guard; their messages are what `kubectl apply` prints.
+
+#![allow(clippy::duplicated_attributes)] // false positive on the repeated `printcolumn(type_ = ..)` of the derive
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Docker engine for one team: dockerd in its own pod, persistent storage for images and volumes,
+/// and mutual TLS on port 2376. Nested containers run inside the sandbox pod, never on the node's Docker.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "dockersandbox.dev",
+    version = "v1alpha1",
+    kind = "DockerSandbox",
+    plural = "dockersandboxes",
+    shortname = "dsb",
+    category = "all",
+    namespaced,
+    status = "DockerSandboxStatus",
+    doc = "DockerSandbox gives a team an isolated, persistent Docker engine reachable over mutual TLS.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
+    printcolumn(name = "Isolation", type_ = "string", json_path = ".status.isolation", description = "Isolation mode in use"),
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint", description = "DOCKER_HOST for clients"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerSandboxSpec {
+    /// How the engine is isolated from the node. `auto` (default) uses sysbox when its RuntimeClass
+    /// exists, else a privileged pod when the operator's policy allows it. `sysbox` runs the pod under
+    /// the sysbox RuntimeClass with a user namespace and no privileged flag. `privileged` runs a
+    /// privileged pod (classic docker:dind).
+    #[serde(default)]
+    pub isolation: Isolation,
+
+    /// The dind image that runs dockerd. Defaults to the operator's pinned `docker:<version>-dind`.
+    /// Use a pinned tag or digest, never `latest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+
+    /// When the kubelet pulls the image: `Always`, `IfNotPresent` (default) or `Never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+
+    /// Secrets in the sandbox's namespace used to pull the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+
+    /// Where `/var/lib/docker` (images, containers, volumes) lives and what happens to it on deletion.
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// CPU and memory for the engine container. Nested containers run inside this pod, so the
+    /// limits here cap everything the team runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels the engine pod must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations for the engine pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Affinity rules for the engine pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// How the engine is exposed: Service type, annotations and extra names in the server certificate.
+    #[serde(default)]
+    pub service: ServiceSpec,
+
+    /// dockerd settings (daemon.json) that platform teams usually tune.
+    #[serde(default)]
+    pub daemon: DaemonSpec,
+}
+
+/// Isolation mode requested for the engine pod.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// sysbox when its RuntimeClass exists, else privileged when allowed.
+    #[default]
+    Auto,
+    /// The sysbox RuntimeClass, a user namespace, no privileged flag.
+    Sysbox,
+    /// A privileged pod.
+    Privileged,
+}
+
+/// Image pull policy for the engine image.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Always pull.
+    Always,
+    /// Pull only when the image is missing on the node.
+    IfNotPresent,
+    /// Never pull; the image must already be on the node.
+    Never,
+}
+
+/// Storage for `/var/lib/docker`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.type == oldSelf.type").message("storage.type cannot be changed after creation: it would throw away the engine's data; create a new sandbox instead"),
+    validation = Rule::new("(has(self.storageClassName) == has(oldSelf.storageClassName)) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage.storageClassName cannot be changed after creation: the volume cannot move to another class; create a new sandbox instead"),
+    validation = Rule::new("!has(oldSelf.size) || !has(self.size) || !isQuantity(self.size) || !isQuantity(oldSelf.size) || quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0").message("storage.size can grow but not shrink"),
+    validation = Rule::new("self.type == 'Persistent' || !has(self.storageClassName)").message("storage.storageClassName only applies to Persistent storage")
+)]
+pub struct StorageSpec {
+    /// `Persistent` (default): a PersistentVolumeClaim that survives pod restarts.
+    /// `Ephemeral`: an emptyDir limited to `size`, lost when the pod goes away. Immutable.
+    #[serde(default, rename = "type")]
+    pub kind: StorageType,
+
+    /// Size of the volume (PVC request, or the emptyDir limit), at least 1Gi. Defaults to the
+    /// operator's default size (20Gi). A persistent volume can grow but not shrink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new("isQuantity(self)").message("storage.size must be a quantity such as 20Gi"),
+        validation = Rule::new("!isQuantity(self) || quantity(self).compareTo(quantity('1Gi')) >= 0").message("storage.size must be at least 1Gi: dockerd needs room for images"),
+        validation = Rule::new("!isQuantity(self) || quantity(self).compareTo(quantity('64Ti')) <= 0").message("storage.size must be at most 64Ti")
+    )]
+    pub size: Option<String>,
+
+    /// StorageClass of the PVC. Defaults to the operator's default class, else the cluster default.
+    /// Immutable once the sandbox exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+
+    /// What happens to the volume when the sandbox is deleted. `Retain` (default) keeps the PVC, and a
+    /// new sandbox with the same name adopts it with the data inside. `Delete` removes it with the sandbox.
+    #[serde(default)]
+    pub reclaim_policy: ReclaimPolicy,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self { kind: StorageType::Persistent, size: None, storage_class_name: None, reclaim_policy: ReclaimPolicy::Retain }
+    }
+}
+
+/// Kind of volume for `/var/lib/docker`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StorageType {
+    /// A PersistentVolumeClaim.
+    #[default]
+    Persistent,
+    /// An emptyDir with a size limit.
+    Ephemeral,
+}
+
+/// What happens to the volume when the sandbox is deleted.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReclaimPolicy {
+    /// Keep the PVC; a new sandbox with the same name adopts it.
+    #[default]
+    Retain,
+    /// Delete the PVC with the sandbox.
+    Delete,
+}
+
+/// How the engine is exposed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service type: `ClusterIP` (default), `NodePort` or `LoadBalancer`.
+    #[serde(default, rename = "type")]
+    pub kind: ServiceType,
+
+    /// Annotations for the Service (for example for a cloud load balancer).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+
+    /// Extra DNS names or IP addresses for the server certificate, for clients that reach the engine
+    /// by another name (a load balancer's name or address). The Service names, its ClusterIP,
+    /// `localhost` and `127.0.0.1` are always included.
+    #[serde(default, rename = "extraSANs", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 253)))]
+    #[x_kube(validation = Rule::new("self.all(s, size(s) <= 253 && (isIP(s) || s.matches('^(\\\\*\\\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')))").message("service.extraSANs entries must be DNS names (like docker.example.com) or IP addresses (like 203.0.113.7)"))]
+    pub extra_sans: Vec<String>,
+}
+
+/// Kubernetes Service type for the engine endpoint.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    #[default]
+    ClusterIP,
+    /// Also on a port of every node.
+    NodePort,
+    /// Through a cloud load balancer.
+    LoadBalancer,
+}
+
+/// dockerd settings written to daemon.json.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonSpec {
+    /// Registry mirrors for Docker Hub, as URLs (`https://mirror.example.com`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 2048)))]
+    #[x_kube(validation = Rule::new("self.all(u, size(u) <= 2048 && isURL(u) && (u.startsWith('https://') || u.startsWith('http://')))").message("daemon.registryMirrors entries must be http(s) URLs such as https://mirror.example.com"))]
+    pub registry_mirrors: Vec<String>,
+
+    /// Registries dockerd may reach without TLS verification (`host:port` or a CIDR).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 253)))]
+    #[x_kube(validation = Rule::new("self.all(r, size(r) <= 253 && (isCIDR(r) || r.matches('^[A-Za-z0-9.-]+(:[0-9]{1,5})?$')))").message("daemon.insecureRegistries entries must be host, host:port or a CIDR"))]
+    pub insecure_registries: Vec<String>,
+
+    /// dockerd log level: `debug`, `info`, `warn`, `error` or `fatal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<LogLevel>,
+
+    /// Address and prefix of the default bridge (`--bip`), for example `198.18.0.1/24`. The operator's
+    /// default avoids 172.17.0.0/16, which collides with many VPCs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4").message("daemon.bip must be an IPv4 address with a prefix length, like 198.18.0.1/24"))]
+    pub bip: Option<String>,
+
+    /// Address pools for networks users create (compose networks), e.g. `{base: 198.18.128.0/17, size: 24}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub default_address_pools: Vec<AddressPool>,
+
+    /// MTU of the default bridge and of networks users create later. Defaults to the pod network's
+    /// own MTU, read from the pod's interface when the engine starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 576, max = 9216))]
+    pub mtu: Option<i32>,
+}
+
+/// An address pool for user-created networks.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AddressPool {
+    /// The pool, as a CIDR (`198.18.128.0/17`).
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("daemon.defaultAddressPools[].base must be a CIDR such as 198.18.128.0/17"))]
+    pub base: String,
+    /// Prefix length of each network carved from the pool.
+    #[schemars(range(min = 8, max = 30))]
+    pub size: i32,
+}
+
+/// dockerd log level.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Everything.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Warnings and errors.
+    Warn,
+    /// Errors only.
+    Error,
+    /// Fatal errors only.
+    Fatal,
+}
+
+/// What the operator observed and did.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerSandboxStatus {
+    /// Pending, Provisioning, Ready, Failed or Terminating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The isolation mode in use: `sysbox` or `privileged`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
+    /// The DOCKER_HOST for clients in the cluster: `tcp://<name>.<namespace>.svc:2376`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Secret with the client certificate (ca.pem, cert.pem, key.pem: use it as DOCKER_CERT_PATH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_name: Option<String>,
+    /// Version of the Docker engine, as it answered the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_version: Option<String>,
+    /// Expiry of the sandbox's certificates; they are renewed before they expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificateStatus>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, IsolationResolved, TLSReady, StorageBound and EngineReady, with reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::conditions::schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Expiry times (RFC 3339) of the sandbox's certificates.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// When the sandbox's CA expires.
+    pub ca_not_after: String,
+    /// When the engine's server certificate expires.
+    pub server_not_after: String,
+    /// When the tenant's client certificate expires.
+    pub client_not_after: String,
+}
+
+/// Lifecycle phase of a sandbox.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for something outside the operator (a RuntimeClass, policy, a volume).
+    Pending,
+    /// Children are being created and the engine is starting.
+    Provisioning,
+    /// A client can use the engine.
+    Ready,
+    /// The sandbox cannot be placed or the engine does not start; see conditions.
+    Failed,
+    /// Being deleted.
+    Terminating,
+}
+
+impl Phase {
+    /// The phase as it appears in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Provisioning => "Provisioning",
+            Phase::Ready => "Ready",
+            Phase::Failed => "Failed",
+            Phase::Terminating => "Terminating",
+        }
+    }
+
+    /// Every phase, for metrics.
+    pub const ALL: [Phase; 5] = [Phase::Pending, Phase::Provisioning, Phase::Ready, Phase::Failed, Phase::Terminating];
+}

@@ -1,0 +1,299 @@
+//! Pure: validate a `DockerSandbox`, resolve defaults and `isolation: auto`, and say why a sandbox
+//! cannot be placed. Builders only ever see a `Plan`.
+
+use crate::config::Config;
+use crate::crd::{DaemonSpec, DockerSandbox, Isolation, PullPolicy, ReclaimPolicy, StorageType};
+
+/// Default bridge of the engine: 198.18.0.0/15 is reserved for benchmarking (RFC 2544), so it rarely
+/// collides with VPCs, unlike Docker's own 172.17.0.0/16.
+pub const DEFAULT_BIP: &str = "198.18.0.1/24";
+/// Default pool for networks users create (compose networks).
+pub const DEFAULT_POOL_BASE: &str = "198.18.128.0/17";
+/// Prefix length of each network carved from the default pool.
+pub const DEFAULT_POOL_SIZE: i32 = 24;
+
+/// What the reconciler observed in the cluster that decides where the engine can run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Whether the sysbox RuntimeClass exists.
+    pub sysbox_runtime_class: bool,
+    /// The namespace's `pod-security.kubernetes.io/enforce` label, if any.
+    pub pod_security_enforce: Option<String>,
+}
+
+/// The isolation mode the engine pod gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Under the sysbox RuntimeClass, with a user namespace, not privileged.
+    Sysbox {
+        /// RuntimeClass name.
+        runtime_class: String,
+    },
+    /// A privileged pod.
+    Privileged,
+}
+
+impl Mode {
+    /// The mode as shown in status.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::Sysbox { .. } => "sysbox",
+            Mode::Privileged => "privileged",
+        }
+    }
+}
+
+/// Storage as resolved from the spec and the operator's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoragePlan {
+    /// emptyDir instead of a PVC.
+    pub ephemeral: bool,
+    /// Size (PVC request or emptyDir limit).
+    pub size: String,
+    /// StorageClass, when one is named (spec or operator default).
+    pub class: Option<String>,
+    /// Keep the PVC when the sandbox is deleted.
+    pub retain: bool,
+}
+
+/// Everything the builders need, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Isolation mode.
+    pub mode: Mode,
+    /// Engine image.
+    pub image: String,
+    /// Pull policy, when the spec sets one.
+    pub pull_policy: Option<PullPolicy>,
+    /// Volume for /var/lib/docker.
+    pub storage: StoragePlan,
+    /// daemon.json content.
+    pub daemon_json: String,
+    /// Fixed MTU; `None` means "the pod interface's MTU, read at start".
+    pub mtu: Option<i32>,
+}
+
+/// Why a sandbox cannot be placed: a condition reason and a message that names the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// PascalCase reason for the condition and the Event.
+    pub reason: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+    /// Whether the problem lies in the spec (wait for a change) rather than the cluster (retry later).
+    pub spec_error: bool,
+}
+
+/// Validates the sandbox against the operator's policy and the cluster, and resolves every default.
+pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Plan, Refusal> {
+    let spec = &dsb.spec;
+    let size = spec.storage.size.clone().unwrap_or_else(|| config.default_storage_size.clone());
+    if !is_quantity(&size) {
+        return Err(spec_error("InvalidSpec", format!("storage.size {size:?} is not a quantity such as 20Gi")));
+    }
+    let class = spec.storage.storage_class_name.clone().or_else(|| {
+        (!config.default_storage_class.is_empty()).then(|| config.default_storage_class.clone())
+    });
+    let storage = StoragePlan {
+        ephemeral: spec.storage.kind == StorageType::Ephemeral,
+        size,
+        class,
+        retain: spec.storage.reclaim_policy == ReclaimPolicy::Retain,
+    };
+    let mode = resolve_isolation(spec.isolation, facts, config)?;
+    Ok(Plan {
+        mode,
+        image: spec.image.clone().unwrap_or_else(|| config.default_image.clone()),
+        pull_policy: spec.image_pull_policy,
+        storage,
+        daemon_json: daemon_json(&spec.daemon),
+        mtu: spec.daemon.mtu,
+    })
+}
+
+/// Picks sysbox or privileged, or explains why neither can run here.
+pub fn resolve_isolation(wanted: Isolation, facts: &Facts, config: &Config) -> Result<Mode, Refusal> {
+    let rc = &config.sysbox_runtime_class;
+    let sysbox = || Mode::Sysbox { runtime_class: rc.clone() };
+    match wanted {
+        Isolation::Sysbox if facts.sysbox_runtime_class => check_pod_security(sysbox(), facts),
+        Isolation::Sysbox => Err(Refusal {
+            reason: "RuntimeClassMissing",
+            message: format!(
+                "isolation is sysbox but RuntimeClass {rc:?} does not exist; install sysbox on the nodes \
+                 (sysbox-deploy-k8s creates the RuntimeClass) or choose isolation: privileged"
+            ),
+            spec_error: false,
+        }),
+        Isolation::Auto if facts.sysbox_runtime_class => check_pod_security(sysbox(), facts),
+        Isolation::Privileged | Isolation::Auto if !config.allow_privileged => Err(Refusal {
+            reason: "PrivilegedForbidden",
+            message: format!(
+                "the operator's policy forbids privileged engine pods (--allow-privileged=false) and RuntimeClass \
+                 {rc:?} does not exist; install sysbox so isolation can use it, or ask the platform team to allow \
+                 privileged sandboxes"
+            ),
+            spec_error: false,
+        }),
+        Isolation::Privileged | Isolation::Auto => check_pod_security(Mode::Privileged, facts),
+    }
+}
+
+fn check_pod_security(mode: Mode, facts: &Facts) -> Result<Mode, Refusal> {
+    let level = facts.pod_security_enforce.as_deref().unwrap_or("privileged");
+    let refused = match mode {
+        Mode::Privileged => level != "privileged",
+        Mode::Sysbox { .. } => level == "restricted",
+    };
+    if refused {
+        return Err(Refusal {
+            reason: "PodSecurityRejected",
+            message: format!(
+                "the namespace enforces PodSecurity level {level:?} (label pod-security.kubernetes.io/enforce), which \
+                 rejects a {} engine pod; label the namespace pod-security.kubernetes.io/enforce=privileged{}",
+                mode.as_str(),
+                if matches!(mode, Mode::Privileged) { " or use sysbox isolation" } else { "" }
+            ),
+            spec_error: false,
+        });
+    }
+    Ok(mode)
+}
+
+fn spec_error(reason: &'static str, message: String) -> Refusal {
+    Refusal { reason, message, spec_error: true }
+}
+
+/// daemon.json for dockerd, from the spec and the operator's defaults. The MTU is not here: it is
+/// passed as flags, because its default is only known inside the pod.
+pub fn daemon_json(d: &DaemonSpec) -> String {
+    let pools: Vec<_> = if d.default_address_pools.is_empty() {
+        vec![serde_json::json!({"base": DEFAULT_POOL_BASE, "size": DEFAULT_POOL_SIZE})]
+    } else {
+        d.default_address_pools.iter().map(|p| serde_json::json!({"base": p.base, "size": p.size})).collect()
+    };
+    let mut json = serde_json::json!({
+        "bip": d.bip.as_deref().unwrap_or(DEFAULT_BIP),
+        "default-address-pools": pools,
+        "shutdown-timeout": 30,
+    });
+    if !d.registry_mirrors.is_empty() {
+        json["registry-mirrors"] = serde_json::json!(d.registry_mirrors);
+    }
+    if !d.insecure_registries.is_empty() {
+        json["insecure-registries"] = serde_json::json!(d.insecure_registries);
+    }
+    if let Some(level) = d.log_level {
+        json["log-level"] = serde_json::to_value(level).unwrap_or_default();
+    }
+    json.to_string()
+}
+
+/// A Kubernetes quantity: digits, an optional fraction, an optional suffix.
+pub fn is_quantity(s: &str) -> bool {
+    const SUFFIXES: [&str; 14] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "m", ""];
+    let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_end);
+    let valid_number = !number.is_empty()
+        && number.matches('.').count() <= 1
+        && !number.starts_with('.')
+        && !number.ends_with('.');
+    valid_number && SUFFIXES.contains(&suffix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::{minimal, sandbox};
+
+    fn config(allow_privileged: bool) -> Config {
+        Config { allow_privileged, ..Config::for_tests() }
+    }
+
+    fn facts(sysbox: bool, enforce: Option<&str>) -> Facts {
+        Facts { sysbox_runtime_class: sysbox, pod_security_enforce: enforce.map(str::to_string) }
+    }
+
+    #[test]
+    fn auto_prefers_sysbox_then_privileged() {
+        let sysbox = resolve_isolation(Isolation::Auto, &facts(true, None), &config(true));
+        assert_eq!(sysbox, Ok(Mode::Sysbox { runtime_class: "sysbox-runc".into() }));
+        assert_eq!(resolve_isolation(Isolation::Auto, &facts(false, None), &config(true)), Ok(Mode::Privileged));
+    }
+
+    #[test]
+    fn auto_without_sysbox_and_privileged_forbidden_is_refused() {
+        let r = resolve_isolation(Isolation::Auto, &facts(false, None), &config(false)).expect_err("refused");
+        assert_eq!(r.reason, "PrivilegedForbidden");
+        assert!(r.message.contains("sysbox-runc"));
+        assert!(!r.spec_error);
+        let r = resolve_isolation(Isolation::Privileged, &facts(true, None), &config(false)).expect_err("refused");
+        assert_eq!(r.reason, "PrivilegedForbidden");
+    }
+
+    #[test]
+    fn sysbox_without_runtime_class_names_it() {
+        let r = resolve_isolation(Isolation::Sysbox, &facts(false, None), &config(true)).expect_err("refused");
+        assert_eq!(r.reason, "RuntimeClassMissing");
+        assert!(r.message.contains("\"sysbox-runc\""));
+    }
+
+    #[test]
+    fn pod_security_baseline_refuses_privileged_but_not_sysbox() {
+        let r = resolve_isolation(Isolation::Privileged, &facts(false, Some("baseline")), &config(true)).expect_err("refused");
+        assert_eq!(r.reason, "PodSecurityRejected");
+        assert!(r.message.contains("baseline"));
+        let ok = resolve_isolation(Isolation::Sysbox, &facts(true, Some("baseline")), &config(true));
+        assert!(ok.is_ok());
+        let r = resolve_isolation(Isolation::Sysbox, &facts(true, Some("restricted")), &config(true)).expect_err("refused");
+        assert_eq!(r.reason, "PodSecurityRejected");
+    }
+
+    #[test]
+    fn defaults_come_from_the_operator() {
+        let c = Config { default_storage_class: "fast".into(), default_storage_size: "50Gi".into(), ..Config::for_tests() };
+        let p = resolve(&minimal(), &Facts::default(), &c).expect("plan");
+        assert_eq!(p.storage, StoragePlan { ephemeral: false, size: "50Gi".into(), class: Some("fast".into()), retain: true });
+        assert_eq!(p.image, crate::config::DEFAULT_IMAGE);
+        assert_eq!(p.mtu, None);
+    }
+
+    #[test]
+    fn malformed_size_that_slipped_past_admission_is_a_spec_error() {
+        let dsb = sandbox("apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {name: x}\nspec: {storage: {size: big}}\n");
+        let r = resolve(&dsb, &Facts::default(), &Config::for_tests()).expect_err("refused");
+        assert!(r.spec_error);
+        assert_eq!(r.reason, "InvalidSpec");
+    }
+
+    #[test]
+    fn quantities() {
+        for ok in ["20Gi", "1", "1.5Ti", "500M", "100m"] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["", "big", "Gi", "1.2.3Gi", ".5Gi", "10GB", "-1Gi"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn daemon_json_avoids_172_17_and_carries_settings() {
+        let d: serde_json::Value = serde_json::from_str(&daemon_json(&DaemonSpec::default())).expect("json");
+        assert_eq!(d["bip"], DEFAULT_BIP);
+        assert_eq!(d["default-address-pools"][0]["base"], DEFAULT_POOL_BASE);
+        assert!(d.get("registry-mirrors").is_none());
+        let spec = DaemonSpec {
+            registry_mirrors: vec!["https://m.example.com".into()],
+            insecure_registries: vec!["reg.internal:5000".into()],
+            log_level: Some(crate::crd::LogLevel::Debug),
+            bip: Some("10.200.0.1/24".into()),
+            ..DaemonSpec::default()
+        };
+        let d: serde_json::Value = serde_json::from_str(&daemon_json(&spec)).expect("json");
+        assert_eq!(d["registry-mirrors"][0], "https://m.example.com");
+        assert_eq!(d["insecure-registries"][0], "reg.internal:5000");
+        assert_eq!(d["log-level"], "debug");
+        assert_eq!(d["bip"], "10.200.0.1/24");
+        assert!(d.get("mtu").is_none(), "the MTU is passed as flags");
+    }
+}

@@ -1,0 +1,124 @@
+//! Pure builders: one desired object per child kind, from a sandbox and its plan.
+
+pub mod pod;
+pub mod pvc;
+pub mod secret;
+pub mod service;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::crd::DockerSandbox;
+
+/// Port dockerd serves TLS on.
+pub const DOCKER_TLS_PORT: i32 = 2376;
+/// Name of that port on the pod and the Service.
+pub const DOCKER_TLS_PORT_NAME: &str = "docker-tls";
+/// Value of `app.kubernetes.io/managed-by` on every child; the operator watches children by it.
+pub const MANAGED_BY: &str = "dockersandbox-operator";
+/// Label selector matching every child of every sandbox.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=dockersandbox-operator";
+
+/// Names of a sandbox's children.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// The sandbox's namespace.
+    pub namespace: String,
+    /// Service (also the host name in the endpoint).
+    pub service: String,
+    /// Engine pod.
+    pub pod: String,
+    /// PVC for /var/lib/docker.
+    pub pvc: String,
+    /// CA secret (operator only).
+    pub ca_secret: String,
+    /// Server certificate secret (mounted in the pod).
+    pub server_secret: String,
+    /// Client certificate secret (for the tenant).
+    pub client_secret: String,
+}
+
+impl Names {
+    /// Children names of `dsb`.
+    pub fn of(dsb: &DockerSandbox) -> Self {
+        let n = dsb.name_any();
+        Self {
+            namespace: dsb.namespace().unwrap_or_default(),
+            service: n.clone(),
+            pod: format!("{n}-engine"),
+            pvc: format!("{n}-docker"),
+            ca_secret: format!("{n}-ca"),
+            server_secret: format!("{n}-server"),
+            client_secret: format!("{n}-client"),
+        }
+    }
+
+    /// The DOCKER_HOST clients in the cluster use.
+    pub fn endpoint(&self) -> String {
+        format!("tcp://{}.{}.svc:{DOCKER_TLS_PORT}", self.service, self.namespace)
+    }
+
+    /// The name the operator verifies the server certificate against.
+    pub fn server_name(&self) -> String {
+        format!("{}.{}.svc", self.service, self.namespace)
+    }
+}
+
+/// Standard `app.kubernetes.io/*` labels for a child of `dsb`.
+pub fn labels(dsb: &DockerSandbox, component: &str) -> BTreeMap<String, String> {
+    [
+        ("app.kubernetes.io/name", "dockersandbox".to_string()),
+        ("app.kubernetes.io/instance", dsb.name_any()),
+        ("app.kubernetes.io/component", component.to_string()),
+        ("app.kubernetes.io/part-of", "dockersandbox".to_string()),
+        ("app.kubernetes.io/managed-by", MANAGED_BY.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Labels that select the engine pod of `dsb` (used by the Service).
+pub fn selector(dsb: &DockerSandbox) -> BTreeMap<String, String> {
+    let mut l = labels(dsb, "engine");
+    l.retain(|k, _| k == "app.kubernetes.io/instance" || k == "app.kubernetes.io/component" || k == "app.kubernetes.io/name");
+    l
+}
+
+/// The controller owner reference pointing at `dsb`.
+pub fn owner(dsb: &DockerSandbox) -> Vec<OwnerReference> {
+    dsb.controller_owner_ref(&()).into_iter().collect()
+}
+
+/// Metadata of a child: name, namespace, labels, and the owner reference when `owned`.
+pub fn meta(dsb: &DockerSandbox, name: &str, component: &str, owned: bool) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: dsb.namespace(),
+        labels: Some(labels(dsb, component)),
+        owner_references: owned.then(|| owner(dsb)),
+        ..ObjectMeta::default()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Sandbox fixtures for builder tests.
+    use crate::crd::DockerSandbox;
+
+    /// Parses a sandbox from YAML and gives it the identity the API server would.
+    pub fn sandbox(yaml: &str) -> DockerSandbox {
+        let mut dsb: DockerSandbox = serde_saphyr::from_str(yaml).expect("fixture parses");
+        dsb.metadata.namespace.get_or_insert_with(|| "team-a".into());
+        dsb.metadata.uid = Some("0000-1111".into());
+        dsb.metadata.generation = Some(1);
+        dsb
+    }
+
+    /// A minimal sandbox named `web` in `team-a`.
+    pub fn minimal() -> DockerSandbox {
+        sandbox("apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {name: web}\nspec: {}\n")
+    }
+}

@@ -1,0 +1,268 @@
+//! The engine pod: dockerd with mutual TLS on 2376, a unix socket for probes, /var/lib/docker on
+//! the sandbox's volume, and the isolation the plan chose.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction, PersistentVolumeClaimVolumeSource, Pod,
+    PodSpec, Probe, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use sha2::{Digest, Sha256};
+
+use super::{DOCKER_TLS_PORT, DOCKER_TLS_PORT_NAME, Names, meta};
+use crate::crd::{DockerSandbox, PullPolicy, SPEC_HASH_ANNOTATION};
+use crate::plan::{Mode, Plan};
+
+/// Where the server certificate is mounted.
+pub const CERT_DIR: &str = "/certs/server";
+/// Seconds the pod gets to stop: above dockerd's shutdown-timeout (30 s) so nested containers stop cleanly.
+pub const GRACE_SECONDS: i64 = 60;
+
+/// Starts dockerd the way docker:dind does, with the operator's certificates instead of generated
+/// ones. The MTU defaults to the pod interface's (the default route's device), and applies to the
+/// default bridge and to every network users create later.
+pub const START_SCRIPT: &str = r#"set -eu
+mtu="${DOCKERSANDBOX_MTU:-}"
+if [ -z "$mtu" ]; then
+  dev="$(awk '$2 == "00000000" { print $1; exit }' /proc/net/route 2>/dev/null || true)"
+  mtu="$(cat "/sys/class/net/${dev:-eth0}/mtu" 2>/dev/null || echo 1500)"
+fi
+mkdir -p /etc/docker
+printf '%s\n' "$DOCKERSANDBOX_DAEMON_JSON" > /etc/docker/daemon.json
+echo "dockersandbox: starting dockerd (mtu $mtu)"
+exec dockerd-entrypoint.sh dockerd \
+  --host=unix:///var/run/docker.sock --host=tcp://0.0.0.0:2376 \
+  --tlsverify --tlscacert=/certs/server/ca.pem --tlscert=/certs/server/cert.pem --tlskey=/certs/server/key.pem \
+  --mtu="$mtu" --default-network-opt="bridge=com.docker.network.driver.mtu=$mtu"
+"#;
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.to_string(), value: Some(value.to_string()), ..EnvVar::default() }
+}
+
+fn docker_probe(period: i32, timeout: i32, failures: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(
+                ["docker", "--host", "unix:///var/run/docker.sock", "version", "--format", "{{.Server.Version}}"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn container(dsb: &DockerSandbox, plan: &Plan) -> Container {
+    let mut env = vec![env("DOCKER_TLS_CERTDIR", ""), env("DOCKERSANDBOX_DAEMON_JSON", &plan.daemon_json)];
+    if let Some(mtu) = plan.mtu {
+        env.push(self::env("DOCKERSANDBOX_MTU", &mtu.to_string()));
+    }
+    Container {
+        name: "dockerd".to_string(),
+        image: Some(plan.image.clone()),
+        image_pull_policy: plan.pull_policy.map(|p| {
+            match p {
+                PullPolicy::Always => "Always",
+                PullPolicy::IfNotPresent => "IfNotPresent",
+                PullPolicy::Never => "Never",
+            }
+            .to_string()
+        }),
+        command: Some(vec!["/bin/sh".into(), "-c".into(), START_SCRIPT.into()]),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some(DOCKER_TLS_PORT_NAME.to_string()),
+            container_port: DOCKER_TLS_PORT,
+            protocol: Some("TCP".to_string()),
+            ..ContainerPort::default()
+        }]),
+        resources: dsb.spec.resources.clone(),
+        security_context: matches!(plan.mode, Mode::Privileged)
+            .then(|| SecurityContext { privileged: Some(true), ..SecurityContext::default() }),
+        startup_probe: Some(docker_probe(2, 5, 90)),
+        readiness_probe: Some(docker_probe(10, 5, 3)),
+        liveness_probe: Some(docker_probe(30, 10, 5)),
+        volume_mounts: Some(vec![
+            VolumeMount { name: "docker-data".into(), mount_path: "/var/lib/docker".into(), ..VolumeMount::default() },
+            VolumeMount { name: "server-certs".into(), mount_path: CERT_DIR.into(), read_only: Some(true), ..VolumeMount::default() },
+        ]),
+        ..Container::default()
+    }
+}
+
+fn volumes(dsb: &DockerSandbox, plan: &Plan) -> Vec<Volume> {
+    let names = Names::of(dsb);
+    let data = if plan.storage.ephemeral {
+        Volume {
+            name: "docker-data".into(),
+            empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity(plan.storage.size.clone())), medium: None }),
+            ..Volume::default()
+        }
+    } else {
+        Volume {
+            name: "docker-data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: names.pvc, read_only: None }),
+            ..Volume::default()
+        }
+    };
+    let certs = Volume {
+        name: "server-certs".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names.server_secret),
+            default_mode: Some(0o400),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    vec![data, certs]
+}
+
+/// The desired engine pod. `server_cert` is the server certificate in use: it is part of the spec
+/// hash, so a renewed certificate rolls the pod (dockerd reads its certificate only at start).
+pub fn build(dsb: &DockerSandbox, plan: &Plan, server_cert: &str) -> Pod {
+    let names = Names::of(dsb);
+    let sysbox = match &plan.mode {
+        Mode::Sysbox { runtime_class } => Some(runtime_class.clone()),
+        Mode::Privileged => None,
+    };
+    let spec = PodSpec {
+        containers: vec![container(dsb, plan)],
+        volumes: Some(volumes(dsb, plan)),
+        host_users: sysbox.as_ref().map(|_| false),
+        runtime_class_name: sysbox,
+        restart_policy: Some("Always".into()),
+        termination_grace_period_seconds: Some(GRACE_SECONDS),
+        enable_service_links: Some(false),
+        automount_service_account_token: Some(false),
+        image_pull_secrets: (!dsb.spec.image_pull_secrets.is_empty()).then(|| dsb.spec.image_pull_secrets.clone()),
+        node_selector: (!dsb.spec.node_selector.is_empty()).then(|| dsb.spec.node_selector.clone()),
+        tolerations: (!dsb.spec.tolerations.is_empty()).then(|| dsb.spec.tolerations.clone()),
+        affinity: dsb.spec.affinity.clone(),
+        ..PodSpec::default()
+    };
+    let mut metadata = meta(dsb, &names.pod, "engine", true);
+    metadata.annotations = Some(BTreeMap::from([(SPEC_HASH_ANNOTATION.to_string(), hash(&spec, server_cert))]));
+    Pod { metadata, spec: Some(spec), status: None }
+}
+
+fn hash(spec: &PodSpec, server_cert: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(spec).unwrap_or_default());
+    h.update(server_cert.as_bytes());
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The spec hash recorded on a pod, if any.
+pub fn hash_of(pod: &Pod) -> Option<&str> {
+    pod.metadata.annotations.as_ref()?.get(SPEC_HASH_ANNOTATION).map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::plan::{Facts, resolve};
+    use crate::resources::testing::{minimal, sandbox};
+
+    fn build_for(dsb: &DockerSandbox, facts: &Facts) -> Pod {
+        let plan = resolve(dsb, facts, &Config::for_tests()).expect("plan");
+        build(dsb, &plan, "CERT")
+    }
+
+    fn spec(pod: &Pod) -> &PodSpec {
+        pod.spec.as_ref().expect("spec")
+    }
+
+    #[test]
+    fn privileged_when_no_sysbox() {
+        let pod = build_for(&minimal(), &Facts::default());
+        let s = spec(&pod);
+        let c = &s.containers[0];
+        assert_eq!(c.security_context.as_ref().and_then(|s| s.privileged), Some(true));
+        assert_eq!(s.runtime_class_name, None);
+        assert_eq!(s.host_users, None);
+        assert_eq!(c.image.as_deref(), Some(crate::config::DEFAULT_IMAGE));
+        assert_eq!(pod.metadata.name.as_deref(), Some("web-engine"));
+    }
+
+    #[test]
+    fn sysbox_sets_runtime_class_and_user_namespace_without_privilege() {
+        let pod = build_for(&minimal(), &Facts { sysbox_runtime_class: true, pod_security_enforce: None });
+        let s = spec(&pod);
+        assert_eq!(s.runtime_class_name.as_deref(), Some("sysbox-runc"));
+        assert_eq!(s.host_users, Some(false));
+        assert!(s.containers[0].security_context.is_none());
+    }
+
+    #[test]
+    fn tls_flags_certificates_and_volumes() {
+        let pod = build_for(&minimal(), &Facts::default());
+        let s = spec(&pod);
+        let c = &s.containers[0];
+        let script = &c.command.as_ref().expect("command")[2];
+        assert!(script.contains("--tlsverify"));
+        assert!(script.contains("--host=tcp://0.0.0.0:2376"));
+        assert!(script.contains("--host=unix:///var/run/docker.sock"));
+        assert!(script.contains("com.docker.network.driver.mtu"));
+        let env = c.env.as_ref().expect("env");
+        assert!(env.iter().any(|e| e.name == "DOCKER_TLS_CERTDIR" && e.value.as_deref() == Some("")));
+        let vols = s.volumes.as_ref().expect("volumes");
+        assert_eq!(vols[0].persistent_volume_claim.as_ref().map(|p| p.claim_name.as_str()), Some("web-docker"));
+        assert_eq!(vols[1].secret.as_ref().and_then(|s| s.secret_name.as_deref()), Some("web-server"));
+        assert!(vols.iter().all(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) != Some("web-ca")));
+        assert_eq!(s.termination_grace_period_seconds, Some(GRACE_SECONDS));
+        assert!(c.readiness_probe.as_ref().and_then(|p| p.exec.as_ref()).is_some());
+    }
+
+    #[test]
+    fn spec_fields_reach_the_pod() {
+        let dsb = sandbox(
+            r#"apiVersion: dockersandbox.dev/v1alpha1
+kind: DockerSandbox
+metadata: {name: big}
+spec:
+  image: registry.example.com/dind:27.1
+  imagePullPolicy: Always
+  imagePullSecrets: [{name: regcred}]
+  storage: {type: Ephemeral, size: 8Gi}
+  resources: {limits: {memory: 4Gi, cpu: "2"}}
+  nodeSelector: {pool: dind}
+  tolerations: [{key: dedicated, operator: Equal, value: dind, effect: NoSchedule}]
+  daemon: {mtu: 1400, registryMirrors: ["https://mirror.example.com"]}
+"#,
+        );
+        let pod = build_for(&dsb, &Facts::default());
+        let s = spec(&pod);
+        let c = &s.containers[0];
+        assert_eq!(c.image.as_deref(), Some("registry.example.com/dind:27.1"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(s.image_pull_secrets.as_ref().map(Vec::len), Some(1));
+        assert_eq!(c.resources.as_ref().and_then(|r| r.limits.as_ref()).map(|l| l["memory"].0.as_str()), Some("4Gi"));
+        assert_eq!(s.node_selector.as_ref().map(|n| n["pool"].as_str()), Some("dind"));
+        assert_eq!(s.tolerations.as_ref().map(Vec::len), Some(1));
+        let data = &s.volumes.as_ref().expect("volumes")[0];
+        assert_eq!(data.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()).map(|q| q.0.as_str()), Some("8Gi"));
+        let env = c.env.as_ref().expect("env");
+        assert!(env.iter().any(|e| e.name == "DOCKERSANDBOX_MTU" && e.value.as_deref() == Some("1400")));
+        let daemon = env.iter().find(|e| e.name == "DOCKERSANDBOX_DAEMON_JSON").and_then(|e| e.value.clone());
+        assert!(daemon.expect("daemon json").contains("mirror.example.com"));
+    }
+
+    #[test]
+    fn hash_changes_with_spec_and_certificate_only() {
+        let dsb = minimal();
+        let plan = resolve(&dsb, &Facts::default(), &Config::for_tests()).expect("plan");
+        let a = build(&dsb, &plan, "CERT");
+        assert_eq!(hash_of(&a), hash_of(&build(&dsb, &plan, "CERT")));
+        assert_ne!(hash_of(&a), hash_of(&build(&dsb, &plan, "RENEWED")));
+        let mut bigger = dsb.clone();
+        bigger.spec.daemon.mtu = Some(1400);
+        let plan2 = resolve(&bigger, &Facts::default(), &Config::for_tests()).expect("plan");
+        assert_ne!(hash_of(&a), hash_of(&build(&bigger, &plan2, "CERT")));
+    }
+}

@@ -1,0 +1,82 @@
+//! Secrets holding the sandbox's TLS material. The CA key lives only in the CA secret, which is
+//! never mounted into the engine pod.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+
+use super::{Names, meta};
+use crate::crd::DockerSandbox;
+use crate::tls::Pem;
+
+/// Key of the CA certificate in every secret (docker's DOCKER_CERT_PATH layout).
+pub const CA_CERT: &str = "ca.pem";
+/// Key of the CA private key, in the CA secret only.
+pub const CA_KEY: &str = "ca-key.pem";
+/// Key of a leaf certificate.
+pub const CERT: &str = "cert.pem";
+/// Key of a leaf private key.
+pub const KEY: &str = "key.pem";
+
+fn secret(dsb: &DockerSandbox, name: &str, data: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: meta(dsb, name, "tls", true),
+        type_: Some("Opaque".to_string()),
+        data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
+        ..Secret::default()
+    }
+}
+
+/// The CA secret: certificate and key, for the operator only.
+pub fn ca(dsb: &DockerSandbox, ca: &Pem) -> Secret {
+    secret(dsb, &Names::of(dsb).ca_secret, &[(CA_CERT, &ca.cert), (CA_KEY, &ca.key)])
+}
+
+/// The server secret mounted into the engine pod at /certs/server.
+pub fn server(dsb: &DockerSandbox, ca_cert: &str, leaf: &Pem) -> Secret {
+    secret(dsb, &Names::of(dsb).server_secret, &[(CA_CERT, ca_cert), (CERT, &leaf.cert), (KEY, &leaf.key)])
+}
+
+/// The client secret for the tenant, usable as DOCKER_CERT_PATH.
+pub fn client(dsb: &DockerSandbox, ca_cert: &str, leaf: &Pem) -> Secret {
+    secret(dsb, &Names::of(dsb).client_secret, &[(CA_CERT, ca_cert), (CERT, &leaf.cert), (KEY, &leaf.key)])
+}
+
+/// A text entry of a secret read from the API, if present and UTF-8.
+pub fn text(secret: &Secret, key: &str) -> Option<String> {
+    secret.data.as_ref()?.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok())
+}
+
+/// A leaf (cert + key) stored in a secret.
+pub fn leaf(secret: &Secret) -> Option<Pem> {
+    Some(Pem { cert: text(secret, CERT)?, key: text(secret, KEY)? })
+}
+
+/// The CA (cert + key) stored in the CA secret.
+pub fn ca_pem(secret: &Secret) -> Option<Pem> {
+    Some(Pem { cert: text(secret, CA_CERT)?, key: text(secret, CA_KEY)? })
+}
+
+/// Every key of a secret, for tests and diagnostics (never the values).
+pub fn keys(secret: &Secret) -> Vec<String> {
+    secret.data.as_ref().map(|d: &BTreeMap<String, ByteString>| d.keys().cloned().collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::minimal;
+
+    #[test]
+    fn ca_key_only_in_ca_secret() {
+        let dsb = minimal();
+        let pem = Pem { cert: "C".into(), key: "K".into() };
+        assert_eq!(keys(&ca(&dsb, &pem)), vec!["ca-key.pem", "ca.pem"]);
+        assert_eq!(keys(&server(&dsb, "C", &pem)), vec!["ca.pem", "cert.pem", "key.pem"]);
+        let c = client(&dsb, "C", &pem);
+        assert_eq!(c.metadata.name.as_deref(), Some("web-client"));
+        assert_eq!(keys(&c), vec!["ca.pem", "cert.pem", "key.pem"]);
+        assert_eq!(leaf(&c), Some(pem));
+    }
+}

@@ -1,0 +1,25 @@
+//! The checked-in CRD must be exactly what the code generates. Regenerate with
+//! `cargo run -- crd > crds/dockersandboxes.dockersandbox.dev.yaml` (or `make generate`).
+
+#[test]
+fn checked_in_crd_matches_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/dockersandboxes.dockersandbox.dev.yaml");
+    let generated = dockersandbox_operator::crd_yaml();
+    if std::env::var_os("UPDATE_CRDS").is_some() {
+        std::fs::write(path, &generated).expect("write crd");
+    }
+    let checked_in = std::fs::read_to_string(path).expect("crds/ holds the CRD");
+    assert!(checked_in == generated, "crds/ is out of date with src/crd: run `make generate` and commit the result");
+}
+
+#[test]
+fn chart_crd_is_the_same_file() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let crd = std::fs::read_to_string(format!("{root}/crds/dockersandboxes.dockersandbox.dev.yaml")).expect("crd");
+    let chart = format!("{root}/charts/dockersandbox-operator/files/crd.yaml");
+    if let Ok(copy) = std::fs::read_to_string(&chart) {
+        assert!(copy == crd, "{chart} differs from crds/: run `make generate`");
+    } else {
+        panic!("{chart} is missing: run `make generate`");
+    }
+}
