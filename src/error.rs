@@ -28,7 +28,11 @@ pub enum Error {
 
 impl Error {
     /// Wraps a client error with what was attempted.
-    pub fn kube(action: &'static str, kind: impl Into<String>, name: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+    pub fn kube(
+        action: &'static str,
+        kind: impl Into<String>,
+        name: impl Into<String>,
+    ) -> impl FnOnce(kube::Error) -> Self {
         let (kind, name) = (kind.into(), name.into());
         move |source| Error::Kube { action, kind, name, source }
     }

@@ -53,7 +53,11 @@ impl Default for Metrics {
         registry.register("reconcile_duration_seconds", "Time one reconcile took", duration.clone());
         registry.register("sandboxes", "DockerSandboxes by phase", sandboxes.clone());
         registry.register("process_resident_memory_bytes", "Resident memory of the operator", rss.clone());
-        registry.register("process_peak_resident_memory_bytes", "Peak resident memory of the operator", peak_rss.clone());
+        registry.register(
+            "process_peak_resident_memory_bytes",
+            "Peak resident memory of the operator",
+            peak_rss.clone(),
+        );
         Self { registry, reconciles, errors, duration, sandboxes, rss, peak_rss }
     }
 }

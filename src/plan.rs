@@ -91,9 +91,11 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
     if !is_quantity(&size) {
         return Err(spec_error("InvalidSpec", format!("storage.size {size:?} is not a quantity such as 20Gi")));
     }
-    let class = spec.storage.storage_class_name.clone().or_else(|| {
-        (!config.default_storage_class.is_empty()).then(|| config.default_storage_class.clone())
-    });
+    let class = spec
+        .storage
+        .storage_class_name
+        .clone()
+        .or_else(|| (!config.default_storage_class.is_empty()).then(|| config.default_storage_class.clone()));
     let storage = StoragePlan {
         ephemeral: spec.storage.kind == StorageType::Ephemeral,
         size,
@@ -194,10 +196,8 @@ pub fn is_quantity(s: &str) -> bool {
     const SUFFIXES: [&str; 14] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "m", ""];
     let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, suffix) = s.split_at(number_end);
-    let valid_number = !number.is_empty()
-        && number.matches('.').count() <= 1
-        && !number.starts_with('.')
-        && !number.ends_with('.');
+    let valid_number =
+        !number.is_empty() && number.matches('.').count() <= 1 && !number.starts_with('.') && !number.ends_with('.');
     valid_number && SUFFIXES.contains(&suffix)
 }
 
@@ -240,27 +240,35 @@ mod tests {
 
     #[test]
     fn pod_security_baseline_refuses_privileged_but_not_sysbox() {
-        let r = resolve_isolation(Isolation::Privileged, &facts(false, Some("baseline")), &config(true)).expect_err("refused");
+        let r = resolve_isolation(Isolation::Privileged, &facts(false, Some("baseline")), &config(true))
+            .expect_err("refused");
         assert_eq!(r.reason, "PodSecurityRejected");
         assert!(r.message.contains("baseline"));
         let ok = resolve_isolation(Isolation::Sysbox, &facts(true, Some("baseline")), &config(true));
         assert!(ok.is_ok());
-        let r = resolve_isolation(Isolation::Sysbox, &facts(true, Some("restricted")), &config(true)).expect_err("refused");
+        let r =
+            resolve_isolation(Isolation::Sysbox, &facts(true, Some("restricted")), &config(true)).expect_err("refused");
         assert_eq!(r.reason, "PodSecurityRejected");
     }
 
     #[test]
     fn defaults_come_from_the_operator() {
-        let c = Config { default_storage_class: "fast".into(), default_storage_size: "50Gi".into(), ..Config::for_tests() };
+        let c =
+            Config { default_storage_class: "fast".into(), default_storage_size: "50Gi".into(), ..Config::for_tests() };
         let p = resolve(&minimal(), &Facts::default(), &c).expect("plan");
-        assert_eq!(p.storage, StoragePlan { ephemeral: false, size: "50Gi".into(), class: Some("fast".into()), retain: true });
+        assert_eq!(
+            p.storage,
+            StoragePlan { ephemeral: false, size: "50Gi".into(), class: Some("fast".into()), retain: true }
+        );
         assert_eq!(p.image, crate::config::DEFAULT_IMAGE);
         assert_eq!(p.mtu, None);
     }
 
     #[test]
     fn malformed_size_that_slipped_past_admission_is_a_spec_error() {
-        let dsb = sandbox("apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {name: x}\nspec: {storage: {size: big}}\n");
+        let dsb = sandbox(
+            "apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {name: x}\nspec: {storage: {size: big}}\n",
+        );
         let r = resolve(&dsb, &Facts::default(), &Config::for_tests()).expect_err("refused");
         assert!(r.spec_error);
         assert_eq!(r.reason, "InvalidSpec");

@@ -67,7 +67,13 @@ pub fn new_ca(common_name: &str, now: OffsetDateTime) -> Result<Pem, TlsError> {
 }
 
 /// A server certificate for dockerd, valid for `sans` (DNS names and IP addresses).
-pub fn issue_server(ca: &Pem, common_name: &str, sans: &[String], days: u32, now: OffsetDateTime) -> Result<Pem, TlsError> {
+pub fn issue_server(
+    ca: &Pem,
+    common_name: &str,
+    sans: &[String],
+    days: u32,
+    now: OffsetDateTime,
+) -> Result<Pem, TlsError> {
     issue(ca, common_name, sans, ExtendedKeyUsagePurpose::ServerAuth, days, now)
 }
 
@@ -144,7 +150,13 @@ pub fn needs_renewal(info: &CertInfo, now_unix: i64) -> bool {
 /// The SANs the engine's server certificate must carry: the Service's names at every level of
 /// qualification, its ClusterIP and load balancer addresses, localhost (for `kubectl port-forward`)
 /// and the spec's extra names. Sorted and without duplicates, so it compares with `inspect`.
-pub fn server_sans(service: &str, namespace: &str, cluster_domain: &str, addresses: &[String], extra: &[String]) -> Vec<String> {
+pub fn server_sans(
+    service: &str,
+    namespace: &str,
+    cluster_domain: &str,
+    addresses: &[String],
+    extra: &[String],
+) -> Vec<String> {
     let mut sans = vec![
         service.to_string(),
         format!("{service}.{namespace}"),

@@ -22,7 +22,11 @@ fn chain() -> (Pem, Pem, Pem) {
 }
 
 /// Runs a handshake and one echo round trip; returns the client-side error, if any.
-async fn handshake(server_cfg: rustls::ServerConfig, client_cfg: rustls::ClientConfig, name: &str) -> Result<(), String> {
+async fn handshake(
+    server_cfg: rustls::ServerConfig,
+    client_cfg: rustls::ClientConfig,
+    name: &str,
+) -> Result<(), String> {
     let (c, s) = tokio::io::duplex(64 * 1024);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_cfg));
     let server = tokio::spawn(async move {
@@ -54,7 +58,16 @@ async fn handshake(server_cfg: rustls::ServerConfig, client_cfg: rustls::ClientC
 #[tokio::test]
 async fn mutual_tls_succeeds_for_every_service_name_and_ip() {
     let (ca, server, client) = chain();
-    for name in ["web", "web.team-a", NAME, "web.team-a.svc.cluster.local", "localhost", "127.0.0.1", "10.96.0.42", "docker.example.com"] {
+    for name in [
+        "web",
+        "web.team-a",
+        NAME,
+        "web.team-a.svc.cluster.local",
+        "localhost",
+        "127.0.0.1",
+        "10.96.0.42",
+        "docker.example.com",
+    ] {
         let s = tls::server_config(&ca.cert, &server).expect("server config");
         let c = tls::client_config(&ca.cert, &client).expect("client config");
         handshake(s, c, name).await.unwrap_or_else(|e| panic!("handshake for {name} failed: {e}"));

@@ -25,9 +25,11 @@ where
     })?;
     body["apiVersion"] = K::api_version(&()).into();
     body["kind"] = K::kind(&()).into();
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(Error::kube("apply", K::kind(&()), &name))
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await.map_err(Error::kube(
+        "apply",
+        K::kind(&()),
+        &name,
+    ))
 }
 
 /// Gets an object, `None` when it does not exist.

@@ -45,7 +45,10 @@ pub async fn ensure(ctx: &Context, dsb: &DockerSandbox, names: &Names, svc: &Ser
             let ca = tls::new_ca(&format!("dockersandbox CA {who}"), now)?;
             apply(&api, &secret::ca(dsb, &ca)).await?;
             if stored.is_some() || get(&api, &names.client_secret).await?.is_some() {
-                let note = format!("the CA in Secret {} was missing, invalid or expiring, so a new CA was issued; clients must use the new client Secret {}", names.ca_secret, names.client_secret);
+                let note = format!(
+                    "the CA in Secret {} was missing, invalid or expiring, so a new CA was issued; clients must use the new client Secret {}",
+                    names.ca_secret, names.client_secret
+                );
                 ctx.event(dsb, true, "CARegenerated", note).await;
             }
             let info = tls::inspect(&ca.cert)?;
@@ -61,13 +64,20 @@ pub async fn ensure(ctx: &Context, dsb: &DockerSandbox, names: &Names, svc: &Ser
         &dsb.spec.service.extra_sans,
     );
     let stored = get(&api, &names.server_secret).await?.and_then(|s| secret::leaf(&s));
-    let current = stored.and_then(|l| usable(&l, &ca, unix).filter(|i| tls::normalize(i.sans.clone()) == sans).map(|i| (l, i)));
+    let current =
+        stored.and_then(|l| usable(&l, &ca, unix).filter(|i| tls::normalize(i.sans.clone()) == sans).map(|i| (l, i)));
     let (server, server_info) = match current {
         Some(found) => found,
         None => {
             let leaf = tls::issue_server(&ca, &names.server_name(), &sans, days, now)?;
             apply(&api, &secret::server(dsb, &ca.cert, &leaf)).await?;
-            ctx.event(dsb, false, "ServerCertificateIssued", format!("issued the engine's server certificate for {}", sans.join(", "))).await;
+            ctx.event(
+                dsb,
+                false,
+                "ServerCertificateIssued",
+                format!("issued the engine's server certificate for {}", sans.join(", ")),
+            )
+            .await;
             let info = tls::inspect(&leaf.cert)?;
             (leaf, info)
         }
@@ -79,7 +89,13 @@ pub async fn ensure(ctx: &Context, dsb: &DockerSandbox, names: &Names, svc: &Ser
         None => {
             let leaf = tls::issue_client(&ca, &format!("dockersandbox client {who}"), days, now)?;
             apply(&api, &secret::client(dsb, &ca.cert, &leaf)).await?;
-            ctx.event(dsb, false, "ClientCertificateIssued", format!("issued the client certificate in Secret {}", names.client_secret)).await;
+            ctx.event(
+                dsb,
+                false,
+                "ClientCertificateIssued",
+                format!("issued the client certificate in Secret {}", names.client_secret),
+            )
+            .await;
             let info = tls::inspect(&leaf.cert)?;
             (leaf, info)
         }

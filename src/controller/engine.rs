@@ -74,10 +74,8 @@ where
 }
 
 async fn get(sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>, path: &str) -> Result<String, String> {
-    let req = hyper::Request::get(path)
-        .header("host", "docker")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
+    let req =
+        hyper::Request::get(path).header("host", "docker").body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
     let res = sender.send_request(req).await.map_err(|e| format!("GET {path}: {e}"))?;
     let status = res.status();
     let body = res.into_body().collect().await.map_err(|e| format!("GET {path}: {e}"))?.to_bytes();

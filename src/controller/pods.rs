@@ -28,8 +28,14 @@ pub enum PodState {
 }
 
 /// Container waiting reasons that do not fix themselves.
-const STUCK: [&str; 6] =
-    ["ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError", "CrashLoopBackOff"];
+const STUCK: [&str; 6] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CrashLoopBackOff",
+];
 
 /// Ensures the engine pod matches `desired`.
 pub async fn ensure(ctx: &Context, dsb: &DockerSandbox, desired: &Pod) -> Result<PodState> {
@@ -92,7 +98,10 @@ pub fn state(pod: &Pod) -> PodState {
     }
     let unschedulable = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False");
     if let Some(c) = unschedulable {
-        return PodState::Waiting(format!("the engine pod cannot be scheduled: {}", c.message.clone().unwrap_or_default()));
+        return PodState::Waiting(format!(
+            "the engine pod cannot be scheduled: {}",
+            c.message.clone().unwrap_or_default()
+        ));
     }
     PodState::Waiting(format!(
         "the engine pod is {}; waiting for dockerd to answer its readiness probe",

@@ -52,7 +52,11 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
     let ns = dsb.namespace().ok_or_else(|| Error::NoNamespace(dsb.name_any()))?;
     let names = Names::of(dsb);
     if dsb.metadata.deletion_timestamp.is_some() {
-        let seen = Observed::refused(plan::Refusal { reason: "Terminating", message: "the sandbox is being deleted".into(), spec_error: false });
+        let seen = Observed::refused(plan::Refusal {
+            reason: "Terminating",
+            message: "the sandbox is being deleted".into(),
+            spec_error: false,
+        });
         publish_status(ctx, dsb, &seen).await?;
         return Ok(Action::await_change());
     }
@@ -71,7 +75,9 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
     let tls = certs::ensure(ctx, dsb, &names, &svc).await?;
     let storage = match pvc::build(dsb, &plan) {
         None => Storage::Ephemeral,
-        Some(claim) => storage_state(&apply(&Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns), &claim).await?),
+        Some(claim) => {
+            storage_state(&apply(&Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns), &claim).await?)
+        }
     };
     let engine = match pods::ensure(ctx, dsb, &pod::build(dsb, &plan, &tls.server.cert)).await? {
         pods::PodState::Ready => {
@@ -83,7 +89,9 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
             };
             match engine::probe(route, &names.server_name(), &tls.ca.cert, &tls.client).await {
                 Ok(version) => Engine::Answering(version),
-                Err(why) => Engine::NotAnswering(format!("the engine pod is ready but dockerd does not answer over TLS: {why}")),
+                Err(why) => {
+                    Engine::NotAnswering(format!("the engine pod is ready but dockerd does not answer over TLS: {why}"))
+                }
             }
         }
         pods::PodState::Waiting(why) => Engine::NotAnswering(why),
@@ -116,7 +124,9 @@ fn storage_state(claim: &PersistentVolumeClaim) -> Storage {
     let name = claim.name_any();
     match claim.status.as_ref().and_then(|s| s.phase.as_deref()) {
         Some("Bound") => Storage::Bound,
-        Some("Lost") => Storage::Waiting(format!("PersistentVolumeClaim {name} lost its volume; restore the PersistentVolume or delete the claim")),
+        Some("Lost") => Storage::Waiting(format!(
+            "PersistentVolumeClaim {name} lost its volume; restore the PersistentVolume or delete the claim"
+        )),
         _ if claim.metadata.deletion_timestamp.is_some() => {
             Storage::Waiting(format!("PersistentVolumeClaim {name} is being deleted; it is re-created once it is gone"))
         }
@@ -150,9 +160,19 @@ async fn publish_status(ctx: &Context, dsb: &DockerSandbox, seen: &Observed) -> 
         let ready = new.conditions.iter().find(|c| c.type_ == crate::crd::conditions::READY);
         let (reason, message) = ready.map(|c| (c.reason.clone(), c.message.clone())).unwrap_or_default();
         match phase {
-            Phase::Ready => ctx.event(dsb, false, "EngineReady", format!("dockerd answers at {}", new.endpoint.clone().unwrap_or_default())).await,
+            Phase::Ready => {
+                ctx.event(
+                    dsb,
+                    false,
+                    "EngineReady",
+                    format!("dockerd answers at {}", new.endpoint.clone().unwrap_or_default()),
+                )
+                .await
+            }
             Phase::Failed | Phase::Pending => ctx.event(dsb, true, &reason, message).await,
-            Phase::Provisioning if old_phase == Some(Phase::Ready) => ctx.event(dsb, true, "EngineNotAnswering", message).await,
+            Phase::Provisioning if old_phase == Some(Phase::Ready) => {
+                ctx.event(dsb, true, "EngineNotAnswering", message).await
+            }
             Phase::Provisioning | Phase::Terminating => {}
         }
     }

@@ -70,10 +70,13 @@ pub fn compute(dsb: &DockerSandbox, seen: &Observed, now: &Time) -> DockerSandbo
     let (phase, conds) = match &seen.refusal {
         Some(r) => {
             let phase = if r.spec_error { Phase::Failed } else { Phase::Pending };
-            (phase, vec![
-                Cond::not_ok(conditions::READY, r.reason, &r.message),
-                Cond::not_ok(conditions::ISOLATION_RESOLVED, r.reason, &r.message),
-            ])
+            (
+                phase,
+                vec![
+                    Cond::not_ok(conditions::READY, r.reason, &r.message),
+                    Cond::not_ok(conditions::ISOLATION_RESOLVED, r.reason, &r.message),
+                ],
+            )
         }
         None => placed(seen),
     };
@@ -99,11 +102,15 @@ fn placed(seen: &Observed) -> (Phase, Vec<Cond>) {
     let isolation = seen.isolation.clone().unwrap_or_default();
     let iso = Cond::ok(ISOLATION_RESOLVED, "Resolved", format!("the engine runs with {isolation} isolation"));
     let tls = match &seen.certificates {
-        Some(c) => Cond::ok(TLS_READY, "CertificatesValid", format!("server certificate valid until {}", c.server_not_after)),
+        Some(c) => {
+            Cond::ok(TLS_READY, "CertificatesValid", format!("server certificate valid until {}", c.server_not_after))
+        }
         None => Cond::not_ok(TLS_READY, "Issuing", "certificates are being issued"),
     };
     let storage = match &seen.storage {
-        Storage::Ephemeral => Cond::ok(STORAGE_BOUND, "Ephemeral", "ephemeral emptyDir volume: data is lost with the pod"),
+        Storage::Ephemeral => {
+            Cond::ok(STORAGE_BOUND, "Ephemeral", "ephemeral emptyDir volume: data is lost with the pod")
+        }
         Storage::Bound => Cond::ok(STORAGE_BOUND, "Bound", "the volume for /var/lib/docker is bound"),
         Storage::Waiting(m) => Cond::not_ok(STORAGE_BOUND, "Pending", m),
     };
@@ -164,7 +171,8 @@ mod tests {
 
     #[test]
     fn provisioning_names_what_is_missing() {
-        let s = compute(&minimal(), &seen(Engine::NotAnswering("starting".into()), Storage::Waiting("pvc".into())), &now());
+        let s =
+            compute(&minimal(), &seen(Engine::NotAnswering("starting".into()), Storage::Waiting("pvc".into())), &now());
         assert_eq!(s.phase, Some(Phase::Provisioning));
         let ready = cond(&s, conditions::READY);
         assert_eq!((ready.status.as_str(), ready.reason.as_str(), ready.message.as_str()), ("False", "Pending", "pvc"));

@@ -27,8 +27,18 @@ use serde::{Deserialize, Serialize};
     status = "DockerSandboxStatus",
     doc = "DockerSandbox gives a team an isolated, persistent Docker engine reachable over mutual TLS.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
-    printcolumn(name = "Isolation", type_ = "string", json_path = ".status.isolation", description = "Isolation mode in use"),
-    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint", description = "DOCKER_HOST for clients"),
+    printcolumn(
+        name = "Isolation",
+        type_ = "string",
+        json_path = ".status.isolation",
+        description = "Isolation mode in use"
+    ),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.endpoint",
+        description = "DOCKER_HOST for clients"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -148,7 +158,12 @@ pub struct StorageSpec {
 
 impl Default for StorageSpec {
     fn default() -> Self {
-        Self { kind: StorageType::Persistent, size: None, storage_class_name: None, reclaim_policy: ReclaimPolicy::Retain }
+        Self {
+            kind: StorageType::Persistent,
+            size: None,
+            storage_class_name: None,
+            reclaim_policy: ReclaimPolicy::Retain,
+        }
     }
 }
 

@@ -83,7 +83,9 @@ pub fn labels(dsb: &DockerSandbox, component: &str) -> BTreeMap<String, String> 
 /// Labels that select the engine pod of `dsb` (used by the Service).
 pub fn selector(dsb: &DockerSandbox) -> BTreeMap<String, String> {
     let mut l = labels(dsb, "engine");
-    l.retain(|k, _| k == "app.kubernetes.io/instance" || k == "app.kubernetes.io/component" || k == "app.kubernetes.io/name");
+    l.retain(|k, _| {
+        k == "app.kubernetes.io/instance" || k == "app.kubernetes.io/component" || k == "app.kubernetes.io/name"
+    });
     l
 }
 

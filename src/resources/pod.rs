@@ -89,7 +89,12 @@ fn container(dsb: &DockerSandbox, plan: &Plan) -> Container {
         liveness_probe: Some(docker_probe(30, 10, 5)),
         volume_mounts: Some(vec![
             VolumeMount { name: "docker-data".into(), mount_path: "/var/lib/docker".into(), ..VolumeMount::default() },
-            VolumeMount { name: "server-certs".into(), mount_path: CERT_DIR.into(), read_only: Some(true), ..VolumeMount::default() },
+            VolumeMount {
+                name: "server-certs".into(),
+                mount_path: CERT_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
         ]),
         ..Container::default()
     }
@@ -100,7 +105,10 @@ fn volumes(dsb: &DockerSandbox, plan: &Plan) -> Vec<Volume> {
     let data = if plan.storage.ephemeral {
         Volume {
             name: "docker-data".into(),
-            empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity(plan.storage.size.clone())), medium: None }),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity(plan.storage.size.clone())),
+                medium: None,
+            }),
             ..Volume::default()
         }
     } else {

@@ -40,7 +40,8 @@ pub fn build(dsb: &DockerSandbox) -> Service {
 /// load balancer ingress addresses or host names.
 pub fn addresses(svc: &Service) -> Vec<String> {
     let mut out: Vec<String> = svc.spec.iter().flat_map(|s| s.cluster_ips.clone().unwrap_or_default()).collect();
-    if let Some(ingress) = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref()) {
+    if let Some(ingress) = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref())
+    {
         for i in ingress {
             out.extend(i.ip.clone());
             out.extend(i.hostname.clone());

@@ -1,0 +1,43 @@
+# dockersandbox-operator: every command a developer or CI needs.
+#   make test       unit tests + the e2e suite on a fresh local cluster (what CI runs)
+#   make unit       fmt, clippy, unit and drift tests only
+#   make e2e        the e2e suite (local cluster, or $KUBECONFIG with E2E_USE_KUBECONFIG=1)
+#   make demo       the one-command demo: cluster, operator, a sandbox, docker version through it
+#   make bench      benchmark: time to Ready with and without the operator, operator memory
+#   make generate   regenerate crds/, the chart's CRD copy and manifests/install.yaml
+SHELL := /bin/bash
+DSB_CACHE ?= /var/cache/dockersandbox
+export DSB_CACHE
+export CARGO_TARGET_DIR ?= $(DSB_CACHE)/cargo-target
+CARGO ?= cargo
+
+.PHONY: test unit e2e demo bench generate release cluster-up cluster-down
+
+test: unit e2e
+
+unit:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) test --locked
+
+release:
+	$(CARGO) build --locked --release
+
+generate:
+	$(CARGO) run --locked -q -- crd > crds/dockersandboxes.dockersandbox.dev.yaml
+	bash e2e/tools/sync-chart.sh
+
+e2e: release
+	bash e2e/run.sh
+
+demo: release
+	bash e2e/demo.sh
+
+bench: release
+	bash e2e/run.sh --bench
+
+cluster-up:
+	bash e2e/cluster/up.sh
+
+cluster-down:
+	bash e2e/cluster/down.sh

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The one-command demo (`make demo`): a cluster (the local one, or $KUBECONFIG with
+# E2E_USE_KUBECONFIG=1), the operator installed with its Helm chart, an example sandbox, and a
+# docker client talking to it over mutual TLS. Leaves everything running and prints how to use it.
+set -euo pipefail
+E2E_DIR=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$E2E_DIR/.." && pwd)
+export DSB_CACHE=${DSB_CACHE:-/var/cache/dockersandbox}
+export DSB_E2E_STATE=${DSB_E2E_STATE:-/var/lib/dockersandbox-e2e}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+NS=${DEMO_NAMESPACE:-demo}
+NAME=${DEMO_SANDBOX:-demo}
+PORT=${DEMO_PORT:-12376}
+CERTS=${DEMO_CERTS:-$HOME/.docker/dockersandbox/$NS/$NAME}
+say() { printf '\n==> %s\n' "$*"; }
+
+if [ "${E2E_USE_KUBECONFIG:-0}" != 1 ]; then
+  say "local cluster (e2e/cluster/up.sh)"
+  bash "$E2E_DIR/cluster/up.sh"
+  export KUBECONFIG=$DSB_E2E_STATE/kubeconfig
+  bash "$E2E_DIR/images/operator/build.sh" "$CARGO_TARGET_DIR/release/dockersandbox-operator"
+  values=(-f "$E2E_DIR/tools/operator-e2e-values.yaml")
+  image_override=${DEMO_IMAGE:-localhost/dockersandbox/dind:e2e}
+else
+  values=()
+  image_override=${DEMO_IMAGE:-}
+fi
+HELM=$(bash "$E2E_DIR/tools/install-helm.sh" | tail -n 1)
+
+say "operator: helm upgrade --install dockersandbox-operator charts/dockersandbox-operator"
+"$HELM" upgrade --install dockersandbox-operator "$ROOT/charts/dockersandbox-operator" \
+  --namespace dockersandbox-system --create-namespace "${values[@]}" --wait --timeout 5m
+kubectl -n dockersandbox-system rollout restart deployment/dockersandbox-operator >/dev/null
+kubectl -n dockersandbox-system rollout status deployment/dockersandbox-operator --timeout=180s
+
+say "sandbox $NS/$NAME (manifests/examples/minimal.yaml)"
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+sed "s/name: .*/name: $NAME/" "$ROOT/manifests/examples/minimal.yaml" | kubectl apply -n "$NS" -f -
+if [ -n "$image_override" ]; then
+  kubectl -n "$NS" patch dsb "$NAME" --type merge -p "{\"spec\":{\"image\":\"$image_override\",\"storage\":{\"size\":\"2Gi\"}}}"
+fi
+kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Ready "dsb/$NAME" --timeout=300s
+kubectl -n "$NS" get dsb "$NAME"
+
+say "client certificates into $CERTS"
+secret=$(kubectl -n "$NS" get dsb "$NAME" -o jsonpath='{.status.clientSecretName}')
+mkdir -p "$CERTS" && chmod 700 "$CERTS"
+for f in ca.pem cert.pem key.pem; do
+  kubectl -n "$NS" get secret "$secret" -o "jsonpath={.data.${f//./\\.}}" | base64 -d >"$CERTS/$f"
+done
+chmod 600 "$CERTS/key.pem"
+
+endpoint=$(kubectl -n "$NS" get dsb "$NAME" -o jsonpath='{.status.endpoint}')
+say "port-forward svc/$NAME $PORT:2376 (the Service is not reachable from outside the cluster)"
+pkill -f "port-forward.*svc/$NAME $PORT:2376" 2>/dev/null || true
+nohup kubectl -n "$NS" port-forward "svc/$NAME" "$PORT:2376" >"/tmp/dockersandbox-demo-port-forward.log" 2>&1 &
+for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.2; done
+
+cat <<EOT
+
+In the cluster, clients use the endpoint from status: DOCKER_HOST=$endpoint
+From this machine, through the port-forward:
+
+export DOCKER_HOST=tcp://localhost:$PORT DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$CERTS
+EOT
+export DOCKER_HOST=tcp://localhost:$PORT DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$CERTS
+say "docker version"
+docker version
