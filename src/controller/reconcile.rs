@@ -76,7 +76,17 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
     let storage = match pvc::build(dsb, &plan) {
         None => Storage::Ephemeral,
         Some(claim) => {
-            storage_state(&apply(&Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns), &claim).await?)
+            let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns);
+            match apply(&claims, &claim).await {
+                Ok(applied) => storage_state(&applied),
+                // e.g. a resize the StorageClass cannot do: keep the engine on the volume it has, and say so.
+                Err(e) if e.is_permanent() && get(&claims, &names.pvc).await?.is_some() => Storage::Waiting(format!(
+                    "PersistentVolumeClaim {} could not be updated to the spec: {}",
+                    names.pvc,
+                    e.api_message().unwrap_or_default()
+                )),
+                Err(e) => return Err(e),
+            }
         }
     };
     let engine = match pods::ensure(ctx, dsb, &pod::build(dsb, &plan, &tls.server.cert)).await? {
