@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Parser;
 use dockersandbox_operator::config::{Cli, Command, Config, LogFormat};
 use dockersandbox_operator::controller::{Context, controllers};
+use dockersandbox_operator::crd::DockerSandbox;
 use dockersandbox_operator::http::{AppState, serve};
 use dockersandbox_operator::metrics::Metrics;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::ListParams;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -46,34 +47,58 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     telemetry(&config);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_default().await?;
-    check_crd(&client).await;
     info!(namespaces = ?config.watched_namespaces(), allow_privileged = config.allow_privileged,
           sysbox_runtime_class = %config.sysbox_runtime_class, default_image = %config.default_image, "starting");
 
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
     let http_addr = config.http_addr;
-    let ctx = Arc::new(Context::new(client, config, metrics.clone()));
+    let scopes = config.watched_namespaces();
+    let ctx = Arc::new(Context::new(client.clone(), config, metrics.clone()));
     let (stores, controllers) = controllers(ctx, shutdown.clone());
 
     let ready = Arc::new(AtomicBool::new(false));
-    let state = AppState { metrics, stores: stores.clone(), ready: ready.clone() };
-    tokio::spawn(async move {
-        for store in stores {
-            if store.wait_until_ready().await.is_err() {
-                return;
-            }
-        }
-        ready.store(true, Ordering::Relaxed);
-        info!("watch caches synced");
-    });
-    tokio::spawn(signals(shutdown.clone()));
+    let state = AppState { metrics, stores, ready: ready.clone() };
     let http = tokio::spawn(serve(http_addr, state, shutdown.clone()));
+    tokio::spawn(signals(shutdown.clone()));
+    tokio::spawn(readiness(client, scopes, ready));
     controllers.await;
     shutdown.cancel();
     http.await??;
     info!("stopped");
     Ok(())
+}
+
+/// Marks the operator ready once it can list DockerSandboxes in every watched scope (API server
+/// reachable, CRD served, RBAC in place). The watch caches are not awaited here: kube's
+/// `Store::wait_until_ready` supports only one waiter, and the controller is already that waiter.
+async fn readiness(client: Client, namespaces: Vec<String>, ready: Arc<AtomicBool>) {
+    let scopes: Vec<Api<DockerSandbox>> = if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+    };
+    loop {
+        let mut failed = None;
+        for api in &scopes {
+            if let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        match failed {
+            None => {
+                ready.store(true, Ordering::Relaxed);
+                info!("ready: DockerSandboxes can be listed");
+                return;
+            }
+            Some(kube::Error::Api(s)) if s.code == 404 => {
+                error!("the DockerSandbox CRD is not installed: kubectl apply --server-side -f crds/")
+            }
+            Some(e) => error!("cannot list DockerSandboxes yet: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.
@@ -90,14 +115,4 @@ async fn signals(shutdown: CancellationToken) {
         _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
     }
     shutdown.cancel();
-}
-
-/// Says plainly when the CRD is missing (the watchers would otherwise only retry).
-async fn check_crd(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    match crds.get_opt("dockersandboxes.dockersandbox.dev").await {
-        Ok(Some(_)) => {}
-        Ok(None) => error!("the DockerSandbox CRD is not installed: kubectl apply --server-side -f crds/"),
-        Err(e) => info!("cannot read CRDs ({e}); assuming the DockerSandbox CRD is installed"),
-    }
 }
