@@ -1,0 +1,97 @@
+{{/* Chart name, overridable with nameOverride. */}}
+{{- define "dsb.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name: <release>-<chart>, or just <release> when it already contains the chart name.
+Truncated to 63 characters (DNS-1123 label limit).
+*/}}
+{{- define "dsb.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "dsb.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object of the chart. */}}
+{{- define "dsb.labels" -}}
+helm.sh/chart: {{ include "dsb.chart" . }}
+{{ include "dsb.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: dockersandbox
+{{- end }}
+
+{{/* Selector labels: stable for the life of a release (Deployment selectors are immutable). */}}
+{{- define "dsb.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "dsb.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "dsb.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "dsb.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* image reference: repository:tag or repository@digest (digest wins). */}}
+{{- define "dsb.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* true when the operator is restricted to a list of namespaces. */}}
+{{- define "dsb.namespaced" -}}
+{{- if .Values.watchNamespaces }}true{{ end }}
+{{- end }}
+
+{{/*
+RBAC rules for namespaced resources, used by the ClusterRole (all namespaces) or by one Role per
+watched namespace. Only what the reconciler calls; see the comments for why each is needed.
+*/}}
+{{- define "dsb.namespacedRules" -}}
+# The custom resource itself: watched, never written (only its status is).
+- apiGroups: ["dockersandbox.dev"]
+  resources: ["dockersandboxes"]
+  verbs: ["get", "list", "watch"]
+# Status is written with server-side apply (a patch), only when it changed.
+- apiGroups: ["dockersandbox.dev"]
+  resources: ["dockersandboxes/status"]
+  verbs: ["patch"]
+# Needed to set blockOwnerDeletion on the children's owner references where the
+# OwnerReferencesPermissionEnforcement admission plugin is enabled (e.g. OpenShift).
+- apiGroups: ["dockersandbox.dev"]
+  resources: ["dockersandboxes/finalizers"]
+  verbs: ["update"]
+# Children of a sandbox (engine Pod, Service, TLS Secrets, image cache PVC), applied server-side.
+# The operator never needs "update" on them: it applies with server-side apply (patch).
+- apiGroups: [""]
+  resources: ["pods", "services", "secrets", "persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- if eq .Values.operator.engineProbe "port-forward" }}
+# engineProbe=port-forward: the readiness probe reaches dockerd through the API server.
+- apiGroups: [""]
+  resources: ["pods/portforward"]
+  verbs: ["create"]
+{{- end }}
+# Warning/Normal events on DockerSandbox objects.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
