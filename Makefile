@@ -19,12 +19,14 @@ unit:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked
+	bash e2e/tools/sync-chart.sh --check
 
 release:
 	$(CARGO) build --locked --release
 
 generate:
 	$(CARGO) run --locked -q -- crd > crds/dockersandboxes.dockersandbox.dev.yaml
+	$(CARGO) run --locked -q -- docs > docs/api.md
 	bash e2e/tools/sync-chart.sh
 
 e2e: release

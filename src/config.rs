@@ -23,6 +23,8 @@ pub enum Command {
     Run(Box<Config>),
     /// Print the DockerSandbox CustomResourceDefinition as YAML.
     Crd,
+    /// Print the API reference (Markdown) generated from the CRD.
+    Docs,
 }
 
 /// How the operator checks that an engine answers.

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod docs;
 pub mod error;
 pub mod http;
 pub mod metrics;

@@ -21,6 +21,10 @@ async fn main() -> std::process::ExitCode {
             print!("{}", dockersandbox_operator::crd_yaml());
             std::process::ExitCode::SUCCESS
         }
+        Command::Docs => {
+            print!("{}", dockersandbox_operator::docs::api_reference());
+            std::process::ExitCode::SUCCESS
+        }
         Command::Run(config) => match run(*config).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {

@@ -23,3 +23,17 @@ fn chart_crd_is_the_same_file() {
         panic!("{chart} is missing: run `make generate`");
     }
 }
+
+#[test]
+fn api_reference_matches_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md");
+    let generated = dockersandbox_operator::docs::api_reference();
+    if std::env::var_os("UPDATE_CRDS").is_some() {
+        std::fs::write(path, &generated).expect("write docs");
+    }
+    let checked_in = std::fs::read_to_string(path).expect("docs/api.md exists");
+    assert!(
+        checked_in == generated,
+        "docs/api.md is out of date with src/crd: run `make generate` and commit the result"
+    );
+}
