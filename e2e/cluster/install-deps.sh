@@ -17,7 +17,7 @@ PINNED=(
   "containernetworking-plugins 1.9.1+ds1-1   sid    1."
   "etcd-server                 3.5.16-4      trixie 3.5."
 )
-BOOKWORM_PKGS=(iptables conntrack socat ethtool ipset runc openssl curl iproute2 util-linux ca-certificates python3 procps)
+BOOKWORM_PKGS=(iptables conntrack socat ethtool ipset runc openssl curl iproute2 util-linux ca-certificates python3 procps jq)
 
 installed_version() { dpkg-query -W -f='${db:Status-Abbrev} ${Version}' "$1" 2>/dev/null | awk '$1=="ii"{print $2}'; }
 
