@@ -43,6 +43,16 @@ async fn expect(
     (String::from_utf8_lossy(&body).into_owned(), send)
 }
 
+/// Answers the reconciler's first call: the sandbox's namespace, terminating or not.
+async fn answer_namespace(handle: &mut Handle, deleting: bool) {
+    let (_, send) = expect(handle, Method::GET, "/api/v1/namespaces/team-a").await;
+    let mut ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}});
+    if deleting {
+        ns["metadata"]["deletionTimestamp"] = "2026-11-22T10:00:00Z".into();
+    }
+    send.send_response(json(200, ns));
+}
+
 fn context(client: Client, allow_privileged: bool) -> Arc<Context> {
     let config = Config { allow_privileged, ..Config::for_tests() };
     Arc::new(Context::new(client, config, Arc::new(Metrics::default())))
@@ -54,13 +64,9 @@ async fn missing_runtime_class_is_reported_without_creating_anything() {
     let ctx = context(Client::new(service, "team-a"), true);
     let dsb = sandbox("{isolation: sysbox}");
     let api_server = tokio::spawn(async move {
+        answer_namespace(&mut handle, false).await;
         let (_, send) = expect(&mut handle, Method::GET, "/apis/node.k8s.io/v1/runtimeclasses/sysbox-runc").await;
         send.send_response(not_found());
-        let (_, send) = expect(&mut handle, Method::GET, "/api/v1/namespaces/team-a").await;
-        send.send_response(json(
-            200,
-            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
-        ));
         let (body, send) = expect(&mut handle, Method::PATCH, "/namespaces/team-a/dockersandboxes/web/status").await;
         assert!(body.contains("RuntimeClassMissing"), "{body}");
         assert!(body.contains("\"phase\":\"Pending\""), "{body}");
@@ -81,13 +87,9 @@ async fn privileged_forbidden_by_policy_is_reported() {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let ctx = context(Client::new(service, "team-a"), false);
     let api_server = tokio::spawn(async move {
+        answer_namespace(&mut handle, false).await;
         let (_, send) = expect(&mut handle, Method::GET, "/runtimeclasses/sysbox-runc").await;
         send.send_response(not_found());
-        let (_, send) = expect(&mut handle, Method::GET, "/api/v1/namespaces/team-a").await;
-        send.send_response(json(
-            200,
-            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
-        ));
         let (body, send) = expect(&mut handle, Method::PATCH, "/dockersandboxes/web/status").await;
         assert!(body.contains("PrivilegedForbidden"), "{body}");
         send.send_response(json(200, serde_json::json!({"apiVersion": "dockersandbox.dev/v1alpha1", "kind": "DockerSandbox", "metadata": {"name": "web", "namespace": "team-a"}, "spec": {}})));
@@ -103,8 +105,8 @@ async fn api_errors_surface_as_errors_for_backoff() {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let ctx = context(Client::new(service, "team-a"), true);
     let api_server = tokio::spawn(async move {
-        let (_, send) = expect(&mut handle, Method::GET, "/runtimeclasses/sysbox-runc").await;
-        send.send_response(json(403, serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "runtimeclasses is forbidden"})));
+        let (_, send) = expect(&mut handle, Method::GET, "/api/v1/namespaces/team-a").await;
+        send.send_response(json(403, serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "namespaces is forbidden"})));
         let (body, send) = expect(&mut handle, Method::POST, "/events").await;
         assert!(body.contains("ReconcileFailed"), "{body}");
         send.send_response(json(201, serde_json::json!({})));
@@ -113,4 +115,14 @@ async fn api_errors_surface_as_errors_for_backoff() {
     assert_eq!(err.category(), "forbidden");
     assert!(err.is_permanent());
     api_server.await.expect("api server");
+}
+
+#[tokio::test]
+async fn terminating_namespace_creates_nothing() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(service, "team-a"), true);
+    let api_server = tokio::spawn(async move { answer_namespace(&mut handle, true).await });
+    let action = reconcile(Arc::new(sandbox("{}")), ctx).await.expect("reconcile succeeds");
+    api_server.await.expect("api server");
+    assert!(format!("{action:?}").contains("None"), "waits for a change: {action:?}");
 }

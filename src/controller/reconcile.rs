@@ -60,7 +60,10 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
         publish_status(ctx, dsb, &seen).await?;
         return Ok(Action::await_change());
     }
-    let facts = facts(ctx, &ns).await?;
+    let Some(facts) = facts(ctx, &ns).await? else {
+        // The namespace is being deleted: creating children would only be refused.
+        return Ok(Action::await_change());
+    };
     let plan = match plan::resolve(dsb, &facts, &ctx.config) {
         Ok(plan) => plan,
         Err(refusal) => {
@@ -122,12 +125,16 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
     }))
 }
 
-async fn facts(ctx: &Context, ns: &str) -> Result<Facts> {
+/// What decides where the engine may run; `None` when the namespace is terminating.
+async fn facts(ctx: &Context, ns: &str) -> Result<Option<Facts>> {
+    let namespace = get(&Api::<Namespace>::all(ctx.client.clone()), ns).await?;
+    if namespace.as_ref().is_some_and(|n| n.metadata.deletion_timestamp.is_some()) {
+        return Ok(None);
+    }
     let rc_name = &ctx.config.sysbox_runtime_class;
     let rc = get(&Api::<RuntimeClass>::all(ctx.client.clone()), rc_name).await?;
-    let namespace = get(&Api::<Namespace>::all(ctx.client.clone()), ns).await?;
     let pod_security_enforce = namespace.and_then(|n| n.labels().get("pod-security.kubernetes.io/enforce").cloned());
-    Ok(Facts { sysbox_runtime_class: rc.is_some(), pod_security_enforce })
+    Ok(Some(Facts { sysbox_runtime_class: rc.is_some(), pod_security_enforce }))
 }
 
 fn storage_state(claim: &PersistentVolumeClaim) -> Storage {

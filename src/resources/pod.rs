@@ -28,6 +28,10 @@ if [ -z "$mtu" ]; then
   dev="$(awk '$2 == "00000000" { print $1; exit }' /proc/net/route 2>/dev/null || true)"
   mtu="$(cat "/sys/class/net/${dev:-eth0}/mtu" 2>/dev/null || echo 1500)"
 fi
+# Nested containers run with oom_score_adj 0, while the kubelet gives a Burstable pod's processes a
+# high score: without this the pod's memory limit kills dockerd instead of a nested hog. Lowering
+# below 0 needs CAP_SYS_RESOURCE; where it is missing, 0 still ties dockerd with its containers.
+echo -500 > /proc/self/oom_score_adj 2>/dev/null || echo 0 > /proc/self/oom_score_adj 2>/dev/null || true
 mkdir -p /etc/docker
 printf '%s\n' "$DOCKERSANDBOX_DAEMON_JSON" > /etc/docker/daemon.json
 echo "dockersandbox: starting dockerd (mtu $mtu)"
@@ -217,6 +221,7 @@ mod tests {
         assert!(script.contains("--host=tcp://0.0.0.0:2376"));
         assert!(script.contains("--host=unix:///var/run/docker.sock"));
         assert!(script.contains("com.docker.network.driver.mtu"));
+        assert!(script.contains("/proc/self/oom_score_adj"), "dockerd must not be the OOM killer's first pick");
         let env = c.env.as_ref().expect("env");
         assert!(env.iter().any(|e| e.name == "DOCKER_TLS_CERTDIR" && e.value.as_deref() == Some("")));
         let vols = s.volumes.as_ref().expect("volumes");
