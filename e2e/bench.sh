@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Benchmark (not a test; asserts nothing about time): against the cluster in $KUBECONFIG, with the
+# operator already installed (e2e/run-tests.sh installs it), measure
+#   1. N DockerSandboxes applied together: seconds from `kubectl apply` to phase Ready (min/median/max);
+#   2. N bare engine pods, same image, no operator: a copy of the operator's engine pod (privileged,
+#      same command, server certificate, volume type and exec probes `docker version`), applied
+#      together; seconds from apply to pod Ready;
+#   3. the operator's peak memory: VmHWM of its process when the node is this machine, else its
+#      process_resident_memory_bytes metric (current RSS) through the API server's service proxy.
+#
+#   e2e/bench.sh [N]          (or E2E_BENCH_N=5 e2e/bench.sh)
+# Options: E2E_BENCH_N (5), E2E_BENCH_STORAGE (pvc|emptydir, the bare pods' /var/lib/docker; pvc
+# matches what the operator does), E2E_BENCH_RESTART_OPERATOR (1: restart the operator first so its
+# peak memory covers only this run), E2E_BENCH_TIMEOUT (600 s per phase).
+set -o errexit -o nounset -o pipefail
+E2E_TEST_NAME=bench
+source "$(dirname "$0")/lib.sh"
+
+N=${1:-${E2E_BENCH_N:-5}}
+STORAGE=${E2E_BENCH_STORAGE:-pvc}
+RESTART=${E2E_BENCH_RESTART_OPERATOR:-1}
+T=${E2E_BENCH_TIMEOUT:-600}
+now() { date +%s.%N; }
+
+kubectl get crd dockersandboxes.dockersandbox.dev >/dev/null 2>&1 || { echo "operator/CRD not installed" >&2; exit 2; }
+
+# stats: read numbers on stdin, print "min median max" (3 decimals)
+stats() {
+  sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "- - -"; exit }
+    m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    printf "%.1f %.1f %.1f\n", v[1], m, v[NR] }'
+}
+
+if [[ "$RESTART" == 1 ]]; then
+  d=$(operator_deployment)
+  if [[ -n "$d" ]]; then
+    log "restarting the operator so that its peak memory covers this run only"
+    kubectl rollout restart -n "$E2E_OPERATOR_NAMESPACE" "$d" >&2
+    kubectl rollout status -n "$E2E_OPERATOR_NAMESPACE" "$d" --timeout=300s >&2
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 1. sandboxes
+ns_new sns bench-dsb
+manifest=""
+for i in $(seq 1 "$N"); do
+  manifest+="$(sandbox_manifest "$sns" "b$i" "  storage: {size: 1Gi, reclaimPolicy: Delete}")"$'\n---\n'
+done
+log "applying $N sandboxes"
+t0=$(now)
+kubectl apply -f - >/dev/null <<<"$manifest"
+declare -A ready_at=()
+deadline=$(($(date +%s) + T))
+while ((${#ready_at[@]} < N)) && (($(date +%s) < deadline)); do
+  json=$(kubectl get "$DSB" -n "$sns" -o json)
+  t=$(now)
+  while read -r n phase; do
+    [[ "$phase" == Ready && -z "${ready_at[$n]:-}" ]] && ready_at[$n]=$t
+  done < <(jq -r '.items[] | "\(.metadata.name) \(.status.phase // "-")"' <<<"$json")
+  sleep 0.5
+done
+((${#ready_at[@]} == N)) || log "WARNING: only ${#ready_at[@]}/$N sandboxes became Ready within ${T}s"
+dsb_times=$(for n in "${!ready_at[@]}"; do awk -v a="${ready_at[$n]}" -v b="$t0" 'BEGIN { printf "%.2f\n", a - b }'; done)
+dsb_stats=$(stats <<<"$dsb_times")
+log "sandbox apply->Ready: $(tr '\n' ' ' <<<"$dsb_times")"
+
+# operator memory now (before the sandboxes are deleted)
+operator_memory() {
+  local pod uid pid hwm svc metrics v name found=0
+  pod=$(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE" \
+    --field-selector=status.phase=Running -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null || true)
+  uid=$(kubectl get pod -n "$E2E_OPERATOR_NAMESPACE" "$pod" -o 'jsonpath={.metadata.uid}' 2>/dev/null || true)
+  if [[ -n "$uid" ]]; then
+    # local node: the operator process whose cgroup names the operator pod
+    for pid in $(pgrep -f 'dockersandbox-operator' 2>/dev/null || true); do
+      if grep -qE "pod(${uid}|${uid//-/_})" "/proc/$pid/cgroup" 2>/dev/null; then
+        hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        if [[ -n "$hwm" ]]; then
+          printf 'peak RSS (VmHWM, pid %s on this node)|%s\n' "$pid" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f MiB", k / 1024 }')"
+          found=1
+        fi
+      fi
+    done
+  fi
+  svc=$(kubectl get svc -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE,app.kubernetes.io/component=metrics" \
+    -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null || true)
+  svc=${svc:-$E2E_RELEASE-metrics}
+  metrics=$(kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/services/http:$svc:8080/proxy/metrics" 2>/dev/null || true)
+  for name in dockersandbox_process_peak_resident_memory_bytes process_resident_memory_bytes dockersandbox_process_resident_memory_bytes; do
+    v=$(awk -v m="$name" '$1 == m {print $2; exit}' <<<"$metrics")
+    if [[ -n "$v" ]]; then
+      printf '%s (/metrics)|%s\n' "$name" "$(awk -v b="$v" 'BEGIN { printf "%.1f MiB", b / 1048576 }')"
+      found=1
+    fi
+  done
+  ((found)) || echo "operator memory|unavailable"
+}
+op_mem=$(operator_memory)
+
+# template for the bare pods: the operator's own engine pod
+tmpl=$(kubectl get pod -n "$sns" b1-engine -o json)
+image=$(jq -r '.spec.containers[] | select(.name == "dockerd") | .image' <<<"$tmpl")
+server_secret=$(jq -r '.spec.volumes[] | select(.secret.secretName != null) | .secret.secretName' <<<"$tmpl" | grep -m1 server || true)
+[[ -n "$server_secret" ]] || server_secret=b1-server
+storage_class=$(kubectl get pvc -n "$sns" b1-docker -o 'jsonpath={.spec.storageClassName}' 2>/dev/null || true)
+
+# ---------------------------------------------------------------------------------------------
+# 2. bare engine pods
+ns_new bns bench-bare
+kubectl get secret -n "$sns" "$server_secret" -o json |
+  jq --arg ns "$bns" '{apiVersion: "v1", kind: "Secret", type: .type, data: .data, metadata: {name: .metadata.name, namespace: $ns}}' |
+  kubectl apply -f - >/dev/null
+log "deleting the $N sandboxes before the bare run"
+kubectl delete "$DSB" -n "$sns" --all --wait=true --timeout=300s >/dev/null || log "WARNING: sandbox deletion slow"
+no_pods() { [[ -z "$(kubectl get pods -n "$sns" -o name 2>/dev/null)" ]]; }
+wait_for 300 "engine pods of the sandboxes gone" no_pods || log "WARNING: engine pods still terminating"
+
+# the operator's engine pod already has exec probes running `docker version`; they are kept as they are
+# so that both runs wait for the same signal. Only if it had none, add one.
+probe='docker --host unix:///var/run/docker.sock version'
+bare=""
+for i in $(seq 1 "$N"); do
+  pod=$(jq --arg ns "$bns" --arg name "bare$i" --arg probe "$probe" --arg storage "$STORAGE" --arg pvc "bare$i-docker" '
+    {apiVersion: "v1", kind: "Pod",
+     metadata: {name: $name, namespace: $ns, labels: {"dockersandbox.dev/bench": "bare"}},
+     spec: (.spec
+       | del(.nodeName, .serviceAccountName, .serviceAccount, .hostname, .subdomain, .priority, .enableServiceLinks)
+       | .volumes = [(.volumes[]
+           | if .persistentVolumeClaim != null then
+               (if $storage == "pvc" then {name: .name, persistentVolumeClaim: {claimName: $pvc}}
+                else {name: .name, emptyDir: {}} end)
+             elif (.projected != null and (.name | startswith("kube-api-access"))) then empty
+             else . end)]
+       | .automountServiceAccountToken = false
+       | .containers = [.containers[]
+           | .volumeMounts = [(.volumeMounts // [])[] | select(.name | startswith("kube-api-access") | not)]
+           | if .name == "dockerd" and .readinessProbe == null then
+               .readinessProbe = {exec: {command: ["sh", "-c", $probe]}, periodSeconds: 2, timeoutSeconds: 5}
+             else . end])
+    }' <<<"$tmpl")
+  bare+="$pod"$'\n'
+  if [[ "$STORAGE" == pvc ]]; then
+    bare+="$(jq -n --arg ns "$bns" --arg name "bare$i-docker" --arg sc "$storage_class" \
+      '{apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: {name: $name, namespace: $ns},
+        spec: ({accessModes: ["ReadWriteOnce"], resources: {requests: {storage: "1Gi"}}}
+               + (if $sc == "" then {} else {storageClassName: $sc} end))}')"$'\n'
+  fi
+done
+log "applying $N bare engine pods ($image, /var/lib/docker on $STORAGE)"
+t0=$(now)
+jq -s '{apiVersion: "v1", kind: "List", items: .}' <<<"$bare" | kubectl apply -f - >/dev/null
+declare -A bare_at=()
+deadline=$(($(date +%s) + T))
+while ((${#bare_at[@]} < N)) && (($(date +%s) < deadline)); do
+  json=$(kubectl get pods -n "$bns" -l dockersandbox.dev/bench=bare -o json)
+  t=$(now)
+  while read -r n ready; do
+    [[ "$ready" == True && -z "${bare_at[$n]:-}" ]] && bare_at[$n]=$t
+  done < <(jq -r '.items[] | "\(.metadata.name) \([.status.conditions // [] | .[] | select(.type == "Ready")][0].status // "-")"' <<<"$json")
+  sleep 0.5
+done
+((${#bare_at[@]} == N)) || log "WARNING: only ${#bare_at[@]}/$N bare pods became Ready within ${T}s"
+bare_times=$(for n in "${!bare_at[@]}"; do awk -v a="${bare_at[$n]}" -v b="$t0" 'BEGIN { printf "%.2f\n", a - b }'; done)
+bare_stats=$(stats <<<"$bare_times")
+log "bare apply->Ready: $(tr '\n' ' ' <<<"$bare_times")"
+
+# ---------------------------------------------------------------------------------------------
+echo
+printf '%-44s %3s %8s %8s %8s\n' "measure (seconds)" N min median max
+printf '%-44s %3s %8s %8s %8s\n' "DockerSandbox apply -> phase Ready" "${#ready_at[@]}" $dsb_stats
+printf '%-44s %3s %8s %8s %8s\n' "bare engine pod apply -> pod Ready ($STORAGE)" "${#bare_at[@]}" $bare_stats
+while IFS='|' read -r what value; do printf '%-68s %s\n' "operator $what" "$value"; done <<<"$op_mem"
+echo "(image $image; $N applied together; kubernetes $(kubectl version -o json 2>/dev/null | jq -r .serverVersion.gitVersion))"

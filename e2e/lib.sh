@@ -1,0 +1,447 @@
+# shellcheck shell=bash
+# Shared helpers for the dockersandbox-operator end-to-end tests.
+#
+# Source this file from a test (e2e/tests/NN-name.sh). It works against any cluster
+# reachable through $KUBECONFIG; nothing here knows how the cluster was made.
+#
+# Environment (all optional):
+#   KUBECONFIG            cluster to test (default: $DSB_E2E_STATE/kubeconfig if present, else kubectl's default)
+#   KUBECTL, HELM         binaries (default: kubectl on PATH, $DSB_CACHE/bin/helm or helm on PATH)
+#   E2E_DIND_IMAGE        engine image (spec.image) and docker client pod image
+#   E2E_OPERATOR_IMAGE    operator image installed by run-tests.sh
+#   E2E_NESTED_IMAGE_TAR  docker-load-able tar holding dsb-e2e/busybox:nested
+#   E2E_TIMEOUT           seconds to wait for a sandbox to become Ready (default 240)
+#   E2E_ARTIFACTS         where logs and diagnostics go (default /tmp/dsb-e2e-artifacts)
+#   E2E_KEEP_NAMESPACES   1 = never delete test namespaces; "on-failure" = keep them when a test fails
+#   E2E_OPERATOR_NAMESPACE, E2E_RELEASE, E2E_CHART   where/how the operator is installed
+#   E2E_HELM_VALUES       values file for the install (default e2e/tools/operator-e2e-values.yaml if present; "" = none)
+
+set -o errexit -o nounset -o pipefail
+
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$E2E_DIR/.." && pwd)
+
+DSB_CACHE=${DSB_CACHE:-/var/cache/dockersandbox}
+DSB_E2E_STATE=${DSB_E2E_STATE:-/var/lib/dockersandbox-e2e}
+if [[ -z "${KUBECONFIG:-}" && -f "$DSB_E2E_STATE/kubeconfig" ]]; then
+  export KUBECONFIG="$DSB_E2E_STATE/kubeconfig"
+fi
+
+E2E_DIND_IMAGE=${E2E_DIND_IMAGE:-localhost/dockersandbox/dind:e2e}
+E2E_OPERATOR_IMAGE=${E2E_OPERATOR_IMAGE:-localhost/dockersandbox/operator:dev}
+E2E_NESTED_IMAGE_TAR=${E2E_NESTED_IMAGE_TAR:-$DSB_CACHE/images/nested-busybox.docker.tar}
+E2E_NESTED_IMAGE=${E2E_NESTED_IMAGE:-dsb-e2e/busybox:nested}
+E2E_TIMEOUT=${E2E_TIMEOUT:-240}
+E2E_ARTIFACTS=${E2E_ARTIFACTS:-/tmp/dsb-e2e-artifacts}
+E2E_OPERATOR_NAMESPACE=${E2E_OPERATOR_NAMESPACE:-dockersandbox-system}
+E2E_RELEASE=${E2E_RELEASE:-dockersandbox-operator}
+E2E_CHART=${E2E_CHART:-$REPO_ROOT/charts/dockersandbox-operator}
+E2E_KEEP_NAMESPACES=${E2E_KEEP_NAMESPACES:-0}
+E2E_TEST_NAME=${E2E_TEST_NAME:-$(basename "${0%.sh}")}
+E2E_SKIP_CODE=77
+export E2E_DIND_IMAGE E2E_OPERATOR_IMAGE E2E_NESTED_IMAGE_TAR E2E_ARTIFACTS
+
+if [[ -z "${HELM:-}" ]]; then
+  if [[ -x "$DSB_CACHE/bin/helm" ]]; then HELM="$DSB_CACHE/bin/helm"; else HELM=helm; fi
+fi
+
+kubectl() { command "${KUBECTL:-kubectl}" "$@"; }
+helm() { command "$HELM" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# logging and failure
+
+_E2E_START=$(date +%s)
+_E2E_NAMESPACES=()
+_E2E_CLEANUPS=()
+_E2E_FAILED=0
+
+log() { printf '[%s +%03ds] %s\n' "$E2E_TEST_NAME" "$(($(date +%s) - _E2E_START))" "$*" >&2; }
+
+# fail MESSAGE: record the failure, dump diagnostics (via the EXIT trap) and stop the test.
+fail() {
+  _E2E_FAILED=1
+  log "FAIL: $*"
+  exit 1
+}
+
+# skip REASON: stop the test as skipped.
+skip() {
+  log "SKIP: $*"
+  exit "$E2E_SKIP_CODE"
+}
+
+# assert_eq WHAT EXPECTED ACTUAL
+assert_eq() {
+  if [[ "$2" != "$3" ]]; then fail "$1: expected '$2', got '$3'"; fi
+  log "ok: $1 = '$3'"
+}
+
+# assert_match WHAT REGEX TEXT   (extended regex, case-insensitive)
+assert_match() {
+  if ! grep -qiE -- "$2" <<<"$3"; then fail "$1: expected to match /$2/, got: $3"; fi
+  log "ok: $1 matches /$2/"
+}
+
+# wait_for TIMEOUT_SECONDS DESCRIPTION CMD [ARGS...]: run CMD every 2s until it succeeds (bounded).
+wait_for() {
+  local timeout=$1 desc=$2; shift 2
+  local deadline=$(($(date +%s) + timeout))
+  log "waiting (<= ${timeout}s) for: $desc"
+  while true; do
+    if "$@" >/dev/null 2>&1; then log "ok: $desc"; return 0; fi
+    if (($(date +%s) >= deadline)); then log "timed out after ${timeout}s waiting for: $desc"; return 1; fi
+    sleep 2
+  done
+}
+
+# retry ATTEMPTS CMD [ARGS...]: run CMD up to ATTEMPTS times, 3s apart; prints the last output.
+retry() {
+  local attempts=$1; shift
+  local i out rc
+  for ((i = 1; i <= attempts; i++)); do
+    if out=$("$@" 2>&1); then printf '%s\n' "$out"; return 0; else rc=$?; fi
+    ((i < attempts)) && sleep 3
+  done
+  printf '%s\n' "$out"
+  return "$rc"
+}
+
+# still_true SECONDS CMD...: CMD must keep succeeding for SECONDS (checked every 2s). Used to show
+# that something does NOT happen (e.g. no pod is created) without asserting on timing.
+still_true() {
+  local secs=$1; shift
+  local deadline=$(($(date +%s) + secs))
+  while (($(date +%s) < deadline)); do
+    "$@" >/dev/null 2>&1 || return 1
+    sleep 2
+  done
+}
+
+# on_exit CMD...: register a cleanup step (run in reverse order, before namespace deletion).
+on_exit() { _E2E_CLEANUPS+=("$*"); }
+
+# ---------------------------------------------------------------------------------------------
+# namespaces
+
+rand_suffix() { LC_ALL=C tr -dc 'a-z0-9' </dev/urandom | head -c 5 || true; }
+
+# ns_new VAR SHORTNAME [label=value ...]: create namespace dsb-e2e-SHORTNAME-xxxxx, store its name in VAR
+# and register it for deletion when the test ends.
+ns_new() {
+  local __var=$1 __short=$2; shift 2
+  local __ns
+  __ns="dsb-e2e-${__short}-$(rand_suffix)"
+  kubectl create namespace "$__ns" >/dev/null
+  _E2E_NAMESPACES+=("$__ns")
+  kubectl label namespace "$__ns" dockersandbox.dev/e2e=true "$@" --overwrite >/dev/null
+  printf -v "$__var" '%s' "$__ns"
+  log "namespace $__ns created"
+}
+
+_strip_finalizers() {
+  local ns=$1 n
+  for n in $(kubectl get dockersandboxes.dockersandbox.dev -n "$ns" -o name 2>/dev/null); do
+    log "removing finalizers from $ns/$n (operator did not finish its deletion)"
+    kubectl patch -n "$ns" "$n" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+  done
+}
+
+_ns_gone() { ! kubectl get namespace "$1" >/dev/null 2>&1; }
+
+ns_cleanup() {
+  local ns
+  ((${#_E2E_NAMESPACES[@]})) || return 0
+  if [[ "$E2E_KEEP_NAMESPACES" == 1 || ("$E2E_KEEP_NAMESPACES" == on-failure && $_E2E_FAILED == 1) ]]; then
+    log "keeping namespaces: ${_E2E_NAMESPACES[*]}"
+    return 0
+  fi
+  for ns in "${_E2E_NAMESPACES[@]}"; do
+    kubectl delete namespace "$ns" --wait=false --ignore-not-found >/dev/null 2>&1 || true
+  done
+  for ns in "${_E2E_NAMESPACES[@]}"; do
+    if ! wait_for 90 "namespace $ns deleted" _ns_gone "$ns"; then
+      _strip_finalizers "$ns"
+      wait_for 60 "namespace $ns deleted" _ns_gone "$ns" || log "WARNING: namespace $ns still terminating"
+    fi
+  done
+}
+
+_e2e_exit() {
+  local rc=$?
+  set +o errexit
+  if ((rc != 0 && rc != E2E_SKIP_CODE)); then
+    _E2E_FAILED=1
+    dump_diagnostics "${_E2E_NAMESPACES[@]}"
+  fi
+  local i
+  for ((i = ${#_E2E_CLEANUPS[@]} - 1; i >= 0; i--)); do
+    eval "${_E2E_CLEANUPS[$i]}" || log "cleanup step failed: ${_E2E_CLEANUPS[$i]}"
+  done
+  ns_cleanup
+  if ((rc == 0)); then log "PASS"; fi
+  exit "$rc"
+}
+if [[ -z "${E2E_LIB_NO_TRAP:-}" ]]; then
+  trap _e2e_exit EXIT
+  trap 'log "interrupted"; exit 143' TERM INT
+fi
+
+# ---------------------------------------------------------------------------------------------
+# sandboxes
+
+DSB=dockersandboxes.dockersandbox.dev
+
+# sandbox_apply NS NAME [SPEC_YAML]: apply a DockerSandbox; SPEC_YAML is extra spec lines
+# (indented by 2 spaces, i.e. directly under spec:). Defaults: image=$E2E_DIND_IMAGE,
+# imagePullPolicy IfNotPresent, storage.size 1Gi, unless SPEC_YAML sets them.
+sandbox_manifest() {
+  local ns=$1 name=$2 extra=${3:-}
+  cat <<EOF
+apiVersion: dockersandbox.dev/v1alpha1
+kind: DockerSandbox
+metadata:
+  name: $name
+  namespace: $ns
+spec:
+EOF
+  grep -qE '^  image:' <<<"$extra" || echo "  image: $E2E_DIND_IMAGE"
+  grep -qE '^  imagePullPolicy:' <<<"$extra" || echo "  imagePullPolicy: IfNotPresent"
+  if ! grep -qE '^  storage:' <<<"$extra"; then printf '  storage:\n    size: 1Gi\n'; fi
+  [[ -n "$extra" ]] && printf '%s\n' "$extra"
+  return 0
+}
+sandbox_apply() {
+  log "applying sandbox $1/$2"
+  sandbox_manifest "$@" | kubectl apply -f - >&2
+}
+
+# dsb_get NS NAME JSONPATH
+dsb_get() { kubectl get "$DSB" -n "$1" "$2" -o "jsonpath=$3"; }
+
+# wait_ready NS NAME [TIMEOUT]
+wait_ready() {
+  local ns=$1 name=$2 t=${3:-$E2E_TIMEOUT}
+  log "waiting (<= ${t}s) for $ns/$name phase Ready"
+  kubectl wait -n "$ns" "$DSB/$name" --for=jsonpath='{.status.phase}'=Ready --timeout="${t}s" >&2 ||
+    fail "sandbox $ns/$name did not become Ready (phase=$(dsb_get "$ns" "$name" '{.status.phase}' 2>/dev/null))"
+}
+
+# dsb_conditions NS NAME: one line per condition: TYPE STATUS REASON MESSAGE
+dsb_conditions() {
+  kubectl get "$DSB" -n "$1" "$2" -o json |
+    jq -r '.status.conditions // [] | .[] | "\(.type) \(.status) \(.reason // "-") \(.message // "")"'
+}
+
+# has_condition_reason NS NAME REASON: some condition carries REASON (with status False)
+has_condition_reason() {
+  kubectl get "$DSB" -n "$1" "$2" -o json |
+    jq -e --arg r "$3" '[.status.conditions // [] | .[] | select(.reason == $r and .status != "True")] | length > 0' >/dev/null
+}
+condition_message_for_reason() {
+  kubectl get "$DSB" -n "$1" "$2" -o json |
+    jq -r --arg r "$3" '[.status.conditions // [] | .[] | select(.reason == $r)][0].message // ""'
+}
+
+# warning_event_exists NS OBJNAME REASON: a Warning event about the DockerSandbox with that reason
+warning_event_exists() {
+  kubectl get events -n "$1" -o json |
+    jq -e --arg n "$2" --arg r "$3" \
+      '[.items[] | select(.type == "Warning" and .reason == $r and .involvedObject.name == $n
+                          and .involvedObject.kind == "DockerSandbox")] | length > 0' >/dev/null
+}
+
+pod_absent() { ! kubectl get pod -n "$1" "$2" >/dev/null 2>&1; }
+pod_uid() { kubectl get pod -n "$1" "$2" -o 'jsonpath={.metadata.uid}'; }
+engine_pod() { echo "$1-engine"; }
+
+# pod_ready_with_new_uid NS POD OLD_UID
+pod_ready_with_new_uid() {
+  local uid ready
+  uid=$(kubectl get pod -n "$1" "$2" -o 'jsonpath={.metadata.uid}') || return 1
+  [[ -n "$uid" && "$uid" != "$3" ]] || return 1
+  ready=$(kubectl get pod -n "$1" "$2" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')
+  [[ "$ready" == True ]]
+}
+
+# ---------------------------------------------------------------------------------------------
+# docker clients
+
+# copy_client_secret SANDBOX_NS SANDBOX CLIENT_NS NEW_NAME: copy the sandbox's client Secret
+# (status.clientSecretName) into the client's namespace.
+copy_client_secret() {
+  local sns=$1 name=$2 cns=$3 new=$4 secret
+  secret=$(dsb_get "$sns" "$name" '{.status.clientSecretName}')
+  [[ -n "$secret" ]] || fail "status.clientSecretName of $sns/$name is empty"
+  kubectl get secret -n "$sns" "$secret" -o json |
+    jq --arg n "$new" --arg ns "$cns" '{apiVersion: "v1", kind: "Secret", type: .type, data: .data,
+        metadata: {name: $n, namespace: $ns, labels: {"dockersandbox.dev/e2e": "true"}}}' |
+    kubectl apply -f - >/dev/null
+}
+
+# client_pod_create CLIENT_NS POD DOCKER_HOST [SECRET]: a pod with the docker CLI, doing nothing;
+# with SECRET, it is mounted at /certs/client and DOCKER_TLS_VERIFY=1, DOCKER_CERT_PATH=/certs/client.
+client_pod_create() {
+  local cns=$1 pod=$2 host=$3 secret=${4:-}
+  {
+    cat <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $pod
+  namespace: $cns
+  labels: {dockersandbox.dev/e2e-role: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  containers:
+  - name: client
+    image: $E2E_DIND_IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "trap 'exit 0' TERM INT; while true; do sleep 5 & wait \$!; done"]
+    env:
+    - {name: DOCKER_HOST, value: "$host"}
+EOF
+    if [[ -n "$secret" ]]; then
+      cat <<EOF
+    - {name: DOCKER_TLS_VERIFY, value: "1"}
+    - {name: DOCKER_CERT_PATH, value: /certs/client}
+    volumeMounts:
+    - {name: certs, mountPath: /certs/client, readOnly: true}
+  volumes:
+  - name: certs
+    secret: {secretName: $secret}
+EOF
+    fi
+  } | kubectl apply -f - >&2
+  kubectl wait -n "$cns" "pod/$pod" --for=condition=Ready --timeout=120s >&2 ||
+    fail "client pod $cns/$pod not Ready"
+}
+
+# make_client CLIENT_NS POD SANDBOX_NS SANDBOX: copy the client Secret and start a client pod whose
+# DOCKER_HOST is the sandbox's status.endpoint, verbatim.
+make_client() {
+  local cns=$1 pod=$2 sns=$3 name=$4 endpoint
+  endpoint=$(dsb_get "$sns" "$name" '{.status.endpoint}')
+  [[ -n "$endpoint" ]] || fail "status.endpoint of $sns/$name is empty"
+  copy_client_secret "$sns" "$name" "$cns" "$pod-certs"
+  client_pod_create "$cns" "$pod" "$endpoint" "$pod-certs"
+  log "client pod $cns/$pod -> $endpoint"
+}
+
+# cdocker CLIENT_NS POD ARGS...: run the docker CLI in a client pod.
+cdocker() { local cns=$1 pod=$2; shift 2; kubectl exec -n "$cns" "$pod" -- docker "$@"; }
+
+# docker_answers CLIENT_NS POD: the engine answers `docker version` (server part included)
+docker_answers() { cdocker "$1" "$2" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+# load_nested_image CLIENT_NS POD: stream the nested busybox tar into the engine.
+load_nested_image() {
+  [[ -r "$E2E_NESTED_IMAGE_TAR" ]] || fail "nested image tar $E2E_NESTED_IMAGE_TAR not readable (set E2E_NESTED_IMAGE_TAR)"
+  log "docker load $E2E_NESTED_IMAGE_TAR"
+  kubectl exec -i -n "$1" "$2" -- docker load <"$E2E_NESTED_IMAGE_TAR" >&2 || fail "docker load failed"
+}
+
+# engine_exec NS SANDBOX CMD...: run a command in the engine pod's dockerd container.
+engine_exec() { local ns=$1 name=$2; shift 2; kubectl exec -n "$ns" "$name-engine" -c dockerd -- "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# operator
+
+operator_pods() { kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -o name 2>/dev/null || true; }
+
+# operator_logs [TAIL_LINES]
+# shellcheck disable=SC2120
+operator_logs() {
+  local p
+  for p in $(operator_pods); do
+    echo "----- logs $E2E_OPERATOR_NAMESPACE/$p"
+    kubectl logs -n "$E2E_OPERATOR_NAMESPACE" "$p" --all-containers --tail="${1:-2000}" 2>&1 || true
+  done
+}
+
+# helm_operator ARGS...: helm upgrade --install the operator chart with the e2e defaults, plus ARGS
+# (e.g. --set operator.allowPrivileged=false).
+helm_operator() {
+  local repo=${E2E_OPERATOR_IMAGE%:*} tag=${E2E_OPERATOR_IMAGE##*:} crd=crd/dockersandboxes.dockersandbox.dev owner crd_args=()
+  [[ "$E2E_OPERATOR_IMAGE" == *:* && "$tag" != */* ]] || { repo=$E2E_OPERATOR_IMAGE; tag=latest; }
+  # A CRD applied by hand (e.g. from crds/) blocks `helm install` ("invalid ownership metadata"):
+  # adopt it into this release, as a user would; leave it alone if another release owns it.
+  if kubectl get "$crd" >/dev/null 2>&1; then
+    owner=$(kubectl get "$crd" -o 'jsonpath={.metadata.annotations.meta\.helm\.sh/release-name}/{.metadata.annotations.meta\.helm\.sh/release-namespace}')
+    if [[ "$owner" == / ]]; then
+      log "adopting the existing CRD into Helm release $E2E_OPERATOR_NAMESPACE/$E2E_RELEASE"
+      kubectl label "$crd" app.kubernetes.io/managed-by=Helm --overwrite >/dev/null
+      kubectl annotate "$crd" "meta.helm.sh/release-name=$E2E_RELEASE" \
+        "meta.helm.sh/release-namespace=$E2E_OPERATOR_NAMESPACE" --overwrite >/dev/null
+    elif [[ "$owner" != "$E2E_RELEASE/$E2E_OPERATOR_NAMESPACE" ]]; then
+      log "CRD belongs to Helm release $owner: installing with crds.install=false"
+      crd_args=(--set crds.install=false)
+    fi
+  fi
+  # extra values file (e2e/tools/operator-e2e-values.yaml when present); the --set below win over it
+  local values=${E2E_HELM_VALUES-$E2E_DIR/tools/operator-e2e-values.yaml}
+  [[ -n "$values" && -f "$values" ]] && crd_args+=(-f "$values")
+  helm upgrade --install "$E2E_RELEASE" "$E2E_CHART" "${crd_args[@]}" \
+    --namespace "$E2E_OPERATOR_NAMESPACE" --create-namespace \
+    --set "image.repository=$repo" --set "image.tag=$tag" --set image.pullPolicy=IfNotPresent \
+    --set logging.format=text \
+    --wait --timeout 5m "$@"
+}
+
+operator_deployment() {
+  kubectl get deploy -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE" -o name 2>/dev/null | head -n1
+}
+
+operator_available() {
+  local d
+  d=$(operator_deployment)
+  [[ -n "$d" ]] && kubectl rollout status -n "$E2E_OPERATOR_NAMESPACE" "$d" --timeout=5s >/dev/null 2>&1
+}
+
+# ---------------------------------------------------------------------------------------------
+# diagnostics
+
+dump_diagnostics() {
+  local dir="$E2E_ARTIFACTS/$E2E_TEST_NAME" ns
+  mkdir -p "$dir"
+  log "dumping diagnostics to $dir"
+  for ns in "$@"; do
+    {
+      echo "===== namespace $ns"
+      kubectl get "$DSB",pods,svc,pvc,secrets,endpoints -n "$ns" -o wide 2>&1
+      echo "===== describe dockersandboxes"
+      kubectl describe "$DSB" -n "$ns" 2>&1
+      echo "===== describe pods"
+      kubectl describe pods -n "$ns" 2>&1
+      echo "===== describe pvc"
+      kubectl describe pvc -n "$ns" 2>&1
+      echo "===== events"
+      kubectl get events -n "$ns" --sort-by=.lastTimestamp 2>&1
+    } >"$dir/$ns.txt" 2>&1
+    kubectl get "$DSB",pods,svc,pvc,secrets -n "$ns" -o yaml >"$dir/$ns.yaml" 2>&1
+    local p
+    for p in $(kubectl get pods -n "$ns" -o name 2>/dev/null); do
+      kubectl logs -n "$ns" "$p" --all-containers --tail=500 >"$dir/$ns.${p#pod/}.log" 2>&1
+      kubectl logs -n "$ns" "$p" --all-containers --previous --tail=500 >"$dir/$ns.${p#pod/}.previous.log" 2>/dev/null ||
+        rm -f "$dir/$ns.${p#pod/}.previous.log"
+    done
+    # short summary on the console
+    echo "----- $ns: sandboxes, pods, conditions, recent events" >&2
+    kubectl get "$DSB",pods,svc,pvc -n "$ns" -o wide >&2 2>&1 || true
+    local n
+    for n in $(kubectl get "$DSB" -n "$ns" -o name 2>/dev/null); do
+      echo "  $n conditions:" >&2
+      dsb_conditions "$ns" "${n##*/}" 2>/dev/null | sed 's/^/    /' >&2 || true
+    done
+    kubectl get events -n "$ns" --sort-by=.lastTimestamp 2>/dev/null | tail -n 15 >&2 || true
+  done
+  operator_logs >"$dir/operator.log" 2>&1
+  kubectl get pods,deploy -n "$E2E_OPERATOR_NAMESPACE" -o wide >"$dir/operator-objects.txt" 2>&1 || true
+  kubectl describe pods -n "$E2E_OPERATOR_NAMESPACE" >>"$dir/operator-objects.txt" 2>&1 || true
+  kubectl get nodes -o wide >"$dir/nodes.txt" 2>&1 || true
+  kubectl describe nodes >>"$dir/nodes.txt" 2>&1 || true
+  echo "----- operator log (last 30 lines; full log in $dir/operator.log)" >&2
+  tail -n 30 "$dir/operator.log" >&2 || true
+}

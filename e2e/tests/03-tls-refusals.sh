@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The engine refuses clients that do not present a certificate signed by the sandbox's CA, and
+# refuses plain HTTP. A correctly configured client in the same pod works (control).
+source "$(dirname "$0")/../lib.sh"
+
+ns_new ns refuse
+ns_new cns refuse-client
+name=box
+sandbox_apply "$ns" "$name"
+wait_ready "$ns" "$name"
+make_client "$cns" client "$ns" "$name"
+endpoint=$(dsb_get "$ns" "$name" '{.status.endpoint}')
+
+out=$(retry 10 cdocker "$cns" client version --format '{{.Server.Version}}') || fail "control client failed: $out"
+log "control: the right client certificate works (server $out)"
+
+# a client certificate from a foreign CA, made locally with openssl
+tmp=$(mktemp -d)
+on_exit "rm -rf '$tmp'"
+(
+  cd "$tmp"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=foreign-ca" -keyout ca-key.pem -out ca.pem 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=client" \
+    -keyout key.pem -out client.csr 2>/dev/null
+  printf 'extendedKeyUsage = clientAuth\n' >ext.cnf
+  openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+    -extfile ext.cnf -out cert.pem 2>/dev/null
+) || fail "openssl could not make the foreign client certificate"
+
+kubectl exec -n "$cns" client -- sh -c 'mkdir -p /tmp/nocert /tmp/foreign && cp /certs/client/ca.pem /tmp/nocert/ && cp /certs/client/ca.pem /tmp/foreign/'
+kubectl exec -i -n "$cns" client -- sh -c 'cat > /tmp/foreign/cert.pem' <"$tmp/cert.pem"
+kubectl exec -i -n "$cns" client -- sh -c 'cat > /tmp/foreign/key.pem' <"$tmp/key.pem"
+
+# refused CASE ENV... : docker version with that environment must fail; print its output
+refused() {
+  local what=$1; shift
+  local out
+  if out=$(kubectl exec -n "$cns" client -- env "$@" docker version --format '{{.Server.Version}}' 2>&1); then
+    fail "$what: the engine answered ($out)"
+  fi
+  printf '%s' "$out"
+}
+
+out=$(refused "no client certificate" DOCKER_HOST="$endpoint" DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=/tmp/nocert)
+log "no client cert -> $out"
+assert_match "no client certificate refused in the TLS handshake" \
+  'bad certificate|certificate required|handshake|tls:' "$out"
+
+out=$(refused "foreign CA client certificate" DOCKER_HOST="$endpoint" DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=/tmp/foreign)
+log "foreign CA -> $out"
+assert_match "foreign client certificate refused in the TLS handshake" \
+  'bad certificate|unknown certificate authority|certificate required|handshake|tls:' "$out"
+
+out=$(refused "plain HTTP" -u DOCKER_TLS_VERIFY -u DOCKER_CERT_PATH DOCKER_HOST="$endpoint")
+log "plain HTTP -> $out"
+assert_match "plain HTTP refused" 'HTTP request to an HTTPS server|malformed HTTP response|tls|EOF|connection reset' "$out"
+
+# the CA key never leaves the operator's Secret: it is not in the client Secret nor in the pod
+assert_eq "client Secret has no CA key" "" \
+  "$(kubectl get secret -n "$ns" "$name-client" -o 'jsonpath={.data.ca-key\.pem}')"
+assert_eq "server Secret has no CA key" "" \
+  "$(kubectl get secret -n "$ns" "$name-server" -o 'jsonpath={.data.ca-key\.pem}')"

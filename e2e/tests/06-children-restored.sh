@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Children deleted by hand come back: the Service and the client Secret are re-created, the CA is
+# kept (same ca.pem), and a client using the re-created client Secret still works.
+source "$(dirname "$0")/../lib.sh"
+
+ns_new ns restore
+ns_new cns restore-client
+name=box
+sandbox_apply "$ns" "$name"
+wait_ready "$ns" "$name"
+make_client "$cns" client "$ns" "$name"
+retry 10 docker_answers "$cns" client >/dev/null || fail "engine does not answer"
+
+ca_before=$(kubectl get secret -n "$ns" "$name-ca" -o 'jsonpath={.data.ca\.pem}')
+[[ -n "$ca_before" ]] || fail "Secret $name-ca has no ca.pem"
+svc_uid=$(kubectl get svc -n "$ns" "$name" -o 'jsonpath={.metadata.uid}')
+sec_uid=$(kubectl get secret -n "$ns" "$name-client" -o 'jsonpath={.metadata.uid}')
+
+log "deleting Service $name and Secret $name-client"
+kubectl delete svc -n "$ns" "$name" --wait=true --timeout=60s >&2
+kubectl delete secret -n "$ns" "$name-client" --wait=true --timeout=60s >&2
+
+new_uid() { local u; u=$(kubectl get -n "$ns" "$1" "$2" -o 'jsonpath={.metadata.uid}') && [[ -n "$u" && "$u" != "$3" ]]; }
+wait_for "$E2E_TIMEOUT" "Service $name re-created" new_uid svc "$name" "$svc_uid" || fail "Service not re-created"
+wait_for "$E2E_TIMEOUT" "Secret $name-client re-created" new_uid secret "$name-client" "$sec_uid" ||
+  fail "client Secret not re-created"
+assert_eq "Service port docker-tls" 2376 \
+  "$(kubectl get svc -n "$ns" "$name" -o 'jsonpath={.spec.ports[?(@.name=="docker-tls")].port}')"
+assert_eq "CA unchanged (Secret $name-ca ca.pem)" "$ca_before" \
+  "$(kubectl get secret -n "$ns" "$name-ca" -o 'jsonpath={.data.ca\.pem}')"
+assert_eq "client Secret's ca.pem is the sandbox CA" "$ca_before" \
+  "$(kubectl get secret -n "$ns" "$name-client" -o 'jsonpath={.data.ca\.pem}')"
+wait_ready "$ns" "$name"
+
+make_client "$cns" client2 "$ns" "$name"
+out=$(retry 20 cdocker "$cns" client2 version --format '{{.Server.Version}}') ||
+  fail "client with the re-created Secret cannot talk to the engine: $out"
+log "ok: client with the re-created client Secret works (server $out)"
+out=$(retry 10 cdocker "$cns" client version --format '{{.Server.Version}}') ||
+  fail "client with the original certificate (same CA) no longer works: $out"
+log "ok: the original client certificate still works too"

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Invalid sandboxes are refused by the API server at `kubectl apply`, with a message that names the
+# offending field. Add a case by adding a line to one of the tables below.
+source "$(dirname "$0")/../lib.sh"
+
+ns_new ns validate
+
+# case name | regex the error must match (case-insensitive) | spec lines (YAML, flow style, 2-space indent)
+INVALID=(
+  "isolation-unknown|spec\.isolation|  isolation: bogus"
+  "storage-size-malformed|spec\.storage\.size|  storage: {size: big}"
+  "storage-size-too-small|spec\.storage\.size|  storage: {size: 1Mi}"
+  "storage-type-unknown|spec\.storage\.type|  storage: {size: 1Gi, type: Floppy}"
+  "reclaim-policy-unknown|spec\.storage\.reclaimPolicy|  storage: {size: 1Gi, reclaimPolicy: Shred}"
+  "image-pull-policy-unknown|spec\.imagePullPolicy|  imagePullPolicy: Sometimes"
+  "extra-san-not-a-host|spec\.service\.extraSANs|  service: {extraSANs: [\"not a host!\"]}"
+  "service-type-unknown|spec\.service\.type|  service: {type: Foo}"
+  "bip-invalid|spec\.daemon\.bip|  daemon: {bip: 999.1.1.1/24}"
+  "mtu-out-of-range|spec\.daemon\.mtu|  daemon: {mtu: 100}"
+  "registry-mirror-not-a-url|spec\.daemon\.registryMirrors|  daemon: {registryMirrors: [\"not a url\"]}"
+  "log-level-unknown|spec\.daemon\.logLevel|  daemon: {logLevel: loud}"
+)
+
+# case name | regex | spec lines at creation (valid) | spec lines of the change (must be refused)
+IMMUTABLE=(
+  "storage-class-changed|storageClassName|  storage: {size: 1Gi, storageClassName: dsb-e2e-class-a}|  storage: {size: 1Gi, storageClassName: dsb-e2e-class-b}"
+  "storage-type-changed|storage\.type|type.*immutable|immutable.*type|  storage: {size: 1Gi, type: Persistent}|  storage: {size: 1Gi, type: Ephemeral}"
+)
+
+problems=()
+
+# expect_refused CASE REGEX NAME SPEC
+expect_refused() {
+  local case=$1 regex=$2 name=$3 spec=$4 out
+  if out=$(sandbox_manifest "$ns" "$name" "$spec" | kubectl apply -f - 2>&1); then
+    problems+=("$case: accepted (expected refusal); output: $out")
+    kubectl delete "$DSB" -n "$ns" "$name" --wait=false >/dev/null 2>&1 || true
+    log "BAD  $case: accepted"
+    return
+  fi
+  if grep -qiE -- "$regex" <<<"$out"; then
+    log "ok   $case: refused: $out"
+  else
+    problems+=("$case: refused, but the message does not match /$regex/: $out")
+    log "BAD  $case: message does not name the field: $out"
+  fi
+}
+
+for row in "${INVALID[@]}"; do
+  IFS='|' read -r case regex spec <<<"$row"
+  expect_refused "$case" "$regex" "invalid-$case" "$spec"
+done
+
+for row in "${IMMUTABLE[@]}"; do
+  case=${row%%|*}
+  change=${row##*|}; rest=${row%|*}
+  initial=${rest##*|}; rest=${rest%|*}
+  regex=${rest#*|}
+  if ! out=$(sandbox_manifest "$ns" "$case" "$initial" | kubectl apply -f - 2>&1); then
+    problems+=("$case: the valid initial sandbox was refused: $out")
+    continue
+  fi
+  expect_refused "$case" "$regex" "$case" "$change"
+  # the stored spec is still the initial one
+  kubectl get "$DSB" -n "$ns" "$case" -o json | jq -c .spec.storage >&2 || true
+  kubectl delete "$DSB" -n "$ns" "$case" --wait=false >/dev/null 2>&1 || true
+done
+
+# a sandbox that only sets the documented defaults is accepted (the tables above are not refusing everything)
+if ! out=$(sandbox_manifest "$ns" valid-defaults "$(cat <<'YAML'
+  isolation: auto
+  storage: {type: Ephemeral, size: 1Gi, reclaimPolicy: Delete}
+  service: {type: ClusterIP, extraSANs: [docker.example.com, 203.0.113.7]}
+  daemon: {bip: 198.18.0.1/24, mtu: 1450, logLevel: info, registryMirrors: ["https://mirror.example.com"]}
+YAML
+)" | kubectl apply --dry-run=server -f - 2>&1); then
+  problems+=("valid sandbox refused: $out")
+fi
+
+if ((${#problems[@]})); then
+  printf '  - %s\n' "${problems[@]}" >&2
+  fail "${#problems[@]} validation case(s) wrong"
+fi
+log "all $((${#INVALID[@]} + ${#IMMUTABLE[@]})) invalid sandboxes refused with the field named"

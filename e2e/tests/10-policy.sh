@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Policy refusals are explained, not silent:
+#  - operator installed with operator.allowPrivileged=false (via `helm upgrade`, which also proves a
+#    value change rolls the Deployment): an `auto` sandbox with no sysbox RuntimeClass gets
+#    condition PrivilegedForbidden, a Warning Event and no pod;
+#  - a namespace enforcing the baseline Pod Security level: an `isolation: privileged` sandbox gets
+#    condition PodSecurityRejected and no pod.
+source "$(dirname "$0")/../lib.sh"
+
+RC=${E2E_SYSBOX_RUNTIME_CLASS:-sysbox-runc}
+
+# --- part 1: allowPrivileged=false
+if ! helm status "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" >/dev/null 2>&1; then
+  skip "operator is not a Helm release $E2E_OPERATOR_NAMESPACE/$E2E_RELEASE (installed some other way)"
+fi
+helm_set() {
+  log "helm upgrade $E2E_RELEASE --reuse-values $*"
+  helm upgrade "$E2E_RELEASE" "$E2E_CHART" -n "$E2E_OPERATOR_NAMESPACE" --reuse-values "$@" --wait --timeout 5m >&2
+}
+operator_pod_names() {
+  kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE" \
+    --field-selector=status.phase=Running -o 'jsonpath={.items[*].metadata.name}'
+}
+
+if kubectl get runtimeclass "$RC" >/dev/null 2>&1; then
+  log "RuntimeClass $RC exists: isolation auto would pick sysbox; skipping the PrivilegedForbidden part"
+else
+  before=$(operator_pod_names)
+  policy_changed=1
+  restore_policy() {
+    [[ $policy_changed == 1 ]] || return 0
+    helm_set --set operator.allowPrivileged=true || log "WARNING: could not restore operator.allowPrivileged=true"
+  }
+  on_exit restore_policy
+  helm_set --set operator.allowPrivileged=false || fail "helm upgrade with operator.allowPrivileged=false failed"
+  d=$(operator_deployment)
+  [[ -n "$d" ]] || fail "no operator Deployment labelled app.kubernetes.io/instance=$E2E_RELEASE"
+  kubectl rollout status -n "$E2E_OPERATOR_NAMESPACE" "$d" --timeout=180s >&2 || fail "operator rollout did not finish"
+  after=$(operator_pod_names)
+  log "operator pods before: [$before] after: [$after]"
+  for p in $before; do
+    [[ " $after " != *" $p "* ]] || fail "operator pod $p still running: the Deployment did not roll on helm upgrade"
+  done
+  [[ -n "$after" ]] || fail "no operator pod running after helm upgrade"
+
+  ns_new ns nopriv
+  sandbox_apply "$ns" box "  isolation: auto"
+  wait_for 120 "condition reason PrivilegedForbidden" has_condition_reason "$ns" box PrivilegedForbidden ||
+    fail "no PrivilegedForbidden condition; conditions: $(dsb_conditions "$ns" box 2>&1)"
+  msg=$(condition_message_for_reason "$ns" box PrivilegedForbidden)
+  log "PrivilegedForbidden message: $msg"
+  assert_match "PrivilegedForbidden message explains" 'privileged' "$msg"
+  wait_for 60 "Warning Event PrivilegedForbidden" warning_event_exists "$ns" box PrivilegedForbidden ||
+    fail "no Warning Event PrivilegedForbidden"
+  still_true 10 pod_absent "$ns" box-engine || fail "an engine pod was created although privileged pods are forbidden"
+  log "ok: no engine pod"
+
+  helm_set --set operator.allowPrivileged=true || fail "helm upgrade back to operator.allowPrivileged=true failed"
+  policy_changed=0
+  kubectl rollout status -n "$E2E_OPERATOR_NAMESPACE" "$(operator_deployment)" --timeout=180s >&2 ||
+    fail "operator rollout did not finish"
+  # with the policy lifted, the same sandbox now proceeds
+  wait_ready "$ns" box
+fi
+
+# --- part 2: PodSecurity baseline namespace
+ns_new pns podsec pod-security.kubernetes.io/enforce=baseline
+sandbox_apply "$pns" box "  isolation: privileged"
+wait_for 120 "condition reason PodSecurityRejected" has_condition_reason "$pns" box PodSecurityRejected ||
+  fail "no PodSecurityRejected condition; conditions: $(dsb_conditions "$pns" box 2>&1)"
+msg=$(condition_message_for_reason "$pns" box PodSecurityRejected)
+log "PodSecurityRejected message: $msg"
+assert_match "PodSecurityRejected message names the policy" 'baseline|pod-security|PodSecurity' "$msg"
+wait_for 60 "Warning Event PodSecurityRejected" warning_event_exists "$pns" box PodSecurityRejected ||
+  fail "no Warning Event PodSecurityRejected"
+still_true 10 pod_absent "$pns" box-engine || fail "an engine pod exists in a baseline namespace"
+log "ok: no engine pod"
