@@ -15,6 +15,8 @@ ca_before=$(kubectl get secret -n "$ns" "$name-ca" -o 'jsonpath={.data.ca\.pem}'
 [[ -n "$ca_before" ]] || fail "Secret $name-ca has no ca.pem"
 svc_uid=$(kubectl get svc -n "$ns" "$name" -o 'jsonpath={.metadata.uid}')
 sec_uid=$(kubectl get secret -n "$ns" "$name-client" -o 'jsonpath={.metadata.uid}')
+cluster_ip=$(kubectl get svc -n "$ns" "$name" -o 'jsonpath={.spec.clusterIP}')
+pod_uid=$(kubectl get pod -n "$ns" "$name-engine" -o 'jsonpath={.metadata.uid}')
 
 log "deleting Service $name and Secret $name-client"
 kubectl delete svc -n "$ns" "$name" --wait=true --timeout=60s >&2
@@ -31,6 +33,12 @@ assert_eq "CA unchanged (Secret $name-ca ca.pem)" "$ca_before" \
 assert_eq "client Secret's ca.pem is the sandbox CA" "$ca_before" \
   "$(kubectl get secret -n "$ns" "$name-client" -o 'jsonpath={.data.ca\.pem}')"
 wait_ready "$ns" "$name"
+# The ClusterIP is in the server certificate: the Service comes back with the same address, so
+# the certificate stays valid and the engine (with the team's running containers) is not restarted.
+assert_eq "Service keeps its ClusterIP" "$cluster_ip" \
+  "$(kubectl get svc -n "$ns" "$name" -o 'jsonpath={.spec.clusterIP}')"
+assert_eq "engine pod not restarted" "$pod_uid" \
+  "$(kubectl get pod -n "$ns" "$name-engine" -o 'jsonpath={.metadata.uid}')"
 
 make_client "$cns" client2 "$ns" "$name"
 out=$(retry 20 cdocker "$cns" client2 version --format '{{.Server.Version}}') ||

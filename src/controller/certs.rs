@@ -108,3 +108,14 @@ pub async fn ensure(ctx: &Context, dsb: &DockerSandbox, names: &Names, svc: &Ser
     };
     Ok(Material { ca, server, client, status })
 }
+
+/// The ClusterIP the server certificate was issued for, if a server certificate exists: its IP
+/// SANs other than loopback and the spec's extra SANs.
+pub async fn previous_cluster_ip(ctx: &Context, dsb: &DockerSandbox, names: &Names) -> Result<Option<String>> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let Some(leaf) = get(&api, &names.server_secret).await?.and_then(|s| secret::leaf(&s)) else { return Ok(None) };
+    let Ok(info) = tls::inspect(&leaf.cert) else { return Ok(None) };
+    Ok(info.sans.into_iter().find(|san| {
+        san.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_loopback()) && !dsb.spec.service.extra_sans.contains(san)
+    }))
+}

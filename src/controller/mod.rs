@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::node::v1::RuntimeClass;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, controller, watcher};
 use kube::{Api, Client};
@@ -20,7 +22,7 @@ use tracing::{debug, warn};
 
 pub use context::Context;
 
-use crate::crd::DockerSandbox;
+use crate::crd::{DockerSandbox, Phase};
 use crate::resources::MANAGED_SELECTOR;
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -47,7 +49,11 @@ pub fn controllers(
     let mut runs = Vec::new();
     for scope in scopes {
         let c = &ctx.client;
-        let controller = Controller::new(api::<DockerSandbox>(c, scope), watcher::Config::default().any_semantic())
+        let controller = Controller::new(api::<DockerSandbox>(c, scope), watcher::Config::default().any_semantic());
+        let cache = controller.store();
+        let controller = controller
+            // A RuntimeClass appearing (or going) changes where waiting sandboxes can run.
+            .watches(Api::<RuntimeClass>::all(c.clone()), watcher::Config::default(), move |_| waiting(&cache))
             .owns(api::<Pod>(c, scope), children.clone())
             .owns(api::<Service>(c, scope), children.clone())
             .owns(api::<Secret>(c, scope), children.clone())
@@ -68,4 +74,14 @@ pub fn controllers(
     (stores, async move {
         futures::future::join_all(runs).await;
     })
+}
+
+/// Sandboxes that are not Ready: the ones a cluster change may unblock.
+fn waiting(cache: &Store<DockerSandbox>) -> Vec<ObjectRef<DockerSandbox>> {
+    cache
+        .state()
+        .iter()
+        .filter(|d| d.status.as_ref().and_then(|s| s.phase) != Some(Phase::Ready))
+        .map(|d| ObjectRef::from_obj(d.as_ref()))
+        .collect()
 }

@@ -74,7 +74,7 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
         }
     };
 
-    let svc = apply(&Api::<Service>::namespaced(ctx.client.clone(), &ns), &service::build(dsb)).await?;
+    let svc = ensure_service(ctx, dsb, &names).await?;
     let tls = certs::ensure(ctx, dsb, &names, &svc).await?;
     let storage = match pvc::build(dsb, &plan) {
         None => Storage::Ephemeral,
@@ -123,6 +123,32 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
         Phase::Provisioning => Duration::from_secs(5),
         _ => Duration::from_secs(30),
     }))
+}
+
+/// Applies the Service, keeping its ClusterIP: the address is in the server certificate, so a
+/// Service deleted by hand comes back with the address it had (when it is still free) and the
+/// engine keeps running with its certificate.
+async fn ensure_service(ctx: &Context, dsb: &DockerSandbox, names: &Names) -> Result<Service> {
+    let api = Api::<Service>::namespaced(ctx.client.clone(), &names.namespace);
+    let mut desired = service::build(dsb);
+    let current = get(&api, &names.service).await?;
+    let ip = match current.as_ref().and_then(|s| s.spec.as_ref()?.cluster_ip.clone()) {
+        Some(ip) => Some(ip),
+        None => certs::previous_cluster_ip(ctx, dsb, names).await?,
+    };
+    if let (Some(ip), Some(spec)) = (ip, desired.spec.as_mut()) {
+        spec.cluster_ip = Some(ip);
+    }
+    match apply(&api, &desired).await {
+        Err(e) if current.is_none() && e.is_permanent() => {
+            // The old address is taken or outside the range: take a new one (and a new certificate).
+            if let Some(spec) = desired.spec.as_mut() {
+                spec.cluster_ip = None;
+            }
+            apply(&api, &desired).await
+        }
+        other => other,
+    }
 }
 
 /// What decides where the engine may run; `None` when the namespace is terminating.
