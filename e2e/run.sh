@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The e2e entry point (`make e2e`): a local cluster built from upstream parts (or the cluster in
 # $KUBECONFIG when E2E_USE_KUBECONFIG=1), the operator image, Helm, then the tests (or the
-# benchmark with --bench). The local cluster is torn down at the end unless E2E_KEEP_CLUSTER=1;
-# on failure every component's log is kept under $E2E_ARTIFACTS.
+# benchmark with --bench). The local cluster is created fresh (E2E_REUSE_CLUSTER=1 keeps a running
+# one) and torn down at the end unless E2E_KEEP_CLUSTER=1; every component's log is kept under
+# $E2E_ARTIFACTS.
 set -euo pipefail
 E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$E2E_DIR/.." && pwd)
@@ -36,6 +37,10 @@ else
     exit "$rc"
   }
   trap finish EXIT
+  if [ "${E2E_REUSE_CLUSTER:-0}" != 1 ]; then
+    stamp "tearing down any previous local cluster, so the suite runs on a fresh one"
+    bash "$E2E_DIR/cluster/down.sh" >"$E2E_ARTIFACTS/cluster-down-before.log" 2>&1 || true
+  fi
   stamp "bringing up the local cluster (e2e/cluster/up.sh)"
   bash "$E2E_DIR/cluster/up.sh"
   export KUBECONFIG=$DSB_E2E_STATE/kubeconfig

@@ -88,8 +88,9 @@ fn container(dsb: &DockerSandbox, plan: &Plan) -> Container {
         resources: dsb.spec.resources.clone(),
         security_context: matches!(plan.mode, Mode::Privileged)
             .then(|| SecurityContext { privileged: Some(true), ..SecurityContext::default() }),
-        startup_probe: Some(docker_probe(2, 5, 90)),
-        readiness_probe: Some(docker_probe(10, 5, 3)),
+        // Startup is polled every second (up to 3 minutes), so Ready follows dockerd closely.
+        startup_probe: Some(docker_probe(1, 5, 180)),
+        readiness_probe: Some(docker_probe(5, 5, 3)),
         liveness_probe: Some(docker_probe(30, 10, 5)),
         volume_mounts: Some(vec![
             VolumeMount { name: "docker-data".into(), mount_path: "/var/lib/docker".into(), ..VolumeMount::default() },
