@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark (not a test; asserts nothing about time): against the cluster in $KUBECONFIG, with the
-# operator already installed (e2e/run-tests.sh installs it), measure
+# Benchmark (not a test; asserts nothing about time): against the cluster in $KUBECONFIG (it installs
+# the operator with the chart first, as run-tests.sh does, unless E2E_SKIP_INSTALL=1), measure
 #   1. N DockerSandboxes applied together: seconds from `kubectl apply` to phase Ready (min/median/max);
 #   2. N bare engine pods, same image, no operator: a copy of the operator's engine pod (privileged,
 #      same command, server certificate, volume type and exec probes `docker version`), applied
@@ -22,6 +22,11 @@ RESTART=${E2E_BENCH_RESTART_OPERATOR:-1}
 T=${E2E_BENCH_TIMEOUT:-600}
 now() { date +%s.%N; }
 
+if [[ "${E2E_SKIP_INSTALL:-0}" != 1 ]]; then
+  log "installing the operator: helm upgrade --install $E2E_RELEASE $E2E_CHART (image $E2E_OPERATOR_IMAGE)"
+  helm_operator >"$E2E_ARTIFACTS/bench-helm-install.log" 2>&1 ||
+    { cat "$E2E_ARTIFACTS/bench-helm-install.log" >&2; echo "operator install failed" >&2; exit 2; }
+fi
 kubectl get crd dockersandboxes.dockersandbox.dev >/dev/null 2>&1 || { echo "operator/CRD not installed" >&2; exit 2; }
 
 # stats: read numbers on stdin, print "min median max" (3 decimals)
