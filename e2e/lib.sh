@@ -77,6 +77,21 @@ assert_eq() {
   log "ok: $1 = '$3'"
 }
 
+# expect_refused NS NAME REASON REGEX: the sandbox says why it cannot be placed (a condition with
+# REASON whose message matches REGEX, and a Warning Event with REASON) and no engine pod appears.
+expect_refused() {
+  local ns=$1 name=$2 reason=$3 regex=$4 msg
+  wait_for 120 "condition reason $reason" has_condition_reason "$ns" "$name" "$reason" ||
+    fail "no $reason condition; conditions: $(dsb_conditions "$ns" "$name" 2>&1)"
+  msg=$(condition_message_for_reason "$ns" "$name" "$reason")
+  log "$reason message: $msg"
+  assert_match "$reason message explains" "$regex" "$msg"
+  assert_eq "Ready condition" False "$(dsb_get "$ns" "$name" '{.status.conditions[?(@.type=="Ready")].status}')"
+  wait_for 60 "Warning Event $reason" warning_event_exists "$ns" "$name" "$reason" || fail "no Warning Event $reason"
+  still_true 10 pod_absent "$ns" "$name-engine" || fail "an engine pod was created although the sandbox is refused ($reason)"
+  log "ok: no engine pod ($reason)"
+}
+
 # assert_match WHAT REGEX TEXT   (extended regex, case-insensitive)
 assert_match() {
   if ! grep -qiE -- "$2" <<<"$3"; then fail "$1: expected to match /$2/, got: $3"; fi

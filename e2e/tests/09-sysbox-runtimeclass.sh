@@ -22,15 +22,7 @@ fi
 
 if [[ $real_rc == false ]]; then
   sandbox_apply "$ns" "$name" "  isolation: sysbox"
-  wait_for 120 "condition reason RuntimeClassMissing" has_condition_reason "$ns" "$name" RuntimeClassMissing ||
-    fail "no RuntimeClassMissing condition; conditions: $(dsb_conditions "$ns" "$name" 2>&1)"
-  msg=$(condition_message_for_reason "$ns" "$name" RuntimeClassMissing)
-  assert_match "RuntimeClassMissing message names the RuntimeClass" "$RC" "$msg"
-  assert_eq "Ready condition" False "$(dsb_get "$ns" "$name" '{.status.conditions[?(@.type=="Ready")].status}')"
-  wait_for 60 "Warning Event RuntimeClassMissing on the sandbox" warning_event_exists "$ns" "$name" RuntimeClassMissing ||
-    fail "no Warning Event RuntimeClassMissing"
-  still_true 10 pod_absent "$ns" "$name-engine" || fail "an engine pod was created although the RuntimeClass is missing"
-  log "ok: no engine pod while $RC is missing"
+  expect_refused "$ns" "$name" RuntimeClassMissing "$RC"
 
   log "creating RuntimeClass $RC (handler sysbox-runc; not installed on the nodes)"
   on_exit "kubectl delete runtimeclass '$RC' --ignore-not-found >/dev/null"
