@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use dockersandbox_operator::config::{Cli, Command, Config, LogFormat};
-use dockersandbox_operator::controller::{Context, controllers};
+use dockersandbox_operator::controller::{self, Context, controllers};
 use dockersandbox_operator::crd::DockerSandbox;
 use dockersandbox_operator::http::{AppState, serve};
 use dockersandbox_operator::metrics::Metrics;
@@ -77,11 +77,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 /// reachable, CRD served, RBAC in place). The watch caches are not awaited here: kube's
 /// `Store::wait_until_ready` supports only one waiter, and the controller is already that waiter.
 async fn readiness(client: Client, namespaces: Vec<String>, ready: Arc<AtomicBool>) {
-    let scopes: Vec<Api<DockerSandbox>> = if namespaces.is_empty() {
-        vec![Api::all(client.clone())]
-    } else {
-        namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
-    };
+    let scopes: Vec<Api<DockerSandbox>> =
+        controller::scopes(&namespaces).into_iter().map(|s| controller::api(&client, s)).collect();
     loop {
         let mut failed = None;
         for api in &scopes {

@@ -25,7 +25,13 @@ pub use context::Context;
 use crate::crd::{DockerSandbox, Phase};
 use crate::resources::MANAGED_SELECTOR;
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+/// The watched scopes: one per namespace, or `None` for all namespaces.
+pub fn scopes(namespaces: &[String]) -> Vec<Option<&str>> {
+    if namespaces.is_empty() { vec![None] } else { namespaces.iter().map(|n| Some(n.as_str())).collect() }
+}
+
+/// An API handle for `K` in one scope.
+pub fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
 {
@@ -42,12 +48,10 @@ pub fn controllers(
     shutdown: CancellationToken,
 ) -> (Vec<Store<DockerSandbox>>, impl std::future::Future<Output = ()>) {
     let namespaces = ctx.config.watched_namespaces();
-    let scopes: Vec<Option<&str>> =
-        if namespaces.is_empty() { vec![None] } else { namespaces.iter().map(|n| Some(n.as_str())).collect() };
     let children = watcher::Config::default().labels(MANAGED_SELECTOR);
     let mut stores = Vec::new();
     let mut runs = Vec::new();
-    for scope in scopes {
+    for scope in scopes(&namespaces) {
         let c = &ctx.client;
         let controller = Controller::new(api::<DockerSandbox>(c, scope), watcher::Config::default().any_semantic());
         let cache = controller.store();

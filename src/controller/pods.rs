@@ -4,9 +4,8 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 
-use super::apply::{apply, get};
+use super::apply::{apply, delete, get};
 use super::context::Context;
-use super::reconcile::delete_pod;
 use crate::crd::DockerSandbox;
 use crate::error::Result;
 use crate::resources::pod::hash_of;
@@ -56,7 +55,7 @@ pub async fn ensure(ctx: &Context, dsb: &DockerSandbox, desired: &Pod) -> Result
         } else {
             "the sandbox spec or its server certificate changed; recreating the engine pod, the volume keeps images and containers".to_string()
         };
-        delete_pod(ctx, &ns, &name).await?;
+        delete(&api, &name).await?;
         ctx.event(dsb, false, "EngineRecreating", why.clone()).await;
         return Ok(PodState::Waiting(why));
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Service};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
-use super::apply::{apply, delete, get};
+use super::apply::{apply, get};
 use super::context::Context;
 use super::engine::{self, Route};
 use super::status::{self, Engine, Observed, Storage};
@@ -136,11 +136,12 @@ async fn ensure_service(ctx: &Context, dsb: &DockerSandbox, names: &Names) -> Re
         Some(ip) => Some(ip),
         None => certs::previous_cluster_ip(ctx, dsb, names).await?,
     };
-    if let (Some(ip), Some(spec)) = (ip, desired.spec.as_mut()) {
-        spec.cluster_ip = Some(ip);
+    let reused = current.is_none() && ip.is_some();
+    if let Some(spec) = desired.spec.as_mut() {
+        spec.cluster_ip = ip;
     }
     match apply(&api, &desired).await {
-        Err(e) if current.is_none() && e.is_permanent() => {
+        Err(e) if reused && e.is_permanent() => {
             // The old address is taken or outside the range: take a new one (and a new certificate).
             if let Some(spec) = desired.spec.as_mut() {
                 spec.cluster_ip = None;
@@ -220,9 +221,4 @@ async fn publish_status(ctx: &Context, dsb: &DockerSandbox, seen: &Observed) -> 
         }
     }
     Ok(phase)
-}
-
-/// Deletes the engine pod (used by `pods` when it must be recreated).
-pub(super) async fn delete_pod(ctx: &Context, ns: &str, name: &str) -> Result<()> {
-    delete(&Api::<Pod>::namespaced(ctx.client.clone(), ns), name).await
 }

@@ -1,8 +1,6 @@
 //! Secrets holding the sandbox's TLS material. The CA key lives only in the CA secret, which is
 //! never mounted into the engine pod.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
@@ -58,15 +56,14 @@ pub fn ca_pem(secret: &Secret) -> Option<Pem> {
     Some(Pem { cert: text(secret, CA_CERT)?, key: text(secret, CA_KEY)? })
 }
 
-/// Every key of a secret, for tests and diagnostics (never the values).
-pub fn keys(secret: &Secret) -> Vec<String> {
-    secret.data.as_ref().map(|d: &BTreeMap<String, ByteString>| d.keys().cloned().collect()).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::testing::minimal;
+
+    fn keys(secret: &Secret) -> Vec<String> {
+        secret.data.as_ref().map(|d| d.keys().cloned().collect()).unwrap_or_default()
+    }
 
     #[test]
     fn ca_key_only_in_ca_secret() {
