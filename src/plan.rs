@@ -1,16 +1,14 @@
 //! Pure: validate a `DockerSandbox`, resolve defaults and `isolation: auto`, and say why a sandbox
-//! cannot be placed. Builders only ever see a `Plan`.
+//! cannot be placed. The builders in `resources` read a sandbox's identity (name, namespace, uid)
+//! from the `DockerSandbox` and everything else from the `Plan`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
 
 use crate::config::Config;
-use crate::crd::{DaemonSpec, DockerSandbox, Isolation, PullPolicy, ReclaimPolicy, StorageType};
-
-/// Default bridge of the engine: 198.18.0.0/15 is reserved for benchmarking (RFC 2544), so it rarely
-/// collides with VPCs, unlike Docker's own 172.17.0.0/16.
-pub const DEFAULT_BIP: &str = "198.18.0.1/24";
-/// Default pool for networks users create (compose networks).
-pub const DEFAULT_POOL_BASE: &str = "198.18.128.0/17";
-/// Prefix length of each network carved from the default pool.
-pub const DEFAULT_POOL_SIZE: i32 = 24;
+use crate::crd::conditions::reason;
+use crate::crd::{DaemonSpec, DockerSandbox, Isolation, PullPolicy, ReclaimPolicy, ServiceType, StorageType};
 
 /// What the reconciler observed in the cluster that decides where the engine can run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,8 +54,30 @@ pub struct StoragePlan {
     pub retain: bool,
 }
 
+/// Where the engine pod may be scheduled.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Placement {
+    /// Node labels the pod must match.
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations.
+    pub tolerations: Vec<Toleration>,
+    /// Affinity rules.
+    pub affinity: Option<Affinity>,
+}
+
+/// How the engine is exposed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServicePlan {
+    /// Service type.
+    pub kind: ServiceType,
+    /// Annotations on the Service.
+    pub annotations: BTreeMap<String, String>,
+    /// Names and addresses the server certificate covers besides the Service's own.
+    pub extra_sans: Vec<String>,
+}
+
 /// Everything the builders need, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// Isolation mode.
     pub mode: Mode,
@@ -65,12 +85,19 @@ pub struct Plan {
     pub image: String,
     /// Pull policy, when the spec sets one.
     pub pull_policy: Option<PullPolicy>,
+    /// Secrets for pulling the image.
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// CPU and memory of the engine container.
+    pub resources: Option<ResourceRequirements>,
+    /// Scheduling constraints.
+    pub placement: Placement,
     /// Volume for /var/lib/docker.
     pub storage: StoragePlan,
-    /// daemon.json content.
-    pub daemon_json: String,
-    /// Fixed MTU; `None` means "the pod interface's MTU, read at start".
-    pub mtu: Option<i32>,
+    /// The Service.
+    pub service: ServicePlan,
+    /// dockerd settings (`resources::daemon_json` renders them; `mtu: None` means "the pod
+    /// interface's MTU, read at start").
+    pub daemon: DaemonSpec,
 }
 
 /// Why a sandbox cannot be placed: a condition reason and a message that names the fix.
@@ -89,7 +116,7 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
     let spec = &dsb.spec;
     let size = spec.storage.size.clone().unwrap_or_else(|| config.default_storage_size.clone());
     if !is_quantity(&size) {
-        return Err(spec_error("InvalidSpec", format!("storage.size {size:?} is not a quantity such as 20Gi")));
+        return Err(spec_error(reason::INVALID_SPEC, format!("storage.size {size:?} is not a quantity such as 20Gi")));
     }
     let class = spec
         .storage
@@ -107,9 +134,20 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
         mode,
         image: spec.image.clone().unwrap_or_else(|| config.default_image.clone()),
         pull_policy: spec.image_pull_policy,
+        image_pull_secrets: spec.image_pull_secrets.clone(),
+        resources: spec.resources.clone(),
+        placement: Placement {
+            node_selector: spec.node_selector.clone(),
+            tolerations: spec.tolerations.clone(),
+            affinity: spec.affinity.clone(),
+        },
         storage,
-        daemon_json: daemon_json(&spec.daemon),
-        mtu: spec.daemon.mtu,
+        service: ServicePlan {
+            kind: spec.service.kind,
+            annotations: spec.service.annotations.clone(),
+            extra_sans: spec.service.extra_sans.clone(),
+        },
+        daemon: spec.daemon.clone(),
     })
 }
 
@@ -120,7 +158,7 @@ pub fn resolve_isolation(wanted: Isolation, facts: &Facts, config: &Config) -> R
     match wanted {
         Isolation::Sysbox if facts.sysbox_runtime_class => check_pod_security(sysbox(), facts),
         Isolation::Sysbox => Err(Refusal {
-            reason: "RuntimeClassMissing",
+            reason: reason::RUNTIME_CLASS_MISSING,
             message: format!(
                 "isolation is sysbox but RuntimeClass {rc:?} does not exist; install sysbox on the nodes \
                  (sysbox-deploy-k8s creates the RuntimeClass) or choose isolation: privileged"
@@ -129,7 +167,7 @@ pub fn resolve_isolation(wanted: Isolation, facts: &Facts, config: &Config) -> R
         }),
         Isolation::Auto if facts.sysbox_runtime_class => check_pod_security(sysbox(), facts),
         Isolation::Privileged | Isolation::Auto if !config.allow_privileged => Err(Refusal {
-            reason: "PrivilegedForbidden",
+            reason: reason::PRIVILEGED_FORBIDDEN,
             message: format!(
                 "the operator's policy forbids privileged engine pods (--allow-privileged=false) and RuntimeClass \
                  {rc:?} does not exist; install sysbox so isolation can use it, or ask the platform team to allow \
@@ -149,7 +187,7 @@ fn check_pod_security(mode: Mode, facts: &Facts) -> Result<Mode, Refusal> {
     };
     if refused {
         return Err(Refusal {
-            reason: "PodSecurityRejected",
+            reason: reason::POD_SECURITY_REJECTED,
             message: format!(
                 "the namespace enforces PodSecurity level {level:?} (label pod-security.kubernetes.io/enforce), which \
                  rejects a {} engine pod; label the namespace pod-security.kubernetes.io/enforce=privileged{}",
@@ -164,31 +202,6 @@ fn check_pod_security(mode: Mode, facts: &Facts) -> Result<Mode, Refusal> {
 
 fn spec_error(reason: &'static str, message: String) -> Refusal {
     Refusal { reason, message, spec_error: true }
-}
-
-/// daemon.json for dockerd, from the spec and the operator's defaults. The MTU is not here: it is
-/// passed as flags, because its default is only known inside the pod.
-pub fn daemon_json(d: &DaemonSpec) -> String {
-    let pools: Vec<_> = if d.default_address_pools.is_empty() {
-        vec![serde_json::json!({"base": DEFAULT_POOL_BASE, "size": DEFAULT_POOL_SIZE})]
-    } else {
-        d.default_address_pools.iter().map(|p| serde_json::json!({"base": p.base, "size": p.size})).collect()
-    };
-    let mut json = serde_json::json!({
-        "bip": d.bip.as_deref().unwrap_or(DEFAULT_BIP),
-        "default-address-pools": pools,
-        "shutdown-timeout": 30,
-    });
-    if !d.registry_mirrors.is_empty() {
-        json["registry-mirrors"] = serde_json::json!(d.registry_mirrors);
-    }
-    if !d.insecure_registries.is_empty() {
-        json["insecure-registries"] = serde_json::json!(d.insecure_registries);
-    }
-    if let Some(level) = d.log_level {
-        json["log-level"] = serde_json::to_value(level).unwrap_or_default();
-    }
-    json.to_string()
 }
 
 /// A Kubernetes quantity: digits, an optional fraction, an optional suffix.
@@ -261,7 +274,7 @@ mod tests {
             StoragePlan { ephemeral: false, size: "50Gi".into(), class: Some("fast".into()), retain: true }
         );
         assert_eq!(p.image, crate::config::DEFAULT_IMAGE);
-        assert_eq!(p.mtu, None);
+        assert_eq!(p.daemon.mtu, None);
     }
 
     #[test]
@@ -282,26 +295,5 @@ mod tests {
         for bad in ["", "big", "Gi", "1.2.3Gi", ".5Gi", "10GB", "-1Gi"] {
             assert!(!is_quantity(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn daemon_json_avoids_172_17_and_carries_settings() {
-        let d: serde_json::Value = serde_json::from_str(&daemon_json(&DaemonSpec::default())).expect("json");
-        assert_eq!(d["bip"], DEFAULT_BIP);
-        assert_eq!(d["default-address-pools"][0]["base"], DEFAULT_POOL_BASE);
-        assert!(d.get("registry-mirrors").is_none());
-        let spec = DaemonSpec {
-            registry_mirrors: vec!["https://m.example.com".into()],
-            insecure_registries: vec!["reg.internal:5000".into()],
-            log_level: Some(crate::crd::LogLevel::Debug),
-            bip: Some("10.200.0.1/24".into()),
-            ..DaemonSpec::default()
-        };
-        let d: serde_json::Value = serde_json::from_str(&daemon_json(&spec)).expect("json");
-        assert_eq!(d["registry-mirrors"][0], "https://m.example.com");
-        assert_eq!(d["insecure-registries"][0], "reg.internal:5000");
-        assert_eq!(d["log-level"], "debug");
-        assert_eq!(d["bip"], "10.200.0.1/24");
-        assert!(d.get("mtu").is_none(), "the MTU is passed as flags");
     }
 }

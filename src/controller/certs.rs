@@ -1,16 +1,18 @@
-//! Keeps a sandbox's CA, server and client certificates present, valid and renewed. Only what is
-//! missing, invalid or due for renewal is issued; the CA is replaced only when it is gone or
+//! Step: keeps a sandbox's CA, server and client certificates present, valid and renewed. Only
+//! what is missing, invalid or due for renewal is issued; the CA is replaced only when it is gone or
 //! expiring, and then loudly (a Warning event), because tenants must fetch the new client Secret.
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::{Api, ResourceExt};
 
 use super::apply::{apply, get};
-use super::context::Context;
-use crate::crd::{CertificateStatus, DockerSandbox};
+use super::context::Target;
+use crate::crd::CertificateStatus;
+use crate::crd::conditions::reason;
 use crate::error::Result;
-use crate::resources::{Names, secret, service};
-use crate::tls::{self, Pem};
+use crate::plan::Plan;
+use crate::resources::{secret, service};
+use crate::tls::{self, CertInfo, Pem};
 
 /// The sandbox's TLS material, as in use after this reconcile.
 pub struct Material {
@@ -24,98 +26,109 @@ pub struct Material {
     pub status: CertificateStatus,
 }
 
-fn usable(leaf: &Pem, ca: &Pem, now: i64) -> Option<tls::CertInfo> {
+/// One certificate after `keep_or_issue`.
+struct Kept {
+    pem: Pem,
+    info: CertInfo,
+    /// Whether it was issued by this reconcile.
+    issued: bool,
+    /// Whether a Secret with material was there before (so issuing replaced something).
+    replaced: bool,
+}
+
+/// Keeps the certificate stored in Secret `name` while `keep` accepts it; otherwise issues one
+/// with `issue` (which returns it and the Secret to store) and applies that Secret.
+async fn keep_or_issue(
+    api: &Api<Secret>,
+    name: &str,
+    read: fn(&Secret) -> Option<Pem>,
+    keep: impl Fn(&Pem) -> Option<CertInfo>,
+    issue: impl FnOnce() -> Result<(Pem, Secret)>,
+) -> Result<Kept> {
+    let stored = get(api, name).await?.and_then(|s| read(&s));
+    if let Some((pem, info)) = stored.as_ref().and_then(|p| Some((p.clone(), keep(p)?))) {
+        return Ok(Kept { pem, info, issued: false, replaced: false });
+    }
+    let (pem, secret) = issue()?;
+    apply(api, &secret).await?;
+    let info = tls::inspect(&pem.cert)?;
+    Ok(Kept { pem, info, issued: true, replaced: stored.is_some() })
+}
+
+/// A leaf that is signed by `ca` and not due for renewal.
+fn usable(leaf: &Pem, ca: &Pem, now: i64) -> Option<CertInfo> {
     let info = tls::inspect(&leaf.cert).ok()?;
     (!tls::needs_renewal(&info, now) && tls::is_signed_by(&leaf.cert, &ca.cert)).then_some(info)
 }
 
 /// Ensures the three secrets; returns the material in use.
-pub async fn ensure(ctx: &Context, dsb: &DockerSandbox, names: &Names, svc: &Service) -> Result<Material> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Material> {
+    let (dsb, names) = (t.dsb, &t.names);
+    let api = t.api::<Secret>();
     let now = tls::now();
     let unix = now.unix_timestamp();
-    let days = ctx.config.cert_validity_days;
+    let days = t.ctx.config.cert_validity_days;
     let who = format!("{}/{}", names.namespace, dsb.name_any());
 
-    let stored_ca = get(&api, &names.ca_secret).await?.and_then(|s| secret::ca_pem(&s));
-    let ca_ok = stored_ca.as_ref().and_then(|ca| tls::inspect(&ca.cert).ok()).filter(|i| !tls::needs_renewal(i, unix));
-    let (ca, ca_info) = match (stored_ca, ca_ok) {
-        (Some(ca), Some(info)) => (ca, info),
-        (stored, _) => {
-            let ca = tls::new_ca(&format!("dockersandbox CA {who}"), now)?;
-            apply(&api, &secret::ca(dsb, &ca)).await?;
-            if stored.is_some() || get(&api, &names.client_secret).await?.is_some() {
-                let note = format!(
-                    "the CA in Secret {} was missing, invalid or expiring, so a new CA was issued; clients must use the new client Secret {}",
-                    names.ca_secret, names.client_secret
-                );
-                ctx.event(dsb, true, "CARegenerated", note).await;
-            }
-            let info = tls::inspect(&ca.cert)?;
-            (ca, info)
-        }
-    };
+    let ca_valid = |ca: &Pem| tls::inspect(&ca.cert).ok().filter(|i| !tls::needs_renewal(i, unix));
+    let ca = keep_or_issue(&api, &names.ca_secret, secret::ca_pem, ca_valid, || {
+        let ca = tls::new_ca(&format!("dockersandbox CA {who}"), now)?;
+        Ok((ca.clone(), secret::ca(dsb, &ca)))
+    })
+    .await?;
+    if ca.issued && (ca.replaced || get(&api, &names.client_secret).await?.is_some()) {
+        let note = format!(
+            "the CA in Secret {} was missing, invalid or expiring, so a new CA was issued; clients must use the new client Secret {}",
+            names.ca_secret, names.client_secret
+        );
+        t.warning(reason::CA_REGENERATED, note).await;
+    }
 
     let sans = tls::server_sans(
         &names.service,
         &names.namespace,
-        &ctx.config.cluster_domain,
+        &t.ctx.config.cluster_domain,
         &service::addresses(svc),
-        &dsb.spec.service.extra_sans,
+        &plan.service.extra_sans,
     );
-    let stored = get(&api, &names.server_secret).await?.and_then(|s| secret::leaf(&s));
-    let current =
-        stored.and_then(|l| usable(&l, &ca, unix).filter(|i| tls::normalize(i.sans.clone()) == sans).map(|i| (l, i)));
-    let (server, server_info) = match current {
-        Some(found) => found,
-        None => {
-            let leaf = tls::issue_server(&ca, &names.server_name(), &sans, days, now)?;
-            apply(&api, &secret::server(dsb, &ca.cert, &leaf)).await?;
-            ctx.event(
-                dsb,
-                false,
-                "ServerCertificateIssued",
-                format!("issued the engine's server certificate for {}", sans.join(", ")),
-            )
-            .await;
-            let info = tls::inspect(&leaf.cert)?;
-            (leaf, info)
-        }
-    };
+    let server_ok = |l: &Pem| usable(l, &ca.pem, unix).filter(|i| tls::normalize(i.sans.clone()) == sans);
+    let server = keep_or_issue(&api, &names.server_secret, secret::leaf, server_ok, || {
+        let leaf = tls::issue_server(&ca.pem, &names.server_name(), &sans, days, now)?;
+        Ok((leaf.clone(), secret::server(dsb, &ca.pem.cert, &leaf)))
+    })
+    .await?;
+    if server.issued {
+        let note = format!("issued the engine's server certificate for {}", sans.join(", "));
+        t.normal(reason::SERVER_CERTIFICATE_ISSUED, note).await;
+    }
 
-    let stored = get(&api, &names.client_secret).await?.and_then(|s| secret::leaf(&s));
-    let (client, client_info) = match stored.and_then(|l| usable(&l, &ca, unix).map(|i| (l, i))) {
-        Some(found) => found,
-        None => {
-            let leaf = tls::issue_client(&ca, &format!("dockersandbox client {who}"), days, now)?;
-            apply(&api, &secret::client(dsb, &ca.cert, &leaf)).await?;
-            ctx.event(
-                dsb,
-                false,
-                "ClientCertificateIssued",
-                format!("issued the client certificate in Secret {}", names.client_secret),
-            )
-            .await;
-            let info = tls::inspect(&leaf.cert)?;
-            (leaf, info)
-        }
-    };
+    let client_ok = |l: &Pem| usable(l, &ca.pem, unix);
+    let client = keep_or_issue(&api, &names.client_secret, secret::leaf, client_ok, || {
+        let leaf = tls::issue_client(&ca.pem, &format!("dockersandbox client {who}"), days, now)?;
+        Ok((leaf.clone(), secret::client(dsb, &ca.pem.cert, &leaf)))
+    })
+    .await?;
+    if client.issued {
+        let note = format!("issued the client certificate in Secret {}", names.client_secret);
+        t.normal(reason::CLIENT_CERTIFICATE_ISSUED, note).await;
+    }
 
     let status = CertificateStatus {
-        ca_not_after: tls::rfc3339(ca_info.not_after),
-        server_not_after: tls::rfc3339(server_info.not_after),
-        client_not_after: tls::rfc3339(client_info.not_after),
+        ca_not_after: tls::rfc3339(ca.info.not_after),
+        server_not_after: tls::rfc3339(server.info.not_after),
+        client_not_after: tls::rfc3339(client.info.not_after),
     };
-    Ok(Material { ca, server, client, status })
+    Ok(Material { ca: ca.pem, server: server.pem, client: client.pem, status })
 }
 
 /// The ClusterIP the server certificate was issued for, if a server certificate exists: its IP
-/// SANs other than loopback and the spec's extra SANs.
-pub async fn previous_cluster_ip(ctx: &Context, dsb: &DockerSandbox, names: &Names) -> Result<Option<String>> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let Some(leaf) = get(&api, &names.server_secret).await?.and_then(|s| secret::leaf(&s)) else { return Ok(None) };
+/// SANs other than loopback and the plan's extra SANs.
+pub async fn previous_cluster_ip(t: &Target<'_>, plan: &Plan) -> Result<Option<String>> {
+    let Some(leaf) = get(&t.api::<Secret>(), &t.names.server_secret).await?.and_then(|s| secret::leaf(&s)) else {
+        return Ok(None);
+    };
     let Ok(info) = tls::inspect(&leaf.cert) else { return Ok(None) };
     Ok(info.sans.into_iter().find(|san| {
-        san.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_loopback()) && !dsb.spec.service.extra_sans.contains(san)
+        san.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_loopback()) && !plan.service.extra_sans.contains(san)
     }))
 }

@@ -1,18 +1,22 @@
-//! What every reconcile shares: the client, the settings, one event recorder, metrics, and the
-//! per-sandbox failure counts that drive back-off (kube has none of its own for reconcile errors).
+//! What every reconcile shares (the client, the settings, one event recorder, metrics, and the
+//! per-sandbox failure counts that drive back-off, which kube has none of for reconcile errors), and
+//! the `Target` every step of one reconcile works on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kube::core::NamespaceResourceScope;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
 use crate::config::{Config, EngineProbe};
 use crate::crd::DockerSandbox;
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::resources::Names;
 
 /// Shared state of the reconciler.
 pub struct Context {
@@ -51,9 +55,9 @@ impl Context {
     }
 
     /// Publishes an event on `dsb`; a failure to publish is logged, never fatal.
-    pub async fn event(&self, dsb: &DockerSandbox, warning: bool, reason: &str, note: String) {
+    pub async fn event(&self, dsb: &DockerSandbox, type_: EventType, reason: &str, note: String) {
         let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_,
             reason: reason.to_string(),
             note: Some(truncate(note, 1024)),
             action: reason.to_string(),
@@ -78,7 +82,47 @@ impl Context {
     }
 }
 
-fn truncate(mut s: String, max: usize) -> String {
+/// The sandbox one reconcile works on: the object, its children's names (the one source of its
+/// namespace) and the shared context.
+pub struct Target<'a> {
+    /// The sandbox as the controller's cache has it.
+    pub dsb: &'a DockerSandbox,
+    /// Names of its children, and its namespace.
+    pub names: Names,
+    /// Shared state.
+    pub ctx: &'a Context,
+}
+
+impl<'a> Target<'a> {
+    /// The target for `dsb`; a sandbox without a namespace (never served by the API) is an error.
+    pub fn new(dsb: &'a DockerSandbox, ctx: &'a Context) -> Result<Self> {
+        if dsb.namespace().is_none() {
+            return Err(Error::NoNamespace(dsb.name_any()));
+        }
+        Ok(Self { dsb, names: Names::of(dsb), ctx })
+    }
+
+    /// An API handle for `K` in the sandbox's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.ctx.client.clone(), &self.names.namespace)
+    }
+
+    /// A Normal event on the sandbox.
+    pub async fn normal(&self, reason: &str, note: impl Into<String>) {
+        self.ctx.event(self.dsb, EventType::Normal, reason, note.into()).await;
+    }
+
+    /// A Warning event on the sandbox.
+    pub async fn warning(&self, reason: &str, note: impl Into<String>) {
+        self.ctx.event(self.dsb, EventType::Warning, reason, note.into()).await;
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub(crate) fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut cut = max;
         while !s.is_char_boundary(cut) {

@@ -3,10 +3,15 @@
 mod apply;
 mod certs;
 pub mod context;
-pub mod engine;
+mod engine;
+mod facts;
 pub mod pods;
+mod probe;
+mod publish;
 pub mod reconcile;
+mod service;
 pub mod status;
+pub mod storage;
 
 use std::sync::Arc;
 

@@ -5,8 +5,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 
 use super::apply::{apply, delete, get};
-use super::context::Context;
-use crate::crd::DockerSandbox;
+use super::context::Target;
+use crate::crd::conditions::reason;
 use crate::error::Result;
 use crate::resources::pod::hash_of;
 
@@ -37,12 +37,11 @@ const STUCK: [&str; 6] = [
 ];
 
 /// Ensures the engine pod matches `desired`.
-pub async fn ensure(ctx: &Context, dsb: &DockerSandbox, desired: &Pod) -> Result<PodState> {
-    let ns = dsb.namespace().unwrap_or_default();
+pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
     let name = desired.name_any();
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let api = t.api::<Pod>();
     let Some(current) = get(&api, &name).await? else {
-        return create(ctx, dsb, &api, desired).await;
+        return create(t, &api, desired).await;
     };
     if current.metadata.deletion_timestamp.is_some() {
         return Ok(PodState::Waiting(format!("the previous engine pod {name} is stopping; a new one follows")));
@@ -56,16 +55,16 @@ pub async fn ensure(ctx: &Context, dsb: &DockerSandbox, desired: &Pod) -> Result
             "the sandbox spec or its server certificate changed; recreating the engine pod, the volume keeps images and containers".to_string()
         };
         delete(&api, &name).await?;
-        ctx.event(dsb, false, "EngineRecreating", why.clone()).await;
+        t.normal(reason::ENGINE_RECREATING, why.clone()).await;
         return Ok(PodState::Waiting(why));
     }
     Ok(state(&current))
 }
 
-async fn create(ctx: &Context, dsb: &DockerSandbox, api: &Api<Pod>, desired: &Pod) -> Result<PodState> {
+async fn create(t: &Target<'_>, api: &Api<Pod>, desired: &Pod) -> Result<PodState> {
     match apply(api, desired).await {
         Ok(_) => {
-            ctx.event(dsb, false, "EngineCreated", format!("created engine pod {}", desired.name_any())).await;
+            t.normal(reason::ENGINE_CREATED, format!("created engine pod {}", desired.name_any())).await;
             Ok(PodState::Waiting("the engine pod was created; dockerd is starting".into()))
         }
         Err(e) if e.is_permanent() => {
@@ -73,7 +72,7 @@ async fn create(ctx: &Context, dsb: &DockerSandbox, api: &Api<Pod>, desired: &Po
                 "the API server refused the engine pod: {}",
                 e.api_message().map_or_else(|| e.to_string(), str::to_string)
             );
-            Ok(PodState::Broken { reason: "PodRejected".into(), message })
+            Ok(PodState::Broken { reason: reason::POD_REJECTED.into(), message })
         }
         Err(e) => Err(e),
     }

@@ -2,7 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::crd::conditions::{self, Cond};
+use crate::crd::conditions::{self, Cond, reason};
 use crate::crd::{CertificateStatus, DockerSandbox, DockerSandboxStatus, Phase};
 use crate::plan::Refusal;
 use crate::resources::Names;
@@ -34,95 +34,111 @@ pub enum Engine {
     },
 }
 
-/// What the reconciler observed.
+/// What the reconciler observed of a sandbox whose children it manages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
-    /// Why the sandbox cannot be placed, if it cannot.
-    pub refusal: Option<Refusal>,
     /// The isolation mode in use.
-    pub isolation: Option<String>,
-    /// Certificate expiry, once the TLS material exists.
-    pub certificates: Option<CertificateStatus>,
+    pub isolation: String,
+    /// Certificate expiry.
+    pub certificates: CertificateStatus,
     /// The volume.
     pub storage: Storage,
     /// The engine.
     pub engine: Engine,
 }
 
-impl Observed {
-    /// Observation for a sandbox that cannot be placed.
-    pub fn refused(refusal: Refusal) -> Self {
-        Self {
-            refusal: Some(refusal),
-            isolation: None,
-            certificates: None,
-            storage: Storage::Waiting("not created: the sandbox cannot be placed".into()),
-            engine: Engine::NotAnswering("not created: the sandbox cannot be placed".into()),
-        }
-    }
+/// How a reconcile ended, for status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The sandbox is being deleted: nothing is created or changed any more.
+    Terminating,
+    /// The sandbox cannot be placed; nothing was created.
+    Refused(Refusal),
+    /// The children were applied; this is what they do.
+    Placed(Observed),
 }
 
-/// The status for `dsb` given what was observed; conditions keep their transition times from the
-/// current status unless they flipped, so an unchanged world yields an equal status.
-pub fn compute(dsb: &DockerSandbox, seen: &Observed, now: &Time) -> DockerSandboxStatus {
+/// The status for `dsb` after `outcome`; conditions keep their transition times from the current
+/// status unless they flipped, so an unchanged world yields an equal status.
+pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSandboxStatus {
     let names = Names::of(dsb);
     let old = dsb.status.clone().unwrap_or_default();
-    let (phase, conds) = match &seen.refusal {
-        Some(r) => {
-            let phase = if r.spec_error { Phase::Failed } else { Phase::Pending };
-            (
-                phase,
-                vec![
-                    Cond::not_ok(conditions::READY, r.reason, &r.message),
-                    Cond::not_ok(conditions::ISOLATION_RESOLVED, r.reason, &r.message),
-                ],
-            )
+    let generation = dsb.metadata.generation;
+    match outcome {
+        Outcome::Terminating => {
+            // What was true stays on record; only Ready and the phase say that it is going away.
+            let gone = Cond::not_ok(conditions::READY, reason::TERMINATING, "the sandbox is being deleted");
+            let mut conds = conditions::merge(&old.conditions, &[gone], generation, now);
+            conds.extend(old.conditions.iter().filter(|c| c.type_ != conditions::READY).cloned());
+            DockerSandboxStatus { phase: Some(Phase::Terminating), conditions: conds, ..old }
         }
-        None => placed(seen),
-    };
-    let phase = if dsb.metadata.deletion_timestamp.is_some() { Phase::Terminating } else { phase };
-    let answering = match &seen.engine {
-        Engine::Answering(v) => Some(v.clone()),
-        _ => None,
-    };
-    DockerSandboxStatus {
-        phase: Some(phase),
-        isolation: seen.isolation.clone(),
-        endpoint: Some(names.endpoint()),
-        client_secret_name: seen.certificates.as_ref().map(|_| names.client_secret.clone()),
-        docker_version: answering.or(old.docker_version.clone()),
-        certificates: seen.certificates.clone(),
-        observed_generation: dsb.metadata.generation,
-        conditions: conditions::merge(&old.conditions, &conds, dsb.metadata.generation, now),
+        Outcome::Refused(r) => {
+            let phase = if r.spec_error { Phase::Failed } else { Phase::Pending };
+            let conds = [
+                Cond::not_ok(conditions::READY, r.reason, &r.message),
+                Cond::not_ok(conditions::ISOLATION_RESOLVED, r.reason, &r.message),
+            ];
+            DockerSandboxStatus {
+                phase: Some(phase),
+                isolation: None,
+                endpoint: Some(names.endpoint()),
+                client_secret_name: None,
+                docker_version: old.docker_version,
+                certificates: None,
+                observed_generation: generation,
+                conditions: conditions::merge(&old.conditions, &conds, generation, now),
+            }
+        }
+        Outcome::Placed(seen) => {
+            let (phase, conds) = placed(seen);
+            let answering = match &seen.engine {
+                Engine::Answering(v) => Some(v.clone()),
+                _ => None,
+            };
+            DockerSandboxStatus {
+                phase: Some(phase),
+                isolation: Some(seen.isolation.clone()),
+                endpoint: Some(names.endpoint()),
+                client_secret_name: Some(names.client_secret.clone()),
+                docker_version: answering.or(old.docker_version),
+                certificates: Some(seen.certificates.clone()),
+                observed_generation: generation,
+                conditions: conditions::merge(&old.conditions, &conds, generation, now),
+            }
+        }
     }
 }
 
 fn placed(seen: &Observed) -> (Phase, Vec<Cond>) {
     use conditions::*;
-    let isolation = seen.isolation.clone().unwrap_or_default();
-    let iso = Cond::ok(ISOLATION_RESOLVED, "Resolved", format!("the engine runs with {isolation} isolation"));
-    let tls = match &seen.certificates {
-        Some(c) => {
-            Cond::ok(TLS_READY, "CertificatesValid", format!("server certificate valid until {}", c.server_not_after))
-        }
-        None => Cond::not_ok(TLS_READY, "Issuing", "certificates are being issued"),
-    };
+    let iso =
+        Cond::ok(ISOLATION_RESOLVED, reason::RESOLVED, format!("the engine runs with {} isolation", seen.isolation));
+    let tls = Cond::ok(
+        TLS_READY,
+        reason::CERTIFICATES_VALID,
+        format!("server certificate valid until {}", seen.certificates.server_not_after),
+    );
     let storage = match &seen.storage {
         Storage::Ephemeral => {
-            Cond::ok(STORAGE_BOUND, "Ephemeral", "ephemeral emptyDir volume: data is lost with the pod")
+            Cond::ok(STORAGE_BOUND, reason::EPHEMERAL, "ephemeral emptyDir volume: data is lost with the pod")
         }
-        Storage::Bound => Cond::ok(STORAGE_BOUND, "Bound", "the volume for /var/lib/docker is bound"),
-        Storage::Waiting(m) => Cond::not_ok(STORAGE_BOUND, "Pending", m),
+        Storage::Bound => Cond::ok(STORAGE_BOUND, reason::BOUND, "the volume for /var/lib/docker is bound"),
+        Storage::Waiting(m) => Cond::not_ok(STORAGE_BOUND, reason::PENDING, m),
     };
     let (phase, engine) = match &seen.engine {
-        Engine::Answering(v) => {
-            (Phase::Ready, Cond::ok(ENGINE_READY, "EngineAnswering", format!("dockerd {v} answers over mutual TLS")))
-        }
-        Engine::NotAnswering(m) => (Phase::Provisioning, Cond::not_ok(ENGINE_READY, "EngineNotAnswering", m)),
+        Engine::Answering(v) => (
+            Phase::Ready,
+            Cond::ok(ENGINE_READY, reason::ENGINE_ANSWERING, format!("dockerd {v} answers over mutual TLS")),
+        ),
+        Engine::NotAnswering(m) => (Phase::Provisioning, Cond::not_ok(ENGINE_READY, reason::ENGINE_NOT_ANSWERING, m)),
         Engine::Broken { reason, message } => (Phase::Failed, Cond::not_ok(ENGINE_READY, reason, message)),
     };
     let ready = if phase == Phase::Ready {
-        Cond::ok(READY, "EngineAnswering", "a client with the certificate from the client Secret can use the endpoint")
+        Cond::ok(
+            READY,
+            reason::ENGINE_ANSWERING,
+            "a client with the certificate from the client Secret can use the endpoint",
+        )
     } else {
         let first = [&tls, &storage, &engine].into_iter().find(|c| !c.ok).unwrap_or(&engine);
         Cond::not_ok(READY, &first.reason, &first.message)
@@ -145,12 +161,12 @@ mod tests {
         Time(jiff::Timestamp::from_second(1_800_000_000).expect("time"))
     }
 
-    fn certs() -> Option<CertificateStatus> {
-        Some(CertificateStatus { ca_not_after: "a".into(), server_not_after: "b".into(), client_not_after: "c".into() })
+    fn certs() -> CertificateStatus {
+        CertificateStatus { ca_not_after: "a".into(), server_not_after: "b".into(), client_not_after: "c".into() }
     }
 
-    fn seen(engine: Engine, storage: Storage) -> Observed {
-        Observed { refusal: None, isolation: Some("privileged".into()), certificates: certs(), storage, engine }
+    fn seen(engine: Engine, storage: Storage) -> Outcome {
+        Outcome::Placed(Observed { isolation: "privileged".into(), certificates: certs(), storage, engine })
     }
 
     fn cond<'a>(s: &'a DockerSandboxStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
@@ -180,12 +196,13 @@ mod tests {
 
     #[test]
     fn refusal_is_pending_with_reason_and_spec_error_is_failed() {
-        let r = Refusal { reason: "RuntimeClassMissing", message: "install sysbox".into(), spec_error: false };
-        let s = compute(&minimal(), &Observed::refused(r.clone()), &now());
+        let r = Refusal { reason: reason::RUNTIME_CLASS_MISSING, message: "install sysbox".into(), spec_error: false };
+        let s = compute(&minimal(), &Outcome::Refused(r.clone()), &now());
         assert_eq!(s.phase, Some(Phase::Pending));
         assert_eq!(cond(&s, conditions::ISOLATION_RESOLVED).reason, "RuntimeClassMissing");
+        assert_eq!(cond(&s, conditions::READY).message, "install sysbox");
         assert_eq!(s.client_secret_name, None);
-        let s = compute(&minimal(), &Observed::refused(Refusal { spec_error: true, ..r }), &now());
+        let s = compute(&minimal(), &Outcome::Refused(Refusal { spec_error: true, ..r }), &now());
         assert_eq!(s.phase, Some(Phase::Failed));
     }
 
@@ -205,5 +222,59 @@ mod tests {
         let later = Time(jiff::Timestamp::from_second(1_800_000_900).expect("time"));
         let again = compute(&dsb, &o, &later);
         assert!(!changed(dsb.status.as_ref(), &again), "nothing changed, nothing to write");
+    }
+
+    #[test]
+    fn ready_names_the_first_thing_missing_in_pipeline_order() {
+        let s = compute(&minimal(), &seen(Engine::NotAnswering("dockerd starting".into()), Storage::Bound), &now());
+        let ready = cond(&s, conditions::READY);
+        assert_eq!((ready.reason.as_str(), ready.message.as_str()), ("EngineNotAnswering", "dockerd starting"));
+        assert_eq!(cond(&s, conditions::STORAGE_BOUND).status, "True");
+        assert_eq!(cond(&s, conditions::TLS_READY).message, "server certificate valid until b");
+    }
+
+    #[test]
+    fn ephemeral_storage_is_said_to_lose_data() {
+        let s = compute(&minimal(), &seen(Engine::Answering("27".into()), Storage::Ephemeral), &now());
+        let c = cond(&s, conditions::STORAGE_BOUND);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Ephemeral"));
+        assert!(c.message.contains("lost with the pod"));
+    }
+
+    #[test]
+    fn docker_version_is_kept_while_the_engine_is_down() {
+        let mut dsb = minimal();
+        dsb.status = Some(compute(&dsb, &seen(Engine::Answering("27.5.1".into()), Storage::Bound), &now()));
+        let s = compute(&dsb, &seen(Engine::NotAnswering("restarting".into()), Storage::Bound), &now());
+        assert_eq!(s.phase, Some(Phase::Provisioning));
+        assert_eq!(s.docker_version.as_deref(), Some("27.5.1"), "the last version that answered");
+    }
+
+    #[test]
+    fn terminating_keeps_the_record_and_flips_only_ready() {
+        let mut dsb = minimal();
+        dsb.status = Some(compute(&dsb, &seen(Engine::Answering("27.5.1".into()), Storage::Bound), &now()));
+        let later = Time(jiff::Timestamp::from_second(1_800_000_500).expect("time"));
+        let s = compute(&dsb, &Outcome::Terminating, &later);
+        assert_eq!(s.phase, Some(Phase::Terminating));
+        let ready = cond(&s, conditions::READY);
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Terminating"));
+        assert_eq!(ready.last_transition_time, later);
+        assert_eq!(s.conditions.len(), 5, "the other conditions stay as they were");
+        assert_eq!(cond(&s, conditions::STORAGE_BOUND).last_transition_time, now());
+        assert_eq!(s.client_secret_name.as_deref(), Some("web-client"));
+        assert_eq!(s.isolation.as_deref(), Some("privileged"));
+    }
+
+    #[test]
+    fn a_new_generation_is_observed_even_when_nothing_else_changed() {
+        let mut dsb = minimal();
+        let o = seen(Engine::Answering("27.5.1".into()), Storage::Bound);
+        dsb.status = Some(compute(&dsb, &o, &now()));
+        dsb.metadata.generation = Some(2);
+        let again = compute(&dsb, &o, &now());
+        assert!(changed(dsb.status.as_ref(), &again));
+        assert_eq!(again.observed_generation, Some(2));
+        assert!(again.conditions.iter().all(|c| c.observed_generation == Some(2)));
     }
 }

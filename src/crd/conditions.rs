@@ -14,6 +14,54 @@ pub const STORAGE_BOUND: &str = "StorageBound";
 /// dockerd answers `/_ping` and `/version` on 2376 with the client certificate.
 pub const ENGINE_READY: &str = "EngineReady";
 
+/// PascalCase reasons of conditions and Events, in one place so `kubectl describe`, the docs and
+/// the e2e tests agree on them. Reasons from the kubelet (`ImagePullBackOff`, ...) pass through as is.
+pub mod reason {
+    /// The sandbox is being deleted.
+    pub const TERMINATING: &str = "Terminating";
+    /// The spec has a value admission should have refused.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// `isolation: sysbox` but the sysbox RuntimeClass does not exist.
+    pub const RUNTIME_CLASS_MISSING: &str = "RuntimeClassMissing";
+    /// The operator's policy forbids privileged engines and sysbox is not available.
+    pub const PRIVILEGED_FORBIDDEN: &str = "PrivilegedForbidden";
+    /// The namespace's PodSecurity level would reject the engine pod.
+    pub const POD_SECURITY_REJECTED: &str = "PodSecurityRejected";
+    /// The API server refused the engine pod.
+    pub const POD_REJECTED: &str = "PodRejected";
+    /// An isolation mode was chosen.
+    pub const RESOLVED: &str = "Resolved";
+    /// The certificates are valid.
+    pub const CERTIFICATES_VALID: &str = "CertificatesValid";
+    /// The certificates are being issued.
+    pub const ISSUING: &str = "Issuing";
+    /// The volume is an emptyDir.
+    pub const EPHEMERAL: &str = "Ephemeral";
+    /// The PersistentVolumeClaim is bound.
+    pub const BOUND: &str = "Bound";
+    /// Waiting for something outside the operator (a volume, the scheduler).
+    pub const PENDING: &str = "Pending";
+    /// dockerd answered over mutual TLS.
+    pub const ENGINE_ANSWERING: &str = "EngineAnswering";
+    /// dockerd does not answer (yet, or any more).
+    pub const ENGINE_NOT_ANSWERING: &str = "EngineNotAnswering";
+
+    /// Event: a reconcile failed; the message quotes the error.
+    pub const RECONCILE_FAILED: &str = "ReconcileFailed";
+    /// Event: the engine answered for the first time (or again).
+    pub const ENGINE_READY: &str = "EngineReady";
+    /// Event: the engine pod was created.
+    pub const ENGINE_CREATED: &str = "EngineCreated";
+    /// Event: the engine pod is recreated (spec or certificate change, or it ended).
+    pub const ENGINE_RECREATING: &str = "EngineRecreating";
+    /// Event: a new CA replaced a missing, invalid or expiring one.
+    pub const CA_REGENERATED: &str = "CARegenerated";
+    /// Event: a server certificate was issued.
+    pub const SERVER_CERTIFICATE_ISSUED: &str = "ServerCertificateIssued";
+    /// Event: a client certificate was issued.
+    pub const CLIENT_CERTIFICATE_ISSUED: &str = "ClientCertificateIssued";
+}
+
 /// Schema for `status.conditions`: a list map keyed by `type`, so server-side apply merges entries.
 pub fn schema(generator: &mut SchemaGenerator) -> Schema {
     let mut schema = <Vec<Condition>>::json_schema(generator);

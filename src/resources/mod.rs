@@ -1,5 +1,6 @@
 //! Pure builders: one desired object per child kind, from a sandbox and its plan.
 
+pub mod daemon_json;
 pub mod pod;
 pub mod pvc;
 pub mod secret;
@@ -117,6 +118,12 @@ pub(crate) mod testing {
         dsb.metadata.uid = Some("0000-1111".into());
         dsb.metadata.generation = Some(1);
         dsb
+    }
+
+    /// The plan for `dsb` with the operator's defaults, on a cluster without sysbox.
+    pub fn plan(dsb: &DockerSandbox) -> crate::plan::Plan {
+        let facts = crate::plan::Facts::default();
+        crate::plan::resolve(dsb, &facts, &crate::config::Config::for_tests()).expect("plan")
     }
 
     /// A minimal sandbox named `web` in `team-a`.

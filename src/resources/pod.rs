@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use sha2::{Digest, Sha256};
 
-use super::{DOCKER_TLS_PORT, DOCKER_TLS_PORT_NAME, Names, meta};
+use super::{DOCKER_TLS_PORT, DOCKER_TLS_PORT_NAME, Names, daemon_json, meta};
 use crate::crd::{DockerSandbox, PullPolicy, SPEC_HASH_ANNOTATION};
 use crate::plan::{Mode, Plan};
 
@@ -61,9 +61,10 @@ fn docker_probe(period: i32, timeout: i32, failures: i32) -> Probe {
     }
 }
 
-fn container(dsb: &DockerSandbox, plan: &Plan) -> Container {
-    let mut env = vec![env("DOCKER_TLS_CERTDIR", ""), env("DOCKERSANDBOX_DAEMON_JSON", &plan.daemon_json)];
-    if let Some(mtu) = plan.mtu {
+fn container(plan: &Plan) -> Container {
+    let mut env =
+        vec![env("DOCKER_TLS_CERTDIR", ""), env("DOCKERSANDBOX_DAEMON_JSON", &daemon_json::render(&plan.daemon))];
+    if let Some(mtu) = plan.daemon.mtu {
         env.push(self::env("DOCKERSANDBOX_MTU", &mtu.to_string()));
     }
     Container {
@@ -85,7 +86,7 @@ fn container(dsb: &DockerSandbox, plan: &Plan) -> Container {
             protocol: Some("TCP".to_string()),
             ..ContainerPort::default()
         }]),
-        resources: dsb.spec.resources.clone(),
+        resources: plan.resources.clone(),
         security_context: matches!(plan.mode, Mode::Privileged)
             .then(|| SecurityContext { privileged: Some(true), ..SecurityContext::default() }),
         // Startup is polled every second (up to 3 minutes), so Ready follows dockerd closely.
@@ -105,8 +106,7 @@ fn container(dsb: &DockerSandbox, plan: &Plan) -> Container {
     }
 }
 
-fn volumes(dsb: &DockerSandbox, plan: &Plan) -> Vec<Volume> {
-    let names = Names::of(dsb);
+fn volumes(names: &Names, plan: &Plan) -> Vec<Volume> {
     let data = if plan.storage.ephemeral {
         Volume {
             name: "docker-data".into(),
@@ -119,14 +119,17 @@ fn volumes(dsb: &DockerSandbox, plan: &Plan) -> Vec<Volume> {
     } else {
         Volume {
             name: "docker-data".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: names.pvc, read_only: None }),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: names.pvc.clone(),
+                read_only: None,
+            }),
             ..Volume::default()
         }
     };
     let certs = Volume {
         name: "server-certs".into(),
         secret: Some(SecretVolumeSource {
-            secret_name: Some(names.server_secret),
+            secret_name: Some(names.server_secret.clone()),
             default_mode: Some(0o400),
             ..SecretVolumeSource::default()
         }),
@@ -135,8 +138,9 @@ fn volumes(dsb: &DockerSandbox, plan: &Plan) -> Vec<Volume> {
     vec![data, certs]
 }
 
-/// The desired engine pod. `server_cert` is the server certificate in use: it is part of the spec
-/// hash, so a renewed certificate rolls the pod (dockerd reads its certificate only at start).
+/// The desired engine pod (identity from `dsb`, everything else from `plan`). `server_cert` is the
+/// server certificate in use: it is part of the spec hash, so a renewed certificate rolls the pod
+/// (dockerd reads its certificate only at start).
 pub fn build(dsb: &DockerSandbox, plan: &Plan, server_cert: &str) -> Pod {
     let names = Names::of(dsb);
     let sysbox = match &plan.mode {
@@ -144,18 +148,18 @@ pub fn build(dsb: &DockerSandbox, plan: &Plan, server_cert: &str) -> Pod {
         Mode::Privileged => None,
     };
     let spec = PodSpec {
-        containers: vec![container(dsb, plan)],
-        volumes: Some(volumes(dsb, plan)),
+        containers: vec![container(plan)],
+        volumes: Some(volumes(&names, plan)),
         host_users: sysbox.as_ref().map(|_| false),
         runtime_class_name: sysbox,
         restart_policy: Some("Always".into()),
         termination_grace_period_seconds: Some(GRACE_SECONDS),
         enable_service_links: Some(false),
         automount_service_account_token: Some(false),
-        image_pull_secrets: (!dsb.spec.image_pull_secrets.is_empty()).then(|| dsb.spec.image_pull_secrets.clone()),
-        node_selector: (!dsb.spec.node_selector.is_empty()).then(|| dsb.spec.node_selector.clone()),
-        tolerations: (!dsb.spec.tolerations.is_empty()).then(|| dsb.spec.tolerations.clone()),
-        affinity: dsb.spec.affinity.clone(),
+        image_pull_secrets: (!plan.image_pull_secrets.is_empty()).then(|| plan.image_pull_secrets.clone()),
+        node_selector: (!plan.placement.node_selector.is_empty()).then(|| plan.placement.node_selector.clone()),
+        tolerations: (!plan.placement.tolerations.is_empty()).then(|| plan.placement.tolerations.clone()),
+        affinity: plan.placement.affinity.clone(),
         ..PodSpec::default()
     };
     let mut metadata = meta(dsb, &names.pod, "engine", true);

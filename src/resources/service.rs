@@ -5,15 +5,16 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{DOCKER_TLS_PORT, DOCKER_TLS_PORT_NAME, Names, meta, selector};
 use crate::crd::{DockerSandbox, ServiceType};
+use crate::plan::Plan;
 
-/// The desired Service of `dsb`.
-pub fn build(dsb: &DockerSandbox) -> Service {
+/// The desired Service of `dsb` (identity from `dsb`, everything else from `plan`).
+pub fn build(dsb: &DockerSandbox, plan: &Plan) -> Service {
     let names = Names::of(dsb);
     let mut metadata = meta(dsb, &names.service, "endpoint", true);
-    if !dsb.spec.service.annotations.is_empty() {
-        metadata.annotations = Some(dsb.spec.service.annotations.clone());
+    if !plan.service.annotations.is_empty() {
+        metadata.annotations = Some(plan.service.annotations.clone());
     }
-    let type_ = match dsb.spec.service.kind {
+    let type_ = match plan.service.kind {
         ServiceType::ClusterIP => "ClusterIP",
         ServiceType::NodePort => "NodePort",
         ServiceType::LoadBalancer => "LoadBalancer",
@@ -53,11 +54,12 @@ pub fn addresses(svc: &Service) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::testing::{minimal, sandbox};
+    use crate::resources::testing::{minimal, plan, sandbox};
 
     #[test]
     fn exposes_2376_by_name_with_owner_and_labels() {
-        let svc = build(&minimal());
+        let dsb = minimal();
+        let svc = build(&dsb, &plan(&dsb));
         assert_eq!(svc.metadata.name.as_deref(), Some("web"));
         let spec = svc.spec.expect("spec");
         assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
@@ -73,7 +75,7 @@ mod tests {
         let dsb = sandbox(
             "apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {name: lb}\nspec:\n  service:\n    type: LoadBalancer\n    annotations: {a: b}\n",
         );
-        let svc = build(&dsb);
+        let svc = build(&dsb, &plan(&dsb));
         assert_eq!(svc.spec.expect("spec").type_.as_deref(), Some("LoadBalancer"));
         assert_eq!(svc.metadata.annotations.expect("annotations")["a"], "b");
     }

@@ -1,0 +1,56 @@
+//! Step: writes the status computed by `status` (only when it changed, so steady state writes
+//! nothing) and tells people about phase changes with an Event.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use kube::api::{Patch, PatchParams};
+use tracing::info;
+
+use super::context::Target;
+use super::status::{self, Outcome};
+use crate::crd::conditions::{self, reason};
+use crate::crd::{DockerSandbox, DockerSandboxStatus, FIELD_MANAGER, Phase};
+use crate::error::{Error, Result};
+
+/// Computes and publishes the status after `outcome`; returns the phase.
+pub async fn publish_status(t: &Target<'_>, outcome: &Outcome) -> Result<Phase> {
+    let new = status::compute(t.dsb, outcome, &Time(jiff::Timestamp::now()));
+    let phase = new.phase.unwrap_or(Phase::Pending);
+    if !status::changed(t.dsb.status.as_ref(), &new) {
+        return Ok(phase);
+    }
+    let body = serde_json::json!({
+        "apiVersion": DockerSandbox::api_version(&()),
+        "kind": DockerSandbox::kind(&()),
+        "status": new,
+    });
+    let name = &t.names.service; // the sandbox's own name
+    t.api::<DockerSandbox>()
+        .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(Error::kube("patch status of", "DockerSandbox", name))?;
+    let old_phase = t.dsb.status.as_ref().and_then(|s| s.phase);
+    if old_phase != Some(phase) {
+        info!(from = ?old_phase, to = ?phase, "phase changed");
+        announce(t, old_phase, &new).await;
+    }
+    Ok(phase)
+}
+
+/// The Event for a phase change: Normal when the engine answers, Warning when it cannot run or
+/// stopped answering; none for the steps in between.
+async fn announce(t: &Target<'_>, old_phase: Option<Phase>, new: &DockerSandboxStatus) {
+    let ready = new.conditions.iter().find(|c| c.type_ == conditions::READY);
+    let (why, message) = ready.map(|c| (c.reason.clone(), c.message.clone())).unwrap_or_default();
+    match new.phase.unwrap_or(Phase::Pending) {
+        Phase::Ready => {
+            let endpoint = new.endpoint.clone().unwrap_or_default();
+            t.normal(reason::ENGINE_READY, format!("dockerd answers at {endpoint}")).await
+        }
+        Phase::Failed | Phase::Pending => t.warning(&why, message).await,
+        Phase::Provisioning if old_phase == Some(Phase::Ready) => {
+            t.warning(reason::ENGINE_NOT_ANSWERING, message).await
+        }
+        Phase::Provisioning | Phase::Terminating => {}
+    }
+}

@@ -1,0 +1,96 @@
+//! Step: the PersistentVolumeClaim for /var/lib/docker (none for ephemeral storage), and what its
+//! state means for the sandbox.
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::ResourceExt;
+
+use super::apply::{apply, get};
+use super::context::Target;
+use super::status::Storage;
+use crate::error::Result;
+use crate::plan::Plan;
+use crate::resources::pvc;
+
+/// Applies the claim; a change the StorageClass refuses (e.g. a resize it cannot do) keeps the
+/// engine on the volume it has, and says so.
+pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Storage> {
+    let Some(claim) = pvc::build(t.dsb, plan) else { return Ok(Storage::Ephemeral) };
+    let api = t.api::<PersistentVolumeClaim>();
+    match apply(&api, &claim).await {
+        Ok(applied) => Ok(state(&applied)),
+        Err(e) if e.is_permanent() && get(&api, &t.names.pvc).await?.is_some() => Ok(Storage::Waiting(format!(
+            "PersistentVolumeClaim {} could not be updated to the spec: {}",
+            t.names.pvc,
+            e.api_message().unwrap_or_default()
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a claim's status means for the sandbox.
+pub fn state(claim: &PersistentVolumeClaim) -> Storage {
+    let name = claim.name_any();
+    match claim.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Bound") => Storage::Bound,
+        Some("Lost") => Storage::Waiting(format!(
+            "PersistentVolumeClaim {name} lost its volume; restore the PersistentVolume or delete the claim"
+        )),
+        _ if claim.metadata.deletion_timestamp.is_some() => {
+            Storage::Waiting(format!("PersistentVolumeClaim {name} is being deleted; it is re-created once it is gone"))
+        }
+        _ => Storage::Waiting(format!(
+            "waiting for PersistentVolumeClaim {name} to bind (a WaitForFirstConsumer class binds once the engine pod is scheduled); see kubectl describe pvc {name}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaimStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+
+    fn claim(phase: Option<&str>, deleting: bool) -> PersistentVolumeClaim {
+        let mut c = PersistentVolumeClaim::default();
+        c.metadata.name = Some("web-docker".into());
+        if deleting {
+            c.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        }
+        c.status = phase.map(|p| PersistentVolumeClaimStatus { phase: Some(p.into()), ..Default::default() });
+        c
+    }
+
+    fn waiting(s: Storage) -> String {
+        match s {
+            Storage::Waiting(m) => m,
+            other => panic!("expected Waiting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bound_claim_is_bound() {
+        assert_eq!(state(&claim(Some("Bound"), false)), Storage::Bound);
+    }
+
+    #[test]
+    fn pending_claim_names_itself_and_the_command_to_look() {
+        let m = waiting(state(&claim(Some("Pending"), false)));
+        assert!(m.contains("waiting for PersistentVolumeClaim web-docker to bind"), "{m}");
+        assert!(m.contains("kubectl describe pvc web-docker"), "{m}");
+        assert_eq!(waiting(state(&claim(None, false))), m, "no status yet reads like Pending");
+    }
+
+    #[test]
+    fn lost_claim_says_how_to_recover() {
+        let m = waiting(state(&claim(Some("Lost"), false)));
+        assert!(m.contains("lost its volume") && m.contains("restore the PersistentVolume"), "{m}");
+    }
+
+    #[test]
+    fn claim_being_deleted_is_not_reported_as_pending_binding() {
+        let m = waiting(state(&claim(Some("Pending"), true)));
+        assert!(m.contains("is being deleted"), "{m}");
+        assert_eq!(state(&claim(Some("Bound"), true)), Storage::Bound, "a bound claim still serves until it goes");
+    }
+}
