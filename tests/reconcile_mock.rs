@@ -1,7 +1,9 @@
-//! Reconciler call order against a mocked API server (no cluster): what the operator reads and
-//! writes for a sandbox that cannot be placed. Real-cluster behaviour is proven in e2e/.
+//! The reconciler against an in-memory API server (no cluster): which calls it makes, in which
+//! order, and what it stores. Real-cluster behaviour is proven in e2e/.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dockersandbox_operator::config::Config;
 use dockersandbox_operator::controller::{Context, reconcile::reconcile};
@@ -10,8 +12,144 @@ use dockersandbox_operator::metrics::Metrics;
 use http::{Method, Request, Response};
 use kube::Client;
 use kube::client::Body;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+/// What the fake API server holds and saw.
+#[derive(Default)]
+struct State {
+    /// Objects by short path (`services/web`, `namespaces/team-a`, ...).
+    objects: BTreeMap<String, Value>,
+    /// Calls as `METHOD short-path`.
+    calls: Vec<String>,
+    /// Event reasons and types, in order.
+    events: Vec<(String, String)>,
+    /// Calls to refuse: `METHOD short-path` → (HTTP code, message).
+    refuse: BTreeMap<String, (u16, String)>,
+}
+
+/// `/api/v1/namespaces/team-a/services/web` → `services/web`; cluster-scoped paths keep their
+/// last two segments (`runtimeclasses/sysbox-runc`, `namespaces/team-a`).
+fn short(path: &str) -> String {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let rest = if parts[0] == "api" { &parts[2..] } else { &parts[3..] };
+    match rest {
+        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail.join("/"),
+        _ => rest.join("/"),
+    }
+}
+
+fn status(code: u16, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "message": message,
+           "reason": if code == 404 { "NotFound" } else { "Invalid" }})
+}
+
+fn respond(state: &mut State, method: &Method, key: &str, body: &[u8]) -> (u16, Value) {
+    let call = format!("{method} {key}");
+    state.calls.push(call.clone());
+    if let Some((code, message)) = state.refuse.get(&call) {
+        return (*code, status(*code, message));
+    }
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    match *method {
+        Method::GET => match state.objects.get(key) {
+            Some(o) => (200, o.clone()),
+            None => (404, status(404, "not found")),
+        },
+        Method::DELETE => match state.objects.remove(key) {
+            Some(_) => (200, status(200, "deleted")),
+            None => (404, status(404, "not found")),
+        },
+        Method::POST if key == "events" => {
+            let reason = parsed["reason"].as_str().unwrap_or_default().to_string();
+            state.events.push((reason, parsed["type"].as_str().unwrap_or_default().to_string()));
+            (201, parsed)
+        }
+        Method::PATCH if key.ends_with("/status") => {
+            let owner = key.trim_end_matches("/status").to_string();
+            let mut obj = state.objects.get(&owner).cloned().unwrap_or_else(|| parsed.clone());
+            obj["status"] = parsed["status"].clone();
+            state.objects.insert(owner, obj.clone());
+            (200, obj)
+        }
+        Method::PATCH => {
+            let mut obj = parsed;
+            obj["metadata"]["uid"] = json!(format!("uid-{key}"));
+            if key.starts_with("services/") {
+                obj["spec"]["clusterIP"] = json!("10.96.0.10");
+                obj["spec"]["clusterIPs"] = json!(["10.96.0.10"]);
+            }
+            if key.starts_with("persistentvolumeclaims/") {
+                obj["status"] = json!({"phase": "Bound"});
+            }
+            state.objects.insert(key.to_string(), obj.clone());
+            (200, obj)
+        }
+        _ => (405, status(405, "not allowed")),
+    }
+}
+
+/// An in-memory API server for one reconcile at a time.
+struct Fake {
+    state: Arc<Mutex<State>>,
+}
+
+impl Fake {
+    fn new(namespace_labels: Value) -> Self {
+        let mut state = State::default();
+        state.objects.insert(
+            "namespaces/team-a".into(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a", "labels": namespace_labels}}),
+        );
+        Self { state: Arc::new(Mutex::new(state)) }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.state.lock().expect("state"));
+    }
+
+    fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut self.state.lock().expect("state").calls)
+    }
+
+    fn take_events(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.state.lock().expect("state").events)
+    }
+
+    fn object(&self, key: &str) -> Value {
+        self.state.lock().expect("state").objects.get(key).cloned().unwrap_or(Value::Null)
+    }
+
+    /// Runs one reconcile of `dsb` with `config` against this server.
+    async fn reconcile(&self, dsb: &DockerSandbox, config: Config) -> Result<Action, String> {
+        let stored = serde_json::to_value(dsb).expect("sandbox json");
+        self.with(|s| {
+            s.objects.insert("dockersandboxes/web".into(), stored);
+        });
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let state = self.state.clone();
+        let server = tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                let body = req.into_body().collect_bytes().await.expect("body");
+                let (code, value) = respond(&mut state.lock().expect("state"), &method, &short(&path), &body);
+                let res = Response::builder().status(code).body(Body::from(serde_json::to_vec(&value).expect("json")));
+                send.send_response(res.expect("response"));
+            }
+        });
+        let ctx = Arc::new(Context::new(Client::new(service, "team-a"), config, Arc::new(Metrics::default())));
+        let result = reconcile(Arc::new(dsb.clone()), ctx).await.map_err(|e| e.to_string());
+        server.await.expect("api server");
+        result
+    }
+
+    /// The sandbox with the status the server holds for it.
+    fn refreshed(&self, dsb: &DockerSandbox) -> DockerSandbox {
+        let mut dsb = dsb.clone();
+        dsb.status = serde_json::from_value(self.object("dockersandboxes/web")["status"].clone()).ok();
+        dsb
+    }
+}
 
 fn sandbox(spec: &str) -> DockerSandbox {
     let yaml = format!(
@@ -20,109 +158,194 @@ fn sandbox(spec: &str) -> DockerSandbox {
     serde_saphyr::from_str(&yaml).expect("fixture")
 }
 
-fn json(status: u16, body: serde_json::Value) -> Response<Body> {
-    Response::builder().status(status).body(Body::from(serde_json::to_vec(&body).expect("json"))).expect("response")
+fn config(allow_privileged: bool) -> Config {
+    Config { allow_privileged, ..Config::for_tests() }
 }
 
-fn not_found() -> Response<Body> {
-    json(
-        404,
-        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-    )
+fn calls(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
 }
 
-async fn expect(
-    handle: &mut Handle,
-    method: Method,
-    path_suffix: &str,
-) -> (String, tower_test::mock::SendResponse<Response<Body>>) {
-    let (req, send) = handle.next_request().await.expect("a request");
-    assert_eq!(req.method(), method, "{}", req.uri());
-    assert!(req.uri().path().ends_with(path_suffix), "expected …{path_suffix}, got {}", req.uri());
-    let body = req.into_body().collect_bytes().await.expect("body");
-    (String::from_utf8_lossy(&body).into_owned(), send)
+fn events(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(r, t)| (r.to_string(), t.to_string())).collect()
 }
 
-/// Answers the reconciler's first call: the sandbox's namespace, terminating or not.
-async fn answer_namespace(handle: &mut Handle, deleting: bool) {
-    let (_, send) = expect(handle, Method::GET, "/api/v1/namespaces/team-a").await;
-    let mut ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}});
-    if deleting {
-        ns["metadata"]["deletionTimestamp"] = "2026-11-22T10:00:00Z".into();
-    }
-    send.send_response(json(200, ns));
+const FACTS: [&str; 2] = ["GET namespaces/team-a", "GET runtimeclasses/sysbox-runc"];
+
+#[tokio::test]
+async fn first_reconcile_creates_every_child_in_pipeline_order() {
+    let api = Fake::new(json!({}));
+    let dsb = sandbox("{}");
+    let action = api.reconcile(&dsb, config(true)).await.expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)), "starting engines are looked at again soon");
+    let mut expected = calls(&FACTS);
+    expected.extend(calls(&[
+        // Service first: its ClusterIP goes into the server certificate.
+        "GET services/web",
+        "GET secrets/web-server",
+        "PATCH services/web",
+        // CA, then whether a client Secret already existed (it did not: no CARegenerated warning).
+        "GET secrets/web-ca",
+        "PATCH secrets/web-ca",
+        "GET secrets/web-client",
+        "GET secrets/web-server",
+        "PATCH secrets/web-server",
+        "POST events",
+        "GET secrets/web-client",
+        "PATCH secrets/web-client",
+        "POST events",
+        "PATCH persistentvolumeclaims/web-docker",
+        "GET pods/web-engine",
+        "PATCH pods/web-engine",
+        "POST events",
+        "PATCH dockersandboxes/web/status",
+    ]));
+    assert_eq!(api.take_calls(), expected);
+    assert_eq!(
+        api.take_events(),
+        events(&[
+            ("ServerCertificateIssued", "Normal"),
+            ("ClientCertificateIssued", "Normal"),
+            ("EngineCreated", "Normal")
+        ])
+    );
+
+    let pod = api.object("pods/web-engine");
+    assert_eq!(pod["spec"]["containers"][0]["securityContext"]["privileged"], true, "no sysbox: privileged is allowed");
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], "u1");
+    let server_keys = api.object("secrets/web-server")["data"].as_object().map(|d| d.len());
+    assert_eq!(server_keys, Some(3), "ca.pem, cert.pem, key.pem and no CA key");
+    assert!(api.object("secrets/web-ca")["data"].get("ca-key.pem").is_some());
+    assert!(api.object("persistentvolumeclaims/web-docker")["metadata"].get("ownerReferences").is_none(), "Retain");
+
+    let status = &api.object("dockersandboxes/web")["status"];
+    assert_eq!(status["phase"], "Provisioning");
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(status["clientSecretName"], "web-client");
+    assert_eq!(status["conditions"].as_array().map(Vec::len), Some(5));
 }
 
-fn context(client: Client, allow_privileged: bool) -> Arc<Context> {
-    let config = Config { allow_privileged, ..Config::for_tests() };
-    Arc::new(Context::new(client, config, Arc::new(Metrics::default())))
+#[tokio::test]
+async fn second_reconcile_issues_nothing_new() {
+    let api = Fake::new(json!({}));
+    let dsb = sandbox("{}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    api.take_calls();
+    api.take_events();
+    let action = api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("second");
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+    let writes: Vec<String> = api.take_calls().into_iter().filter(|c| !c.starts_with("GET ")).collect();
+    // Service and PVC are re-applied (a no-op for the API server); no certificate, pod or event.
+    assert_eq!(
+        writes,
+        calls(&["PATCH services/web", "PATCH persistentvolumeclaims/web-docker", "PATCH dockersandboxes/web/status"])
+    );
+    assert_eq!(api.take_events(), events(&[]));
+}
+
+#[tokio::test]
+async fn a_spec_change_recreates_the_engine_pod_and_keeps_the_certificates() {
+    let api = Fake::new(json!({}));
+    let dsb = sandbox("{}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    let ca = api.object("secrets/web-ca");
+    api.take_calls();
+    api.take_events();
+    let mut changed = api.refreshed(&dsb);
+    changed.spec.daemon.mtu = Some(1400);
+    api.reconcile(&changed, config(true)).await.expect("second");
+    let writes: Vec<String> = api.take_calls().into_iter().filter(|c| !c.starts_with("GET ")).collect();
+    assert!(writes.contains(&"DELETE pods/web-engine".to_string()), "{writes:?}");
+    assert!(!writes.iter().any(|w| w.contains("secrets/")), "{writes:?}");
+    assert_eq!(api.take_events(), events(&[("EngineRecreating", "Normal")]));
+    assert_eq!(api.object("secrets/web-ca"), ca);
+}
+
+#[tokio::test]
+async fn a_refused_pod_is_a_failed_sandbox_with_the_api_servers_message() {
+    let api = Fake::new(json!({}));
+    api.with(|s| {
+        s.refuse.insert("PATCH pods/web-engine".into(), (422, "pods \"web-engine\" is forbidden: quota".into()));
+    });
+    let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    let status = &api.object("dockersandboxes/web")["status"];
+    assert_eq!(status["phase"], "Failed");
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["reason"], "PodRejected");
+    assert_eq!(ready["message"], "the API server refused the engine pod: pods \"web-engine\" is forbidden: quota");
+    assert_eq!(api.take_events().last(), Some(&("PodRejected".to_string(), "Warning".to_string())));
 }
 
 #[tokio::test]
 async fn missing_runtime_class_is_reported_without_creating_anything() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(service, "team-a"), true);
-    let dsb = sandbox("{isolation: sysbox}");
-    let api_server = tokio::spawn(async move {
-        answer_namespace(&mut handle, false).await;
-        let (_, send) = expect(&mut handle, Method::GET, "/apis/node.k8s.io/v1/runtimeclasses/sysbox-runc").await;
-        send.send_response(not_found());
-        let (body, send) = expect(&mut handle, Method::PATCH, "/namespaces/team-a/dockersandboxes/web/status").await;
-        assert!(body.contains("RuntimeClassMissing"), "{body}");
-        assert!(body.contains("\"phase\":\"Pending\""), "{body}");
-        assert!(body.contains("\"observedGeneration\":2"), "{body}");
-        send.send_response(json(200, serde_json::json!({"apiVersion": "dockersandbox.dev/v1alpha1", "kind": "DockerSandbox", "metadata": {"name": "web", "namespace": "team-a"}, "spec": {}})));
-        let (body, send) = expect(&mut handle, Method::POST, "/apis/events.k8s.io/v1/namespaces/team-a/events").await;
-        assert!(body.contains("RuntimeClassMissing") && body.contains("Warning"), "{body}");
-        send.send_response(json(201, serde_json::from_str(&body).expect("event json")));
-    });
-    // The mock answers exactly these calls; any further request (a pod, service or secret) fails the reconcile.
-    let action = reconcile(Arc::new(dsb), ctx).await.expect("reconcile succeeds");
-    api_server.await.expect("api server");
-    assert!(format!("{action:?}").contains("60s"), "re-checked later: {action:?}");
+    let api = Fake::new(json!({}));
+    let action = api.reconcile(&sandbox("{isolation: sysbox}"), config(true)).await.expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)), "a cluster problem is re-checked");
+    let mut expected = calls(&FACTS);
+    expected.extend(calls(&["PATCH dockersandboxes/web/status", "POST events"]));
+    assert_eq!(api.take_calls(), expected);
+    assert_eq!(api.take_events(), events(&[("RuntimeClassMissing", "Warning")]));
+    let status = &api.object("dockersandboxes/web")["status"];
+    assert_eq!(status["phase"], "Pending");
+    assert_eq!(status["observedGeneration"], 2);
+    assert!(status["conditions"][0]["message"].as_str().is_some_and(|m| m.contains("sysbox-runc")));
 }
 
 #[tokio::test]
 async fn privileged_forbidden_by_policy_is_reported() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(service, "team-a"), false);
-    let api_server = tokio::spawn(async move {
-        answer_namespace(&mut handle, false).await;
-        let (_, send) = expect(&mut handle, Method::GET, "/runtimeclasses/sysbox-runc").await;
-        send.send_response(not_found());
-        let (body, send) = expect(&mut handle, Method::PATCH, "/dockersandboxes/web/status").await;
-        assert!(body.contains("PrivilegedForbidden"), "{body}");
-        send.send_response(json(200, serde_json::json!({"apiVersion": "dockersandbox.dev/v1alpha1", "kind": "DockerSandbox", "metadata": {"name": "web", "namespace": "team-a"}, "spec": {}})));
-        let (_, send) = expect(&mut handle, Method::POST, "/events").await;
-        send.send_response(json(201, serde_json::json!({})));
-    });
-    reconcile(Arc::new(sandbox("{}")), ctx).await.expect("reconcile succeeds");
-    api_server.await.expect("api server");
+    let api = Fake::new(json!({}));
+    api.reconcile(&sandbox("{}"), config(false)).await.expect("reconcile");
+    assert_eq!(api.take_events(), events(&[("PrivilegedForbidden", "Warning")]));
+    assert!(!api.take_calls().iter().any(|c| c.contains("pods/")));
+}
+
+#[tokio::test]
+async fn pod_security_baseline_refuses_a_privileged_engine() {
+    let api = Fake::new(json!({"pod-security.kubernetes.io/enforce": "baseline"}));
+    api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
+    assert_eq!(api.take_events(), events(&[("PodSecurityRejected", "Warning")]));
+    assert_eq!(api.object("dockersandboxes/web")["status"]["phase"], "Pending");
 }
 
 #[tokio::test]
 async fn api_errors_surface_as_errors_for_backoff() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(service, "team-a"), true);
-    let api_server = tokio::spawn(async move {
-        let (_, send) = expect(&mut handle, Method::GET, "/api/v1/namespaces/team-a").await;
-        send.send_response(json(403, serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "namespaces is forbidden"})));
-        let (body, send) = expect(&mut handle, Method::POST, "/events").await;
-        assert!(body.contains("ReconcileFailed"), "{body}");
-        send.send_response(json(201, serde_json::json!({})));
+    let api = Fake::new(json!({}));
+    api.with(|s| {
+        s.refuse.insert("GET namespaces/team-a".into(), (403, "namespaces is forbidden".into()));
     });
-    let err = reconcile(Arc::new(sandbox("{}")), ctx).await.expect_err("forbidden");
-    assert_eq!(err.category(), "forbidden");
-    assert!(err.is_permanent());
-    api_server.await.expect("api server");
+    let err = api.reconcile(&sandbox("{}"), config(true)).await.expect_err("forbidden");
+    assert!(err.contains("namespaces is forbidden"), "{err}");
+    assert_eq!(api.take_events(), events(&[("ReconcileFailed", "Warning")]));
 }
 
 #[tokio::test]
 async fn terminating_namespace_creates_nothing() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(service, "team-a"), true);
-    let api_server = tokio::spawn(async move { answer_namespace(&mut handle, true).await });
-    let action = reconcile(Arc::new(sandbox("{}")), ctx).await.expect("reconcile succeeds");
-    api_server.await.expect("api server");
-    assert!(format!("{action:?}").contains("None"), "waits for a change: {action:?}");
+    let api = Fake::new(json!({}));
+    api.with(|s| {
+        s.objects.get_mut("namespaces/team-a").expect("ns")["metadata"]["deletionTimestamp"] =
+            json!("2026-11-22T10:00:00Z");
+    });
+    let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(api.take_calls(), calls(&["GET namespaces/team-a"]));
+}
+
+#[tokio::test]
+async fn a_sandbox_being_deleted_only_says_so() {
+    let api = Fake::new(json!({}));
+    let dsb = sandbox("{}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    api.take_calls();
+    api.take_events();
+    let mut deleting = api.refreshed(&dsb);
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
+    let action = api.reconcile(&deleting, config(true)).await.expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(api.take_calls(), calls(&["PATCH dockersandboxes/web/status"]), "no child is read or written");
+    let status = &api.object("dockersandboxes/web")["status"];
+    assert_eq!(status["phase"], "Terminating");
+    assert_eq!(status["conditions"][0]["reason"], "Terminating");
+    assert_eq!(api.take_events(), events(&[]));
 }

@@ -12,7 +12,7 @@ use crate::crd::conditions::reason;
 use crate::error::Result;
 use crate::plan::Plan;
 use crate::resources::{secret, service};
-use crate::tls::{self, CertInfo, Pem};
+use crate::tls::{self, CertInfo, Pem, TlsError};
 
 /// The sandbox's TLS material, as in use after this reconcile.
 pub struct Material {
@@ -43,7 +43,7 @@ async fn keep_or_issue(
     name: &str,
     read: fn(&Secret) -> Option<Pem>,
     keep: impl Fn(&Pem) -> Option<CertInfo>,
-    issue: impl FnOnce() -> Result<(Pem, Secret)>,
+    issue: impl FnOnce() -> Result<(Pem, Secret), TlsError>,
 ) -> Result<Kept> {
     let stored = get(api, name).await?.and_then(|s| read(&s));
     if let Some((pem, info)) = stored.as_ref().and_then(|p| Some((p.clone(), keep(p)?))) {

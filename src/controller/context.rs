@@ -14,7 +14,6 @@ use tracing::warn;
 
 use crate::config::{Config, EngineProbe};
 use crate::crd::DockerSandbox;
-use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::resources::Names;
 
@@ -73,7 +72,7 @@ impl Context {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let n = failures.entry(ObjectRef::from_obj(dsb)).or_insert(0);
         *n = n.saturating_add(1);
-        Duration::from_secs(5u64.saturating_mul(1 << (*n - 1).min(6)).min(300))
+        backoff_after(*n)
     }
 
     /// Forgets failures of `dsb` after a successful reconcile.
@@ -94,12 +93,10 @@ pub struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    /// The target for `dsb`; a sandbox without a namespace (never served by the API) is an error.
-    pub fn new(dsb: &'a DockerSandbox, ctx: &'a Context) -> Result<Self> {
-        if dsb.namespace().is_none() {
-            return Err(Error::NoNamespace(dsb.name_any()));
-        }
-        Ok(Self { dsb, names: Names::of(dsb), ctx })
+    /// The target for `dsb`; `None` for a sandbox without a namespace (never served by the API).
+    pub fn new(dsb: &'a DockerSandbox, ctx: &'a Context) -> Option<Self> {
+        dsb.namespace()?;
+        Some(Self { dsb, names: Names::of(dsb), ctx })
     }
 
     /// An API handle for `K` in the sandbox's namespace.
@@ -121,6 +118,11 @@ impl<'a> Target<'a> {
     }
 }
 
+/// Delay after the `n`th failure in a row (n ≥ 1): 5 s, doubling, at most 5 min.
+pub fn backoff_after(n: u32) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << n.saturating_sub(1).min(6)).min(300))
+}
+
 /// `s` cut to at most `max` bytes, on a character boundary.
 pub(crate) fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
@@ -131,4 +133,58 @@ pub(crate) fn truncate(mut s: String, max: usize) -> String {
         s.truncate(cut);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    use super::*;
+    use crate::resources::testing::{minimal, sandbox};
+
+    fn context() -> Context {
+        // The mock is never answered: these tests make no request.
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        Context::new(Client::new(service, "team-a"), Config::for_tests(), Arc::new(Metrics::default()))
+    }
+
+    #[test]
+    fn backoff_doubles_from_5s_and_stops_at_5min() {
+        let secs: Vec<u64> = (1..=9).map(|n| backoff_after(n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff_after(u32::MAX).as_secs(), 300);
+        assert_eq!(backoff_after(0).as_secs(), 5, "never shorter than the first delay");
+    }
+
+    #[tokio::test]
+    async fn backoff_is_counted_per_sandbox_and_reset_by_success() {
+        let ctx = context();
+        let (a, b) = (
+            minimal(),
+            sandbox("apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {name: other}\nspec: {}\n"),
+        );
+        assert_eq!(ctx.backoff(&a).as_secs(), 5);
+        assert_eq!(ctx.backoff(&a).as_secs(), 10);
+        assert_eq!(ctx.backoff(&b).as_secs(), 5, "another sandbox's failures do not count");
+        ctx.succeeded(&a);
+        assert_eq!(ctx.backoff(&a).as_secs(), 5, "a success starts over");
+    }
+
+    #[tokio::test]
+    async fn target_needs_a_namespace_and_scopes_its_api_to_it() {
+        let ctx = context();
+        let mut dsb = minimal();
+        let t = Target::new(&dsb, &ctx).expect("target");
+        assert_eq!(t.names.namespace, "team-a");
+        assert_eq!(t.api::<k8s_openapi::api::core::v1::Pod>().resource_url(), "/api/v1/namespaces/team-a/pods");
+        dsb.metadata.namespace = None;
+        assert!(Target::new(&dsb, &ctx).is_none());
+    }
+
+    #[test]
+    fn truncate_keeps_whole_characters() {
+        assert_eq!(truncate("héllo".into(), 2), "h", "é is two bytes: cut before it");
+        assert_eq!(truncate("short".into(), 1024), "short");
+    }
 }

@@ -36,6 +36,38 @@ const STUCK: [&str; 6] = [
     "CrashLoopBackOff",
 ];
 
+/// What to do about an existing engine pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The previous pod is still stopping; wait for it.
+    WaitForStop(String),
+    /// It is out of date or ended: delete it (a new one follows); why.
+    Recreate(String),
+    /// It is the pod we want: read its state.
+    Observe,
+}
+
+/// Decides, from the pod there is and the desired one, what to do.
+pub fn decide(current: &Pod, desired: &Pod) -> Step {
+    if current.metadata.deletion_timestamp.is_some() {
+        let name = current.name_any();
+        return Step::WaitForStop(format!("the previous engine pod {name} is stopping; a new one follows"));
+    }
+    let phase = current.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    if phase == "Failed" || phase == "Succeeded" {
+        let why = current.status.as_ref().and_then(|s| s.reason.clone()).unwrap_or(phase);
+        return Step::Recreate(format!(
+            "the engine pod ended ({why}); recreating it, the volume keeps images and containers"
+        ));
+    }
+    if hash_of(current) != hash_of(desired) {
+        return Step::Recreate(
+            "the sandbox spec or its server certificate changed; recreating the engine pod, the volume keeps images and containers".into(),
+        );
+    }
+    Step::Observe
+}
+
 /// Ensures the engine pod matches `desired`.
 pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
     let name = desired.name_any();
@@ -43,22 +75,15 @@ pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
     let Some(current) = get(&api, &name).await? else {
         return create(t, &api, desired).await;
     };
-    if current.metadata.deletion_timestamp.is_some() {
-        return Ok(PodState::Waiting(format!("the previous engine pod {name} is stopping; a new one follows")));
+    match decide(&current, desired) {
+        Step::WaitForStop(why) => Ok(PodState::Waiting(why)),
+        Step::Recreate(why) => {
+            delete(&api, &name).await?;
+            t.normal(reason::ENGINE_RECREATING, why.clone()).await;
+            Ok(PodState::Waiting(why))
+        }
+        Step::Observe => Ok(state(&current)),
     }
-    let phase = current.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-    if hash_of(&current) != hash_of(desired) || phase == "Failed" || phase == "Succeeded" {
-        let why = if phase == "Failed" || phase == "Succeeded" {
-            let reason = current.status.as_ref().and_then(|s| s.reason.clone()).unwrap_or(phase);
-            format!("the engine pod ended ({reason}); recreating it, the volume keeps images and containers")
-        } else {
-            "the sandbox spec or its server certificate changed; recreating the engine pod, the volume keeps images and containers".to_string()
-        };
-        delete(&api, &name).await?;
-        t.normal(reason::ENGINE_RECREATING, why.clone()).await;
-        return Ok(PodState::Waiting(why));
-    }
-    Ok(state(&current))
 }
 
 async fn create(t: &Target<'_>, api: &Api<Pod>, desired: &Pod) -> Result<PodState> {
@@ -105,4 +130,117 @@ pub fn state(pod: &Pod) -> PodState {
         "the engine pod is {}; waiting for dockerd to answer its readiness probe",
         status.phase.clone().unwrap_or_else(|| "Pending".into())
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::crd::SPEC_HASH_ANNOTATION;
+
+    fn pod(hash: &str, phase: &str) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some("web-engine".into());
+        p.metadata.annotations = Some(BTreeMap::from([(SPEC_HASH_ANNOTATION.to_string(), hash.to_string())]));
+        p.status = Some(PodStatus { phase: Some(phase.into()), ..PodStatus::default() });
+        p
+    }
+
+    fn condition(type_: &str, status: &str, message: Option<&str>) -> PodCondition {
+        PodCondition {
+            type_: type_.into(),
+            status: status.into(),
+            message: message.map(str::to_string),
+            ..PodCondition::default()
+        }
+    }
+
+    fn waiting_container(reason: &str) -> ContainerStatus {
+        ContainerStatus {
+            name: "dockerd".into(),
+            state: Some(ContainerState {
+                waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message: Some("details".into()) }),
+                ..ContainerState::default()
+            }),
+            ..ContainerStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_same_running_pod_is_observed() {
+        assert_eq!(decide(&pod("a", "Running"), &pod("a", "")), Step::Observe);
+    }
+
+    #[test]
+    fn a_changed_spec_recreates_the_pod() {
+        let Step::Recreate(why) = decide(&pod("a", "Running"), &pod("b", "")) else { panic!("recreate") };
+        assert!(why.contains("spec or its server certificate changed") && why.contains("volume keeps"), "{why}");
+    }
+
+    #[test]
+    fn an_ended_pod_is_recreated_with_its_reason() {
+        let mut ended = pod("a", "Failed");
+        ended.status.as_mut().expect("status").reason = Some("Evicted".into());
+        let Step::Recreate(why) = decide(&ended, &pod("a", "")) else { panic!("recreate") };
+        assert!(why.contains("(Evicted)"), "{why}");
+        let Step::Recreate(why) = decide(&pod("a", "Succeeded"), &pod("a", "")) else { panic!("recreate") };
+        assert!(why.contains("(Succeeded)"), "{why}");
+    }
+
+    #[test]
+    fn a_stopping_pod_is_waited_for_not_deleted_again() {
+        let mut stopping = pod("old", "Running");
+        stopping.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        let step = decide(&stopping, &pod("new", ""));
+        assert!(matches!(step, Step::WaitForStop(ref m) if m.contains("web-engine is stopping")), "{step:?}");
+    }
+
+    #[test]
+    fn ready_condition_means_ready() {
+        let mut p = pod("a", "Running");
+        p.status.as_mut().expect("status").conditions = Some(vec![condition("Ready", "True", None)]);
+        assert_eq!(state(&p), PodState::Ready);
+    }
+
+    #[test]
+    fn stuck_container_reasons_are_broken_with_the_kubelet_reason() {
+        for reason in STUCK {
+            let mut p = pod("a", "Pending");
+            p.status.as_mut().expect("status").container_statuses = Some(vec![waiting_container(reason)]);
+            match state(&p) {
+                PodState::Broken { reason: r, message } => {
+                    assert_eq!(r, reason);
+                    assert_eq!(message, format!("container dockerd: {reason}: details"));
+                }
+                other => panic!("{reason}: expected Broken, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_container_still_creating_is_waiting_not_broken() {
+        let mut p = pod("a", "Pending");
+        p.status.as_mut().expect("status").container_statuses = Some(vec![waiting_container("ContainerCreating")]);
+        assert!(matches!(state(&p), PodState::Waiting(ref m) if m.contains("is Pending")));
+    }
+
+    #[test]
+    fn unschedulable_quotes_the_scheduler() {
+        let mut p = pod("a", "Pending");
+        p.status.as_mut().expect("status").conditions =
+            Some(vec![condition("PodScheduled", "False", Some("0/1 nodes are available: 1 Insufficient memory."))]);
+        let PodState::Waiting(m) = state(&p) else { panic!("waiting") };
+        assert_eq!(m, "the engine pod cannot be scheduled: 0/1 nodes are available: 1 Insufficient memory.");
+    }
+
+    #[test]
+    fn no_status_yet_is_waiting() {
+        let mut p = pod("a", "");
+        p.status = None;
+        assert_eq!(state(&p), PodState::Waiting("the engine pod has no status yet".into()));
+    }
 }

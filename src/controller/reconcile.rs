@@ -46,7 +46,7 @@ pub fn error_policy(dsb: Arc<DockerSandbox>, error: &Error, ctx: Arc<Context>) -
 }
 
 async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
-    let t = Target::new(dsb, ctx)?;
+    let t = Target::new(dsb, ctx).ok_or_else(|| Error::NoNamespace(dsb.name_any()))?;
     if dsb.metadata.deletion_timestamp.is_some() {
         // The API server deletes the children through their owner references (a Retain volume has
         // none and stays); the operator only says so.
