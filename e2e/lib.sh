@@ -405,6 +405,13 @@ helm_operator() {
     --wait --timeout 5m "$@"
 }
 
+# helm_set ARGS...: helm upgrade the installed operator release, keeping its values, plus ARGS
+# (e.g. --set operator.allowPrivileged=false); waits for the rollout.
+helm_set() {
+  log "helm upgrade $E2E_RELEASE --reuse-values $*"
+  helm upgrade "$E2E_RELEASE" "$E2E_CHART" -n "$E2E_OPERATOR_NAMESPACE" --reuse-values "$@" --wait --timeout 5m >&2
+}
+
 operator_deployment() {
   kubectl get deploy -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE" -o name 2>/dev/null | head -n1
 }

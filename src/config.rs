@@ -38,6 +38,22 @@ pub enum EngineProbe {
     PortForward,
 }
 
+/// How a sysbox engine pod gets its user namespace. sysbox-deploy-k8s sets nodes up in one of two
+/// ways, and each needs its own pod shape.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SysboxUserNamespace {
+    /// From the container runtime that the nodes the sysbox RuntimeClass schedules onto report
+    /// (`containerd://…` → hostUsers, `cri-o://…` → crioAnnotation).
+    Auto,
+    /// `hostUsers: false`: the containerd path (containerd ≥ 2.0.5, Kubernetes ≥ 1.30).
+    #[value(name = "hostUsers")]
+    HostUsers,
+    /// The annotation `io.kubernetes.cri-o.userns-mode: "auto:size=65536"` and no `hostUsers`: the
+    /// CRI-O path of sysbox's own install guide.
+    #[value(name = "crioAnnotation")]
+    CrioAnnotation,
+}
+
 /// Log output format.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -61,6 +77,10 @@ pub struct Config {
     /// Name of the sysbox RuntimeClass.
     #[arg(long, env = "SYSBOX_RUNTIME_CLASS", default_value = "sysbox-runc")]
     pub sysbox_runtime_class: String,
+
+    /// How sysbox engine pods get their user namespace: auto, hostUsers or crioAnnotation.
+    #[arg(long, env = "SYSBOX_USER_NAMESPACE", value_enum, default_value_t = SysboxUserNamespace::Auto)]
+    pub sysbox_user_namespace: SysboxUserNamespace,
 
     /// Engine image for sandboxes that name none.
     #[arg(long, env = "DEFAULT_IMAGE", default_value = DEFAULT_IMAGE)]

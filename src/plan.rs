@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
 
+pub mod sysbox;
+
+pub use sysbox::{NodeRuntime, UserNamespace};
+
 use crate::config::Config;
 use crate::crd::conditions::reason;
 use crate::crd::{DaemonSpec, DockerSandbox, Isolation, PullPolicy, ReclaimPolicy, ServiceType, StorageType};
@@ -17,6 +21,9 @@ pub struct Facts {
     pub sysbox_runtime_class: bool,
     /// The namespace's `pod-security.kubernetes.io/enforce` label, if any.
     pub pod_security_enforce: Option<String>,
+    /// The nodes the sysbox RuntimeClass schedules onto and their container runtimes, when they
+    /// were looked up (the RuntimeClass exists and the user-namespace form is decided from them).
+    pub sysbox_nodes: Option<Vec<NodeRuntime>>,
 }
 
 /// The isolation mode the engine pod gets.
@@ -26,6 +33,10 @@ pub enum Mode {
     Sysbox {
         /// RuntimeClass name.
         runtime_class: String,
+        /// How the pod gets its user namespace.
+        user_namespace: UserNamespace,
+        /// Why that form.
+        because: String,
     },
     /// A privileged pod.
     Privileged,
@@ -37,6 +48,20 @@ impl Mode {
         match self {
             Mode::Sysbox { .. } => "sysbox",
             Mode::Privileged => "privileged",
+        }
+    }
+
+    /// What a person should know about the mode, for the IsolationResolved condition.
+    pub fn describe(&self) -> String {
+        match self {
+            Mode::Sysbox { runtime_class, user_namespace, because } => format!(
+                "the engine runs with sysbox isolation (RuntimeClass {runtime_class}); its user namespace comes from {} because {because}",
+                match user_namespace {
+                    UserNamespace::HostUsers => "hostUsers: false",
+                    UserNamespace::CrioAnnotation => "the CRI-O annotation io.kubernetes.cri-o.userns-mode",
+                }
+            ),
+            Mode::Privileged => "the engine runs with privileged isolation".to_string(),
         }
     }
 }
@@ -154,9 +179,13 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
 /// Picks sysbox or privileged, or explains why neither can run here.
 pub fn resolve_isolation(wanted: Isolation, facts: &Facts, config: &Config) -> Result<Mode, Refusal> {
     let rc = &config.sysbox_runtime_class;
-    let sysbox = || Mode::Sysbox { runtime_class: rc.clone() };
+    let sysbox = || {
+        let nodes = facts.sysbox_nodes.as_deref();
+        let (user_namespace, because) = sysbox::user_namespace(config.sysbox_user_namespace, nodes, rc)?;
+        check_pod_security(Mode::Sysbox { runtime_class: rc.clone(), user_namespace, because }, facts)
+    };
     match wanted {
-        Isolation::Sysbox if facts.sysbox_runtime_class => check_pod_security(sysbox(), facts),
+        Isolation::Sysbox if facts.sysbox_runtime_class => sysbox(),
         Isolation::Sysbox => Err(Refusal {
             reason: reason::RUNTIME_CLASS_MISSING,
             message: format!(
@@ -165,7 +194,7 @@ pub fn resolve_isolation(wanted: Isolation, facts: &Facts, config: &Config) -> R
             ),
             spec_error: false,
         }),
-        Isolation::Auto if facts.sysbox_runtime_class => check_pod_security(sysbox(), facts),
+        Isolation::Auto if facts.sysbox_runtime_class => sysbox(),
         Isolation::Privileged | Isolation::Auto if !config.allow_privileged => Err(Refusal {
             reason: reason::PRIVILEGED_FORBIDDEN,
             message: format!(
@@ -224,14 +253,41 @@ mod tests {
     }
 
     fn facts(sysbox: bool, enforce: Option<&str>) -> Facts {
-        Facts { sysbox_runtime_class: sysbox, pod_security_enforce: enforce.map(str::to_string) }
+        let containerd = vec![NodeRuntime { node: "n1".into(), runtime: "containerd://2.1.9".into() }];
+        Facts {
+            sysbox_runtime_class: sysbox,
+            pod_security_enforce: enforce.map(str::to_string),
+            sysbox_nodes: sysbox.then_some(containerd),
+        }
     }
 
     #[test]
     fn auto_prefers_sysbox_then_privileged() {
-        let sysbox = resolve_isolation(Isolation::Auto, &facts(true, None), &config(true));
-        assert_eq!(sysbox, Ok(Mode::Sysbox { runtime_class: "sysbox-runc".into() }));
+        let sysbox = resolve_isolation(Isolation::Auto, &facts(true, None), &config(true)).expect("sysbox");
+        assert!(
+            matches!(&sysbox, Mode::Sysbox { runtime_class, user_namespace: UserNamespace::HostUsers, because }
+                if runtime_class == "sysbox-runc" && because.contains("containerd://2.1.9")),
+            "{sysbox:?}"
+        );
         assert_eq!(resolve_isolation(Isolation::Auto, &facts(false, None), &config(true)), Ok(Mode::Privileged));
+    }
+
+    #[test]
+    fn auto_never_falls_back_to_privileged_when_sysbox_is_there_but_undecidable() {
+        let undecided = Facts { sysbox_nodes: Some(vec![]), ..facts(true, None) };
+        let r = resolve_isolation(Isolation::Auto, &undecided, &config(true)).expect_err("refused");
+        assert_eq!(r.reason, "SysboxUserNamespaceUnknown");
+    }
+
+    #[test]
+    fn mode_descriptions_say_which_user_namespace_form_and_why() {
+        let m = resolve_isolation(Isolation::Sysbox, &facts(true, None), &config(true)).expect("sysbox");
+        assert_eq!(
+            m.describe(),
+            "the engine runs with sysbox isolation (RuntimeClass sysbox-runc); its user namespace comes from \
+             hostUsers: false because the 1 node(s) RuntimeClass \"sysbox-runc\" schedules onto run containerd (containerd://2.1.9)"
+        );
+        assert_eq!(Mode::Privileged.describe(), "the engine runs with privileged isolation");
     }
 
     #[test]

@@ -44,14 +44,23 @@ fn status(code: u16, message: &str) -> Value {
            "reason": if code == 404 { "NotFound" } else { "Invalid" }})
 }
 
-fn respond(state: &mut State, method: &Method, key: &str, body: &[u8]) -> (u16, Value) {
-    let call = format!("{method} {key}");
+fn respond(state: &mut State, method: &Method, key: &str, query: &str, body: &[u8]) -> (u16, Value) {
+    let call = if query.is_empty() || *method != Method::GET {
+        format!("{method} {key}")
+    } else {
+        format!("{method} {key}?{query}")
+    };
     state.calls.push(call.clone());
     if let Some((code, message)) = state.refuse.get(&call) {
         return (*code, status(*code, message));
     }
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match *method {
+        Method::GET if key == "nodes" => {
+            let items: Vec<Value> =
+                state.objects.iter().filter(|(k, _)| k.starts_with("nodes/")).map(|(_, v)| v.clone()).collect();
+            (200, json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items}))
+        }
         Method::GET => match state.objects.get(key) {
             Some(o) => (200, o.clone()),
             None => (404, status(404, "not found")),
@@ -131,8 +140,9 @@ impl Fake {
         let server = tokio::spawn(async move {
             while let Some((req, send)) = handle.next_request().await {
                 let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                let query = req.uri().query().unwrap_or_default().to_string();
                 let body = req.into_body().collect_bytes().await.expect("body");
-                let (code, value) = respond(&mut state.lock().expect("state"), &method, &short(&path), &body);
+                let (code, value) = respond(&mut state.lock().expect("state"), &method, &short(&path), &query, &body);
                 let res = Response::builder().status(code).body(Body::from(serde_json::to_vec(&value).expect("json")));
                 send.send_response(res.expect("response"));
             }
@@ -348,4 +358,106 @@ async fn a_sandbox_being_deleted_only_says_so() {
     assert_eq!(status["phase"], "Terminating");
     assert_eq!(status["conditions"][0]["reason"], "Terminating");
     assert_eq!(api.take_events(), events(&[]));
+}
+
+/// A sysbox RuntimeClass scheduling onto `sysbox-runtime=running` nodes, and one such node.
+fn sysbox_cluster(api: &Fake, runtime: &str) {
+    api.with(|s| {
+        s.objects.insert(
+            "runtimeclasses/sysbox-runc".into(),
+            json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "sysbox-runc"},
+                   "handler": "sysbox-runc", "scheduling": {"nodeSelector": {"sysbox-runtime": "running"}}}),
+        );
+        s.objects.insert(
+            "nodes/n1".into(),
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                   "status": {"nodeInfo": {"containerRuntimeVersion": runtime, "architecture": "amd64",
+                     "bootID": "", "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": "",
+                     "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""}}}),
+        );
+    });
+}
+
+#[tokio::test]
+async fn sysbox_on_containerd_nodes_gets_host_users_and_says_why() {
+    let api = Fake::new(json!({}));
+    sysbox_cluster(&api, "containerd://2.1.9");
+    api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
+    let calls = api.take_calls();
+    assert_eq!(
+        calls[2], "GET nodes?&labelSelector=sysbox-runtime%3Drunning",
+        "only the RuntimeClass's nodes: {calls:?}"
+    );
+    let pod = api.object("pods/web-engine");
+    assert_eq!(pod["spec"]["runtimeClassName"], "sysbox-runc");
+    assert_eq!(pod["spec"]["hostUsers"], false);
+    assert!(pod["spec"]["containers"][0].get("securityContext").is_none(), "not privileged");
+    let status = &api.object("dockersandboxes/web")["status"];
+    assert_eq!(status["isolation"], "sysbox");
+    assert_eq!(status["sysboxUserNamespace"], "hostUsers");
+    let resolved = &status["conditions"][1];
+    assert_eq!(resolved["type"], "IsolationResolved");
+    assert!(
+        resolved["message"].as_str().is_some_and(|m| m.contains("run containerd (containerd://2.1.9)")),
+        "{resolved}"
+    );
+}
+
+#[tokio::test]
+async fn sysbox_on_cri_o_nodes_gets_the_annotation_and_no_host_users() {
+    let api = Fake::new(json!({}));
+    sysbox_cluster(&api, "cri-o://1.33.2");
+    api.reconcile(&sandbox("{isolation: sysbox}"), config(true)).await.expect("reconcile");
+    let pod = api.object("pods/web-engine");
+    assert!(pod["spec"].get("hostUsers").is_none(), "{}", pod["spec"]);
+    assert_eq!(pod["metadata"]["annotations"]["io.kubernetes.cri-o.userns-mode"], "auto:size=65536");
+    assert_eq!(api.object("dockersandboxes/web")["status"]["sysboxUserNamespace"], "crioAnnotation");
+}
+
+#[tokio::test]
+async fn sysbox_with_no_matching_node_is_pending_never_privileged() {
+    let api = Fake::new(json!({}));
+    sysbox_cluster(&api, "containerd://2.1.9");
+    api.with(|s| {
+        s.objects.remove("nodes/n1");
+    });
+    api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
+    assert!(!api.take_calls().iter().any(|c| c.contains("pods/")), "no pod");
+    assert_eq!(api.take_events(), events(&[("SysboxUserNamespaceUnknown", "Warning")]));
+    assert_eq!(api.object("dockersandboxes/web")["status"]["phase"], "Pending");
+}
+
+#[tokio::test]
+async fn an_explicit_user_namespace_setting_does_not_list_nodes() {
+    let api = Fake::new(json!({}));
+    sysbox_cluster(&api, "containerd://2.1.9");
+    let config = Config {
+        sysbox_user_namespace: dockersandbox_operator::config::SysboxUserNamespace::CrioAnnotation,
+        ..config(true)
+    };
+    api.reconcile(&sandbox("{}"), config).await.expect("reconcile");
+    assert!(!api.take_calls().iter().any(|c| c.starts_with("GET nodes")));
+    let pod = api.object("pods/web-engine");
+    assert_eq!(pod["metadata"]["annotations"]["io.kubernetes.cri-o.userns-mode"], "auto:size=65536");
+    assert!(pod["spec"].get("hostUsers").is_none());
+}
+
+#[tokio::test]
+async fn a_new_refusal_reason_in_the_same_phase_is_announced() {
+    let api = Fake::new(json!({}));
+    let dsb = sandbox("{isolation: sysbox}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    assert_eq!(api.take_events(), events(&[("RuntimeClassMissing", "Warning")]));
+    sysbox_cluster(&api, "containerd://2.1.9");
+    api.with(|s| {
+        s.objects.remove("nodes/n1");
+    });
+    api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("second");
+    assert_eq!(
+        api.take_events(),
+        events(&[("SysboxUserNamespaceUnknown", "Warning")]),
+        "Pending → Pending, new reason"
+    );
+    api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("third");
+    assert_eq!(api.take_events(), events(&[]), "same reason again: no new event");
 }

@@ -13,10 +13,6 @@ RC=${E2E_SYSBOX_RUNTIME_CLASS:-sysbox-runc}
 if ! helm status "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" >/dev/null 2>&1; then
   skip "operator is not a Helm release $E2E_OPERATOR_NAMESPACE/$E2E_RELEASE (installed some other way)"
 fi
-helm_set() {
-  log "helm upgrade $E2E_RELEASE --reuse-values $*"
-  helm upgrade "$E2E_RELEASE" "$E2E_CHART" -n "$E2E_OPERATOR_NAMESPACE" --reuse-values "$@" --wait --timeout 5m >&2
-}
 operator_pod_names() {
   kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE" \
     --field-selector=status.phase=Running -o 'jsonpath={.items[*].metadata.name}'

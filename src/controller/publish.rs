@@ -33,8 +33,18 @@ pub async fn publish_status(t: &Target<'_>, outcome: &Outcome) -> Result<Phase> 
     if old_phase != Some(phase) {
         info!(from = ?old_phase, to = ?phase, "phase changed");
         announce(t, old_phase, &new).await;
+    } else if matches!(phase, Phase::Pending | Phase::Failed)
+        && ready_reason(t.dsb.status.as_ref()) != ready_reason(Some(&new))
+    {
+        // Still stuck, but for another reason: that is news too.
+        info!(phase = ?phase, reason = ?ready_reason(Some(&new)), "reason changed");
+        announce(t, old_phase, &new).await;
     }
     Ok(phase)
+}
+
+fn ready_reason(status: Option<&DockerSandboxStatus>) -> Option<&str> {
+    status?.conditions.iter().find(|c| c.type_ == conditions::READY).map(|c| c.reason.as_str())
 }
 
 /// The Event for a phase change: Normal when the engine answers, Warning when it cannot run or

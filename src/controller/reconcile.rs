@@ -70,7 +70,7 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
     let tls = certs::ensure(&t, &plan, &svc).await?;
     let storage = storage::ensure(&t, &plan).await?;
     let engine = engine::ensure(&t, &plan, &tls, &svc).await?;
-    let seen = Observed { isolation: plan.mode.as_str().to_string(), certificates: tls.status, storage, engine };
+    let seen = Observed { mode: plan.mode, certificates: tls.status, storage, engine };
     let phase = publish_status(&t, &Outcome::Placed(seen)).await?;
     Ok(requeue_after(phase))
 }

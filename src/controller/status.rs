@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::conditions::{self, Cond, reason};
 use crate::crd::{CertificateStatus, DockerSandbox, DockerSandboxStatus, Phase};
-use crate::plan::Refusal;
+use crate::plan::{Mode, Refusal};
 use crate::resources::Names;
 
 /// State of the volume for /var/lib/docker.
@@ -38,7 +38,7 @@ pub enum Engine {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
     /// The isolation mode in use.
-    pub isolation: String,
+    pub mode: Mode,
     /// Certificate expiry.
     pub certificates: CertificateStatus,
     /// The volume.
@@ -81,6 +81,7 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
             DockerSandboxStatus {
                 phase: Some(phase),
                 isolation: None,
+                sysbox_user_namespace: None,
                 endpoint: Some(names.endpoint()),
                 client_secret_name: None,
                 docker_version: old.docker_version,
@@ -97,7 +98,11 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
             };
             DockerSandboxStatus {
                 phase: Some(phase),
-                isolation: Some(seen.isolation.clone()),
+                isolation: Some(seen.mode.as_str().to_string()),
+                sysbox_user_namespace: match &seen.mode {
+                    Mode::Sysbox { user_namespace, .. } => Some(user_namespace.as_str().to_string()),
+                    Mode::Privileged => None,
+                },
                 endpoint: Some(names.endpoint()),
                 client_secret_name: Some(names.client_secret.clone()),
                 docker_version: answering.or(old.docker_version),
@@ -111,8 +116,7 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
 
 fn placed(seen: &Observed) -> (Phase, Vec<Cond>) {
     use conditions::*;
-    let iso =
-        Cond::ok(ISOLATION_RESOLVED, reason::RESOLVED, format!("the engine runs with {} isolation", seen.isolation));
+    let iso = Cond::ok(ISOLATION_RESOLVED, reason::RESOLVED, seen.mode.describe());
     let tls = Cond::ok(
         TLS_READY,
         reason::CERTIFICATES_VALID,
@@ -166,7 +170,7 @@ mod tests {
     }
 
     fn seen(engine: Engine, storage: Storage) -> Outcome {
-        Outcome::Placed(Observed { isolation: "privileged".into(), certificates: certs(), storage, engine })
+        Outcome::Placed(Observed { mode: Mode::Privileged, certificates: certs(), storage, engine })
     }
 
     fn cond<'a>(s: &'a DockerSandboxStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {

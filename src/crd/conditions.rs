@@ -27,6 +27,8 @@ pub mod reason {
     pub const PRIVILEGED_FORBIDDEN: &str = "PrivilegedForbidden";
     /// The namespace's PodSecurity level would reject the engine pod.
     pub const POD_SECURITY_REJECTED: &str = "PodSecurityRejected";
+    /// The operator cannot tell which user-namespace form sysbox needs on the nodes.
+    pub const SYSBOX_USER_NAMESPACE_UNKNOWN: &str = "SysboxUserNamespaceUnknown";
     /// The API server refused the engine pod.
     pub const POD_REJECTED: &str = "PodRejected";
     /// An isolation mode was chosen.

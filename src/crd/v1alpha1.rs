@@ -297,6 +297,10 @@ pub struct DockerSandboxStatus {
     /// The isolation mode in use: `sysbox` or `privileged`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<String>,
+    /// Under sysbox isolation, how the engine pod gets its user namespace: `hostUsers` (containerd
+    /// nodes) or `crioAnnotation` (CRI-O nodes). The IsolationResolved condition says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sysbox_user_namespace: Option<String>,
     /// The DOCKER_HOST for clients in the cluster: `tcp://<name>.<namespace>.svc:2376`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,

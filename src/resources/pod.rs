@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 
 use super::{DOCKER_TLS_PORT, DOCKER_TLS_PORT_NAME, Names, daemon_json, meta};
 use crate::crd::{DockerSandbox, PullPolicy, SPEC_HASH_ANNOTATION};
-use crate::plan::{Mode, Plan};
+use crate::plan::sysbox::{CRIO_USERNS_ANNOTATION, CRIO_USERNS_MODE};
+use crate::plan::{Mode, Plan, UserNamespace};
 
 /// Where the server certificate is mounted.
 pub const CERT_DIR: &str = "/certs/server";
@@ -143,15 +144,21 @@ fn volumes(names: &Names, plan: &Plan) -> Vec<Volume> {
 /// (dockerd reads its certificate only at start).
 pub fn build(dsb: &DockerSandbox, plan: &Plan, server_cert: &str) -> Pod {
     let names = Names::of(dsb);
-    let sysbox = match &plan.mode {
-        Mode::Sysbox { runtime_class } => Some(runtime_class.clone()),
-        Mode::Privileged => None,
+    // sysbox: the RuntimeClass plus exactly one user-namespace form (never privileged).
+    let (runtime_class, host_users, userns_annotation) = match &plan.mode {
+        Mode::Sysbox { runtime_class, user_namespace: UserNamespace::HostUsers, .. } => {
+            (Some(runtime_class.clone()), Some(false), None)
+        }
+        Mode::Sysbox { runtime_class, user_namespace: UserNamespace::CrioAnnotation, .. } => {
+            (Some(runtime_class.clone()), None, Some(CRIO_USERNS_MODE))
+        }
+        Mode::Privileged => (None, None, None),
     };
     let spec = PodSpec {
         containers: vec![container(plan)],
         volumes: Some(volumes(&names, plan)),
-        host_users: sysbox.as_ref().map(|_| false),
-        runtime_class_name: sysbox,
+        host_users,
+        runtime_class_name: runtime_class,
         restart_policy: Some("Always".into()),
         termination_grace_period_seconds: Some(GRACE_SECONDS),
         enable_service_links: Some(false),
@@ -163,14 +170,25 @@ pub fn build(dsb: &DockerSandbox, plan: &Plan, server_cert: &str) -> Pod {
         ..PodSpec::default()
     };
     let mut metadata = meta(dsb, &names.pod, "engine", true);
-    metadata.annotations = Some(BTreeMap::from([(SPEC_HASH_ANNOTATION.to_string(), hash(&spec, server_cert))]));
+    let mut annotations =
+        BTreeMap::from([(SPEC_HASH_ANNOTATION.to_string(), hash(&spec, server_cert, userns_annotation))]);
+    if let Some(mode) = userns_annotation {
+        annotations.insert(CRIO_USERNS_ANNOTATION.to_string(), mode.to_string());
+    }
+    metadata.annotations = Some(annotations);
     Pod { metadata, spec: Some(spec), status: None }
 }
 
-fn hash(spec: &PodSpec, server_cert: &str) -> String {
+/// The spec hash: the pod spec, the server certificate and, when set, the CRI-O user-namespace
+/// annotation (appended only then, so pods without it keep the hash they had).
+fn hash(spec: &PodSpec, server_cert: &str, userns_annotation: Option<&str>) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(spec).unwrap_or_default());
     h.update(server_cert.as_bytes());
+    if let Some(mode) = userns_annotation {
+        h.update(CRIO_USERNS_ANNOTATION.as_bytes());
+        h.update(mode.as_bytes());
+    }
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
@@ -207,13 +225,42 @@ mod tests {
         assert_eq!(pod.metadata.name.as_deref(), Some("web-engine"));
     }
 
+    fn sysbox_pod(user_namespace: UserNamespace) -> Pod {
+        let dsb = minimal();
+        let mut plan = crate::resources::testing::plan(&dsb);
+        plan.mode = Mode::Sysbox { runtime_class: "sysbox-runc".into(), user_namespace, because: "test".into() };
+        build(&dsb, &plan, "CERT")
+    }
+
+    fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+        pod.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+
     #[test]
-    fn sysbox_sets_runtime_class_and_user_namespace_without_privilege() {
-        let pod = build_for(&minimal(), &Facts { sysbox_runtime_class: true, pod_security_enforce: None });
+    fn sysbox_on_containerd_sets_host_users_false_and_no_annotation() {
+        let pod = sysbox_pod(UserNamespace::HostUsers);
         let s = spec(&pod);
         assert_eq!(s.runtime_class_name.as_deref(), Some("sysbox-runc"));
         assert_eq!(s.host_users, Some(false));
+        assert_eq!(annotation(&pod, CRIO_USERNS_ANNOTATION), None);
+        assert!(s.containers[0].security_context.is_none(), "never privileged or extra capabilities under sysbox");
+    }
+
+    #[test]
+    fn sysbox_on_cri_o_sets_the_annotation_and_no_host_users() {
+        let pod = sysbox_pod(UserNamespace::CrioAnnotation);
+        let s = spec(&pod);
+        assert_eq!(s.runtime_class_name.as_deref(), Some("sysbox-runc"));
+        assert_eq!(s.host_users, None, "hostUsers: false makes sysbox pods fail on CRI-O");
+        assert_eq!(annotation(&pod, CRIO_USERNS_ANNOTATION), Some("auto:size=65536"));
         assert!(s.containers[0].security_context.is_none());
+    }
+
+    #[test]
+    fn switching_the_user_namespace_form_rolls_the_pod() {
+        let a = sysbox_pod(UserNamespace::HostUsers);
+        let b = sysbox_pod(UserNamespace::CrioAnnotation);
+        assert_ne!(hash_of(&a), hash_of(&b));
     }
 
     #[test]
