@@ -5,8 +5,9 @@ use crate::tls::TlsError;
 /// Everything that can make a reconcile fail.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A call to the API server failed.
-    #[error("{action} {kind} {name}: {source}")]
+    /// A call to the API server failed. Shown to people (events, conditions, logs) with only the
+    /// API server's own message, never the client's debug form.
+    #[error("{action} {kind} {name}: {}", plain(source))]
     Kube {
         /// What the operator tried (get, apply, delete, ...).
         action: &'static str,
@@ -64,5 +65,51 @@ impl Error {
     }
 }
 
+/// A client error in words a person reads: the API server's message for a refused request.
+pub fn plain(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        kube::Error::Api(s) => format!("the API server answered {} {}", s.code, s.reason),
+        other => other.to_string(),
+    }
+}
+
 /// Result with the operator's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, reason: &str, message: &str) -> Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": code, "reason": reason, "message": message
+        }))
+        .expect("status");
+        Error::kube("apply", "Service", "a.b")(kube::Error::Api(Box::new(status)))
+    }
+
+    #[test]
+    fn api_errors_read_as_the_api_servers_message() {
+        let e = api_error(422, "Invalid", "Service \"a.b\" is invalid: metadata.name: Invalid value: \"a.b\"");
+        assert_eq!(
+            e.to_string(),
+            "apply Service a.b: Service \"a.b\" is invalid: metadata.name: Invalid value: \"a.b\""
+        );
+        assert_eq!(e.category(), "invalid");
+        assert!(e.is_permanent());
+        assert_eq!(
+            api_error(500, "InternalError", "").to_string(),
+            "apply Service a.b: the API server answered 500 InternalError"
+        );
+    }
+
+    #[test]
+    fn categories_are_bounded_labels() {
+        assert_eq!(api_error(403, "Forbidden", "no").category(), "forbidden");
+        assert_eq!(api_error(409, "Conflict", "no").category(), "conflict");
+        assert!(!api_error(409, "Conflict", "no").is_permanent(), "a conflict is retried");
+        assert_eq!(api_error(500, "InternalError", "no").category(), "kube");
+        assert_eq!(Error::NoNamespace("x".into()).category(), "invalid");
+    }
+}

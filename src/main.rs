@@ -96,7 +96,7 @@ async fn readiness(client: Client, namespaces: Vec<String>, ready: Arc<AtomicBoo
             Some(kube::Error::Api(s)) if s.code == 404 => {
                 error!("the DockerSandbox CRD is not installed: kubectl apply --server-side -f crds/")
             }
-            Some(e) => error!("cannot list DockerSandboxes yet: {e}"),
+            Some(e) => error!("cannot list DockerSandboxes yet: {}", dockersandbox_operator::error::plain(&e)),
         }
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     }

@@ -139,6 +139,16 @@ pub struct Refusal {
 /// Validates the sandbox against the operator's policy and the cluster, and resolves every default.
 pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Plan, Refusal> {
     let spec = &dsb.spec;
+    let name = dsb.metadata.name.as_deref().unwrap_or_default();
+    if !is_sandbox_name(name) {
+        return Err(spec_error(
+            reason::INVALID_NAME,
+            format!(
+                "the name {name:?} cannot name the sandbox's Service and pod: use at most {MAX_NAME} lowercase letters, \
+                 digits and '-', starting with a letter and ending with a letter or digit; create a sandbox with such a name"
+            ),
+        ));
+    }
     let size = spec.storage.size.clone().unwrap_or_else(|| config.default_storage_size.clone());
     if !is_quantity(&size) {
         return Err(spec_error(reason::INVALID_SPEC, format!("storage.size {size:?} is not a quantity such as 20Gi")));
@@ -231,6 +241,20 @@ fn check_pod_security(mode: Mode, facts: &Facts) -> Result<Mode, Refusal> {
 
 fn spec_error(reason: &'static str, message: String) -> Refusal {
     Refusal { reason, message, spec_error: true }
+}
+
+/// Longest sandbox name: a DNS label (63) less the longest child suffix (`-engine`, `-server`, ...).
+pub const MAX_NAME: usize = 56;
+
+/// Whether `name` can name the Service (a DNS-1035 label) and every child with its suffix; the
+/// CRD's CEL rule refuses other names at admission, this catches objects older than the rule.
+pub fn is_sandbox_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_NAME
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-'
 }
 
 /// A Kubernetes quantity: digits, an optional fraction, an optional suffix.
@@ -341,6 +365,26 @@ mod tests {
         let r = resolve(&dsb, &Facts::default(), &Config::for_tests()).expect_err("refused");
         assert!(r.spec_error);
         assert_eq!(r.reason, "InvalidSpec");
+    }
+
+    #[test]
+    fn sandbox_names_must_name_the_service_and_every_child() {
+        for ok in ["web", "a", "team-1-dind", &"a".repeat(MAX_NAME)] {
+            assert!(is_sandbox_name(ok), "{ok}");
+        }
+        for bad in ["", "a.b", "1web", "-web", "web-", "Web", "we_b", &"a".repeat(MAX_NAME + 1)] {
+            assert!(!is_sandbox_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_name_older_than_the_admission_rule_is_a_spec_error_not_a_failing_reconcile() {
+        let dsb =
+            sandbox("apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {name: a.b}\nspec: {}\n");
+        let r = resolve(&dsb, &Facts::default(), &Config::for_tests()).expect_err("refused");
+        assert_eq!(r.reason, "InvalidName");
+        assert!(r.spec_error);
+        assert!(r.message.starts_with("the name \"a.b\" cannot name the sandbox's Service"), "{}", r.message);
     }
 
     #[test]

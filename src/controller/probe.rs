@@ -40,7 +40,7 @@ pub async fn probe(route: Route, server_name: &str, ca_pem: &str, client: &Pem) 
                 let mut pf = pods
                     .portforward(&pod, &[DOCKER_TLS_PORT as u16])
                     .await
-                    .map_err(|e| format!("cannot port-forward to pod {pod}: {e}"))?;
+                    .map_err(|e| format!("cannot port-forward to pod {pod}: {}", crate::error::plain(&e)))?;
                 let stream = pf.take_stream(DOCKER_TLS_PORT as u16).ok_or("port-forward gave no stream")?;
                 let result = talk(stream, config, name).await;
                 pf.abort();

@@ -19,6 +19,8 @@ pub const ENGINE_READY: &str = "EngineReady";
 pub mod reason {
     /// The sandbox is being deleted.
     pub const TERMINATING: &str = "Terminating";
+    /// The sandbox's name cannot name its children (admission refuses such names; older objects may have them).
+    pub const INVALID_NAME: &str = "InvalidName";
     /// The spec has a value admission should have refused.
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// `isolation: sysbox` but the sysbox RuntimeClass does not exist.

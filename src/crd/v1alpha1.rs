@@ -39,7 +39,8 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.endpoint",
         description = "DOCKER_HOST for clients"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 56").message("metadata.name must be at most 56 characters of lowercase letters, digits and '-', start with a letter and end with a letter or digit: the sandbox's Service is named after it, and its pod after it plus '-engine'")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DockerSandboxSpec {
