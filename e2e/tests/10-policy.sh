@@ -7,8 +7,6 @@
 #    condition PodSecurityRejected and no pod.
 source "$(dirname "$0")/../lib.sh"
 
-RC=${E2E_SYSBOX_RUNTIME_CLASS:-sysbox-runc}
-
 # --- part 1: allowPrivileged=false
 if ! helm status "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" >/dev/null 2>&1; then
   skip "operator is not a Helm release $E2E_OPERATOR_NAMESPACE/$E2E_RELEASE (installed some other way)"
@@ -18,12 +16,12 @@ helm_set() {
   helm upgrade "$E2E_RELEASE" "$E2E_CHART" -n "$E2E_OPERATOR_NAMESPACE" --reuse-values "$@" --wait --timeout 5m >&2
 }
 operator_pod_names() {
-  kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE" \
+  kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" \
     --field-selector=status.phase=Running -o 'jsonpath={.items[*].metadata.name}'
 }
 
-if kubectl get runtimeclass "$RC" >/dev/null 2>&1; then
-  log "RuntimeClass $RC exists: isolation auto would pick sysbox; skipping the PrivilegedForbidden part"
+if kubectl get runtimeclass "$E2E_SYSBOX_RUNTIME_CLASS" >/dev/null 2>&1; then
+  log "RuntimeClass $E2E_SYSBOX_RUNTIME_CLASS exists: isolation auto would pick sysbox; skipping the PrivilegedForbidden part"
 else
   before=$(operator_pod_names)
   policy_changed=1
@@ -34,7 +32,7 @@ else
   on_exit restore_policy
   helm_set --set operator.allowPrivileged=false || fail "helm upgrade with operator.allowPrivileged=false failed"
   d=$(operator_deployment)
-  [[ -n "$d" ]] || fail "no operator Deployment labelled app.kubernetes.io/instance=$E2E_RELEASE"
+  [[ -n "$d" ]] || fail "no operator Deployment labelled $E2E_OPERATOR_SELECTOR"
   kubectl rollout status -n "$E2E_OPERATOR_NAMESPACE" "$d" --timeout=180s >&2 || fail "operator rollout did not finish"
   after=$(operator_pod_names)
   log "operator pods before: [$before] after: [$after]"
