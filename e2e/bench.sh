@@ -132,6 +132,7 @@ storage_class=$(kubectl get pvc -n "$sns" b1-docker -o 'jsonpath={.spec.storageC
 # ---------------------------------------------------------------------------------------------
 # 2. bare engine pods
 ns_new bns bench-bare
+# shellcheck disable=SC2154  # bns is assigned by ns_new (printf -v), which shellcheck cannot follow
 kubectl get secret -n "$sns" "$server_secret" -o json |
   jq --arg ns "$bns" '{apiVersion: "v1", kind: "Secret", type: .type, data: .data, metadata: {name: .metadata.name, namespace: $ns}}' |
   kubectl apply -f - >/dev/null

@@ -382,8 +382,9 @@ operator_logs() {
   done
 }
 
-# helm_operator ARGS...: helm upgrade --install the operator chart with the e2e defaults, plus ARGS
+# helm_operator [ARGS...]: helm upgrade --install the operator chart with the e2e defaults, plus ARGS
 # (e.g. --set operator.allowPrivileged=false).
+# shellcheck disable=SC2120  # ARGS are optional: callers without arguments are right
 helm_operator() {
   local repo=${E2E_OPERATOR_IMAGE%:*} tag=${E2E_OPERATOR_IMAGE##*:} crd=crd/$DSB owner crd_args=()
   [[ "$E2E_OPERATOR_IMAGE" == *:* && "$tag" != */* ]] || { repo=$E2E_OPERATOR_IMAGE; tag=latest; }

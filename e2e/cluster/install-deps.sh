@@ -57,11 +57,19 @@ SRC
   lists_fresh=1
 }
 
+# cached_deb PKG VERSION: path of the .deb of PKG=VERSION in $DEBS (nothing when not downloaded yet)
+cached_deb() {
+  local f
+  for f in "$DEBS/${1}_${2//:/%3a}_"*.deb; do
+    if [[ -f $f ]]; then echo "$f"; return 0; fi
+  done
+}
+
 todo=()
 for line in "${PINNED[@]}"; do
   read -r pkg ver suite prefix <<<"$line"
   [[ $(installed_version "$pkg") == "$ver" ]] && continue
-  deb=$(ls "$DEBS/${pkg}_${ver//:/%3a}_"*.deb 2>/dev/null | head -1 || true)
+  deb=$(cached_deb "$pkg" "$ver")
   if [[ -z $deb ]]; then
     refresh_lists
     if ! (cd "$DEBS" && apt-get "${APTO[@]}" download -qq "$pkg=$ver" 2>/dev/null); then
@@ -70,7 +78,8 @@ for line in "${PINNED[@]}"; do
       log "WARNING: $pkg=$ver no longer in the archive; using $alt (update the pin in $0)"
       ver=$alt; (cd "$DEBS" && apt-get "${APTO[@]}" download -qq "$pkg=$ver")
     fi
-    deb=$(ls "$DEBS/${pkg}_${ver//:/%3a}_"*.deb | head -1)
+    deb=$(cached_deb "$pkg" "$ver")
+    [[ -n $deb ]] || { log "ERROR: apt-get download $pkg=$ver left no .deb in $DEBS"; exit 1; }
   fi
   [[ $(installed_version "$pkg") == "$ver" ]] || todo+=("$deb")
 done

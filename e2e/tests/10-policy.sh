@@ -55,5 +55,6 @@ fi
 
 # --- part 2: PodSecurity baseline namespace
 ns_new pns podsec pod-security.kubernetes.io/enforce=baseline
+# shellcheck disable=SC2154  # pns is assigned by ns_new (printf -v), which shellcheck cannot follow
 sandbox_apply "$pns" box "  isolation: privileged"
 expect_refused "$pns" box PodSecurityRejected 'baseline|pod-security|PodSecurity'
