@@ -382,12 +382,25 @@ operator_logs() {
   done
 }
 
-# helm_operator [ARGS...]: helm upgrade --install the operator chart with the e2e defaults, plus ARGS
-# (e.g. --set operator.allowPrivileged=false).
+# e2e_values_args: set the array E2E_VALUES_ARGS to the chart values of the e2e install: the values
+# file (E2E_HELM_VALUES, default e2e/tools/operator-e2e-values.yaml when present), then the operator
+# image E2E_OPERATOR_IMAGE and text logs (--set wins over the file). Used by helm_operator, and by
+# e2e/tools/check-manifests.sh to validate exactly what the e2e suite installs.
+e2e_values_args() {
+  local repo=${E2E_OPERATOR_IMAGE%:*} tag=${E2E_OPERATOR_IMAGE##*:}
+  [[ "$E2E_OPERATOR_IMAGE" == *:* && "$tag" != */* ]] || { repo=$E2E_OPERATOR_IMAGE; tag=latest; }
+  local values=${E2E_HELM_VALUES-$E2E_DIR/tools/operator-e2e-values.yaml}
+  E2E_VALUES_ARGS=()
+  if [[ -n "$values" && -f "$values" ]]; then E2E_VALUES_ARGS+=(-f "$values"); fi
+  E2E_VALUES_ARGS+=(--set "image.repository=$repo" --set "image.tag=$tag" --set image.pullPolicy=IfNotPresent
+    --set logging.format=text)
+}
+
+# helm_operator [ARGS...]: helm upgrade --install the operator chart with the e2e values
+# (e2e_values_args), plus ARGS (e.g. --set operator.allowPrivileged=false).
 # shellcheck disable=SC2120  # ARGS are optional: callers without arguments are right
 helm_operator() {
-  local repo=${E2E_OPERATOR_IMAGE%:*} tag=${E2E_OPERATOR_IMAGE##*:} crd=crd/$DSB owner crd_args=()
-  [[ "$E2E_OPERATOR_IMAGE" == *:* && "$tag" != */* ]] || { repo=$E2E_OPERATOR_IMAGE; tag=latest; }
+  local crd=crd/$DSB owner crd_args=()
   # A CRD applied by hand (e.g. from crds/) blocks `helm install` ("invalid ownership metadata"):
   # adopt it into this release, as a user would; leave it alone if another release owns it.
   if kubectl get "$crd" >/dev/null 2>&1; then
@@ -402,13 +415,9 @@ helm_operator() {
       crd_args=(--set crds.install=false)
     fi
   fi
-  # extra values file (e2e/tools/operator-e2e-values.yaml when present); the --set below win over it
-  local values=${E2E_HELM_VALUES-$E2E_DIR/tools/operator-e2e-values.yaml}
-  [[ -n "$values" && -f "$values" ]] && crd_args+=(-f "$values")
-  helm upgrade --install "$E2E_RELEASE" "$E2E_CHART" "${crd_args[@]}" \
+  e2e_values_args
+  helm upgrade --install "$E2E_RELEASE" "$E2E_CHART" "${crd_args[@]}" "${E2E_VALUES_ARGS[@]}" \
     --namespace "$E2E_OPERATOR_NAMESPACE" --create-namespace \
-    --set "image.repository=$repo" --set "image.tag=$tag" --set image.pullPolicy=IfNotPresent \
-    --set logging.format=text \
     --wait --timeout 5m "$@"
 }
 
