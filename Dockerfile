@@ -10,7 +10,7 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
-# Only what the build needs (see .dockerignore). Cache mounts keep the crates.io index, downloaded
+# Only what the build needs (see .dockerignore). Cache mounts keep the crate registry's index, downloaded
 # crates and compiled dependencies between builds.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

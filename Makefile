@@ -1,6 +1,8 @@
 # dockersandbox-operator: every command a developer or CI needs.
 #   make test       unit tests + the e2e suite on a fresh local cluster (what CI runs)
-#   make unit       fmt, clippy, unit and drift tests only
+#   make unit       lint, fmt, clippy, unit and drift tests only (no cluster)
+#   make lint       shellcheck of every script, helm lint and a strict schema check of the chart and
+#                   manifests/ (part of make unit; seconds when the tools are built)
 #   make e2e        the e2e suite (local cluster, or $KUBECONFIG with E2E_USE_KUBECONFIG=1)
 #   make demo       the one-command demo: cluster, operator, a sandbox, docker version through it
 #   make bench      benchmark: time to Ready with and without the operator, operator memory
@@ -11,15 +13,24 @@ export DSB_CACHE
 export CARGO_TARGET_DIR ?= $(DSB_CACHE)/cargo-target
 CARGO ?= cargo
 
-.PHONY: test unit e2e demo bench generate release cluster-up cluster-down
+.PHONY: test unit lint shellcheck check-manifests e2e demo bench generate release cluster-up cluster-down
 
 test: unit e2e
 
-unit:
+unit: lint
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked
 	bash e2e/tools/sync-chart.sh --check
+
+# Checks of what is not Rust. Each script installs its tool once (idempotently) and is quick when warm.
+lint: shellcheck check-manifests
+
+shellcheck:
+	bash e2e/tools/shellcheck-all.sh
+
+check-manifests:
+	bash e2e/tools/check-manifests.sh
 
 release:
 	$(CARGO) build --locked --release

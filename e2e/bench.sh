@@ -27,14 +27,41 @@ if [[ "${E2E_SKIP_INSTALL:-0}" != 1 ]]; then
   helm_operator >"$E2E_ARTIFACTS/bench-helm-install.log" 2>&1 ||
     { cat "$E2E_ARTIFACTS/bench-helm-install.log" >&2; echo "operator install failed" >&2; exit 2; }
 fi
-kubectl get crd dockersandboxes.dockersandbox.dev >/dev/null 2>&1 || { echo "operator/CRD not installed" >&2; exit 2; }
+kubectl get crd "$DSB" >/dev/null 2>&1 || { echo "operator/CRD not installed" >&2; exit 2; }
 
-# stats: read numbers on stdin, print "min median max" (3 decimals)
+# stats: read numbers on stdin (one a line; blank lines ignored), print "min median max" (1 decimal)
 stats() {
-  sort -g | awk '{ v[NR] = $1 } END {
-    if (NR == 0) { print "- - -"; exit }
-    m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-    printf "%.1f %.1f %.1f\n", v[1], m, v[NR] }'
+  sort -g | awk 'NF { v[++n] = $1 } END {
+    if (n == 0) { print "- - -"; exit }
+    m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    printf "%.1f %.1f %.1f\n", v[1], m, v[n] }'
+}
+
+# time_until_ready T0 WHAT LISTER: every 0.5 s run LISTER, which prints "NAME true|false" (ready or
+# not) for each object, until $N objects were seen ready or $T seconds passed. Prints, one a line,
+# the seconds from T0 (a `now` timestamp) to the poll that first saw each object ready.
+time_until_ready() {
+  local t0=$1 what=$2 lister=$3 states t n ready deadline
+  local -A at=()
+  deadline=$(($(date +%s) + T))
+  while ((${#at[@]} < N)) && (($(date +%s) < deadline)); do
+    states=$("$lister") || states=""
+    t=$(now)
+    while read -r n ready; do
+      if [[ "$ready" == true && -z "${at[$n]:-}" ]]; then at[$n]=$t; fi
+    done <<<"$states"
+    sleep 0.5
+  done
+  ((${#at[@]} == N)) || log "WARNING: only ${#at[@]}/$N $what became Ready within ${T}s"
+  for n in "${!at[@]}"; do awk -v a="${at[$n]}" -v b="$t0" 'BEGIN { printf "%.2f\n", a - b }'; done
+}
+
+# result_row LABEL TIMES: one line of the result table (count, min, median, max of TIMES)
+result_row() {
+  local count s
+  count=$(grep -c . <<<"$2" || true)
+  read -r -a s <<<"$(stats <<<"$2")"
+  printf '%-44s %3s %8s %8s %8s\n' "$1" "$count" "${s[@]}"
 }
 
 if [[ "$RESTART" == 1 ]]; then
@@ -54,27 +81,18 @@ for i in $(seq 1 "$N"); do
   manifest+="$(sandbox_manifest "$sns" "b$i" "  storage: {size: 1Gi, reclaimPolicy: Delete}")"$'\n---\n'
 done
 log "applying $N sandboxes"
+sandbox_states() {
+  kubectl get "$DSB" -n "$sns" -o json | jq -r '.items[] | "\(.metadata.name) \(.status.phase == "Ready")"'
+}
 t0=$(now)
 kubectl apply -f - >/dev/null <<<"$manifest"
-declare -A ready_at=()
-deadline=$(($(date +%s) + T))
-while ((${#ready_at[@]} < N)) && (($(date +%s) < deadline)); do
-  json=$(kubectl get "$DSB" -n "$sns" -o json)
-  t=$(now)
-  while read -r n phase; do
-    [[ "$phase" == Ready && -z "${ready_at[$n]:-}" ]] && ready_at[$n]=$t
-  done < <(jq -r '.items[] | "\(.metadata.name) \(.status.phase // "-")"' <<<"$json")
-  sleep 0.5
-done
-((${#ready_at[@]} == N)) || log "WARNING: only ${#ready_at[@]}/$N sandboxes became Ready within ${T}s"
-dsb_times=$(for n in "${!ready_at[@]}"; do awk -v a="${ready_at[$n]}" -v b="$t0" 'BEGIN { printf "%.2f\n", a - b }'; done)
-dsb_stats=$(stats <<<"$dsb_times")
+dsb_times=$(time_until_ready "$t0" sandboxes sandbox_states)
 log "sandbox apply->Ready: $(tr '\n' ' ' <<<"$dsb_times")"
 
 # operator memory now (before the sandboxes are deleted)
 operator_memory() {
   local pod uid pid hwm svc metrics v name found=0
-  pod=$(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE" \
+  pod=$(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" \
     --field-selector=status.phase=Running -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null || true)
   uid=$(kubectl get pod -n "$E2E_OPERATOR_NAMESPACE" "$pod" -o 'jsonpath={.metadata.uid}' 2>/dev/null || true)
   if [[ -n "$uid" ]]; then
@@ -89,7 +107,7 @@ operator_memory() {
       fi
     done
   fi
-  svc=$(kubectl get svc -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE,app.kubernetes.io/component=metrics" \
+  svc=$(kubectl get svc -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR,app.kubernetes.io/component=metrics" \
     -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null || true)
   svc=${svc:-$E2E_RELEASE-metrics}
   metrics=$(kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/services/http:$svc:8080/proxy/metrics" 2>/dev/null || true)
@@ -114,6 +132,7 @@ storage_class=$(kubectl get pvc -n "$sns" b1-docker -o 'jsonpath={.spec.storageC
 # ---------------------------------------------------------------------------------------------
 # 2. bare engine pods
 ns_new bns bench-bare
+# shellcheck disable=SC2154  # bns is assigned by ns_new (printf -v), which shellcheck cannot follow
 kubectl get secret -n "$sns" "$server_secret" -o json |
   jq --arg ns "$bns" '{apiVersion: "v1", kind: "Secret", type: .type, data: .data, metadata: {name: .metadata.name, namespace: $ns}}' |
   kubectl apply -f - >/dev/null
@@ -154,27 +173,19 @@ for i in $(seq 1 "$N"); do
   fi
 done
 log "applying $N bare engine pods ($image, /var/lib/docker on $STORAGE)"
+bare_states() {
+  kubectl get pods -n "$bns" -l dockersandbox.dev/bench=bare -o json |
+    jq -r '.items[] | "\(.metadata.name) \([.status.conditions // [] | .[] | select(.type == "Ready")][0].status == "True")"'
+}
 t0=$(now)
 jq -s '{apiVersion: "v1", kind: "List", items: .}' <<<"$bare" | kubectl apply -f - >/dev/null
-declare -A bare_at=()
-deadline=$(($(date +%s) + T))
-while ((${#bare_at[@]} < N)) && (($(date +%s) < deadline)); do
-  json=$(kubectl get pods -n "$bns" -l dockersandbox.dev/bench=bare -o json)
-  t=$(now)
-  while read -r n ready; do
-    [[ "$ready" == True && -z "${bare_at[$n]:-}" ]] && bare_at[$n]=$t
-  done < <(jq -r '.items[] | "\(.metadata.name) \([.status.conditions // [] | .[] | select(.type == "Ready")][0].status // "-")"' <<<"$json")
-  sleep 0.5
-done
-((${#bare_at[@]} == N)) || log "WARNING: only ${#bare_at[@]}/$N bare pods became Ready within ${T}s"
-bare_times=$(for n in "${!bare_at[@]}"; do awk -v a="${bare_at[$n]}" -v b="$t0" 'BEGIN { printf "%.2f\n", a - b }'; done)
-bare_stats=$(stats <<<"$bare_times")
+bare_times=$(time_until_ready "$t0" "bare pods" bare_states)
 log "bare apply->Ready: $(tr '\n' ' ' <<<"$bare_times")"
 
 # ---------------------------------------------------------------------------------------------
 echo
 printf '%-44s %3s %8s %8s %8s\n' "measure (seconds)" N min median max
-printf '%-44s %3s %8s %8s %8s\n' "DockerSandbox apply -> phase Ready" "${#ready_at[@]}" $dsb_stats
-printf '%-44s %3s %8s %8s %8s\n' "bare engine pod apply -> pod Ready ($STORAGE)" "${#bare_at[@]}" $bare_stats
+result_row "DockerSandbox apply -> phase Ready" "$dsb_times"
+result_row "bare engine pod apply -> pod Ready ($STORAGE)" "$bare_times"
 while IFS='|' read -r what value; do printf '%-68s %s\n' "operator $what" "$value"; done <<<"$op_mem"
 echo "(image $image; $N applied together; kubernetes $(kubectl version -o json 2>/dev/null | jq -r .serverVersion.gitVersion))"

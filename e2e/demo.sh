@@ -8,6 +8,14 @@ ROOT=$(cd "$E2E_DIR/.." && pwd)
 export DSB_CACHE=${DSB_CACHE:-/var/cache/dockersandbox}
 export DSB_E2E_STATE=${DSB_E2E_STATE:-/var/lib/dockersandbox-e2e}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# With your own cluster, KUBECONFIG (or kubectl's default file) is the one to use; say so before
+# lib.sh would fall back to the local cluster's kubeconfig.
+[ "${E2E_USE_KUBECONFIG:-0}" != 1 ] || export KUBECONFIG=${KUBECONFIG:-$HOME/.kube/config}
+# The release, namespace, chart and images are the e2e suite's (E2E_RELEASE, E2E_OPERATOR_NAMESPACE,
+# E2E_CHART, E2E_DIND_IMAGE); lib.sh also brings operator_deployment.
+E2E_LIB_NO_TRAP=1
+E2E_TEST_NAME=demo
+source "$E2E_DIR/lib.sh"
 NS=${DEMO_NAMESPACE:-demo}
 NAME=${DEMO_SANDBOX:-demo}
 PORT=${DEMO_PORT:-12376}
@@ -20,18 +28,19 @@ if [ "${E2E_USE_KUBECONFIG:-0}" != 1 ]; then
   export KUBECONFIG=$DSB_E2E_STATE/kubeconfig
   bash "$E2E_DIR/images/operator/build.sh" "$CARGO_TARGET_DIR/release/dockersandbox-operator"
   values=(-f "$E2E_DIR/tools/operator-e2e-values.yaml")
-  image_override=${DEMO_IMAGE:-localhost/dockersandbox/dind:e2e}
+  image_override=${DEMO_IMAGE:-$E2E_DIND_IMAGE}
 else
   values=()
   image_override=${DEMO_IMAGE:-}
 fi
 HELM=$(bash "$E2E_DIR/tools/install-helm.sh" | tail -n 1)
 
-say "operator: helm upgrade --install dockersandbox-operator charts/dockersandbox-operator"
-"$HELM" upgrade --install dockersandbox-operator "$ROOT/charts/dockersandbox-operator" \
-  --namespace dockersandbox-system --create-namespace "${values[@]}" --wait --timeout 5m
-kubectl -n dockersandbox-system rollout restart deployment/dockersandbox-operator >/dev/null
-kubectl -n dockersandbox-system rollout status deployment/dockersandbox-operator --timeout=180s
+say "operator: helm upgrade --install $E2E_RELEASE ${E2E_CHART#"$ROOT"/} (namespace $E2E_OPERATOR_NAMESPACE)"
+"$HELM" upgrade --install "$E2E_RELEASE" "$E2E_CHART" \
+  --namespace "$E2E_OPERATOR_NAMESPACE" --create-namespace "${values[@]}" --wait --timeout 5m
+deployment=$(operator_deployment)
+kubectl -n "$E2E_OPERATOR_NAMESPACE" rollout restart "$deployment" >/dev/null
+kubectl -n "$E2E_OPERATOR_NAMESPACE" rollout status "$deployment" --timeout=180s
 
 say "sandbox $NS/$NAME (manifests/examples/minimal.yaml)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null

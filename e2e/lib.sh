@@ -14,6 +14,7 @@
 #   E2E_ARTIFACTS         where logs and diagnostics go (default /tmp/dsb-e2e-artifacts)
 #   E2E_KEEP_NAMESPACES   1 = never delete test namespaces; "on-failure" = keep them when a test fails
 #   E2E_OPERATOR_NAMESPACE, E2E_RELEASE, E2E_CHART   where/how the operator is installed
+#   E2E_SYSBOX_RUNTIME_CLASS  the RuntimeClass that means sysbox (default sysbox-runc, as the chart's)
 #   E2E_HELM_VALUES       values file for the install (default e2e/tools/operator-e2e-values.yaml if present; "" = none)
 
 set -o errexit -o nounset -o pipefail
@@ -36,6 +37,11 @@ E2E_ARTIFACTS=${E2E_ARTIFACTS:-/tmp/dsb-e2e-artifacts}
 E2E_OPERATOR_NAMESPACE=${E2E_OPERATOR_NAMESPACE:-dockersandbox-system}
 E2E_RELEASE=${E2E_RELEASE:-dockersandbox-operator}
 E2E_CHART=${E2E_CHART:-$REPO_ROOT/charts/dockersandbox-operator}
+E2E_SYSBOX_RUNTIME_CLASS=${E2E_SYSBOX_RUNTIME_CLASS:-sysbox-runc}
+# Names every test and tool shares: the CRD's resource name and the label selector of the operator's
+# own objects (pods, Deployment, Services: the chart labels them with the release name).
+DSB=dockersandboxes.dockersandbox.dev
+E2E_OPERATOR_SELECTOR=app.kubernetes.io/instance=$E2E_RELEASE
 E2E_KEEP_NAMESPACES=${E2E_KEEP_NAMESPACES:-0}
 E2E_TEST_NAME=${E2E_TEST_NAME:-$(basename "${0%.sh}")}
 E2E_SKIP_CODE=77
@@ -77,8 +83,10 @@ assert_eq() {
   log "ok: $1 = '$3'"
 }
 
-# expect_refused NS NAME REASON REGEX: the sandbox says why it cannot be placed (a condition with
-# REASON whose message matches REGEX, and a Warning Event with REASON) and no engine pod appears.
+# expect_refused NS NAME REASON REGEX: the operator refuses to place an accepted sandbox and says why
+# (a condition with REASON whose message matches REGEX, and a Warning Event with REASON), and no
+# engine pod appears. (Refusals by the API server at apply time: 07-validation's
+# expect_admission_refused.)
 expect_refused() {
   local ns=$1 name=$2 reason=$3 regex=$4 msg
   wait_for 120 "condition reason $reason" has_condition_reason "$ns" "$name" "$reason" ||
@@ -156,7 +164,7 @@ ns_new() {
 
 _strip_finalizers() {
   local ns=$1 n
-  for n in $(kubectl get dockersandboxes.dockersandbox.dev -n "$ns" -o name 2>/dev/null); do
+  for n in $(kubectl get "$DSB" -n "$ns" -o name 2>/dev/null); do
     log "removing finalizers from $ns/$n (operator did not finish its deletion)"
     kubectl patch -n "$ns" "$n" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
   done
@@ -204,8 +212,6 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # sandboxes
-
-DSB=dockersandboxes.dockersandbox.dev
 
 # sandbox_apply NS NAME [SPEC_YAML]: apply a DockerSandbox; SPEC_YAML is extra spec lines
 # (indented by 2 spaces, i.e. directly under spec:). Defaults: image=$E2E_DIND_IMAGE,
@@ -268,7 +274,6 @@ warning_event_exists() {
 
 pod_absent() { ! kubectl get pod -n "$1" "$2" >/dev/null 2>&1; }
 pod_uid() { kubectl get pod -n "$1" "$2" -o 'jsonpath={.metadata.uid}'; }
-engine_pod() { echo "$1-engine"; }
 
 # pod_ready_with_new_uid NS POD OLD_UID
 pod_ready_with_new_uid() {
@@ -364,7 +369,8 @@ engine_exec() { local ns=$1 name=$2; shift 2; kubectl exec -n "$ns" "$name-engin
 # ---------------------------------------------------------------------------------------------
 # operator
 
-operator_pods() { kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -o name 2>/dev/null || true; }
+# operator_pods: pod/NAME of every operator pod (none when the operator is not installed)
+operator_pods() { kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" -o name 2>/dev/null || true; }
 
 # operator_logs [TAIL_LINES]
 # shellcheck disable=SC2120
@@ -376,11 +382,25 @@ operator_logs() {
   done
 }
 
-# helm_operator ARGS...: helm upgrade --install the operator chart with the e2e defaults, plus ARGS
-# (e.g. --set operator.allowPrivileged=false).
-helm_operator() {
-  local repo=${E2E_OPERATOR_IMAGE%:*} tag=${E2E_OPERATOR_IMAGE##*:} crd=crd/dockersandboxes.dockersandbox.dev owner crd_args=()
+# e2e_values_args: set the array E2E_VALUES_ARGS to the chart values of the e2e install: the values
+# file (E2E_HELM_VALUES, default e2e/tools/operator-e2e-values.yaml when present), then the operator
+# image E2E_OPERATOR_IMAGE and text logs (--set wins over the file). Used by helm_operator, and by
+# e2e/tools/check-manifests.sh to validate exactly what the e2e suite installs.
+e2e_values_args() {
+  local repo=${E2E_OPERATOR_IMAGE%:*} tag=${E2E_OPERATOR_IMAGE##*:}
   [[ "$E2E_OPERATOR_IMAGE" == *:* && "$tag" != */* ]] || { repo=$E2E_OPERATOR_IMAGE; tag=latest; }
+  local values=${E2E_HELM_VALUES-$E2E_DIR/tools/operator-e2e-values.yaml}
+  E2E_VALUES_ARGS=()
+  if [[ -n "$values" && -f "$values" ]]; then E2E_VALUES_ARGS+=(-f "$values"); fi
+  E2E_VALUES_ARGS+=(--set "image.repository=$repo" --set "image.tag=$tag" --set image.pullPolicy=IfNotPresent
+    --set logging.format=text)
+}
+
+# helm_operator [ARGS...]: helm upgrade --install the operator chart with the e2e values
+# (e2e_values_args), plus ARGS (e.g. --set operator.allowPrivileged=false).
+# shellcheck disable=SC2120  # ARGS are optional: callers without arguments are right
+helm_operator() {
+  local crd=crd/$DSB owner crd_args=()
   # A CRD applied by hand (e.g. from crds/) blocks `helm install` ("invalid ownership metadata"):
   # adopt it into this release, as a user would; leave it alone if another release owns it.
   if kubectl get "$crd" >/dev/null 2>&1; then
@@ -395,13 +415,9 @@ helm_operator() {
       crd_args=(--set crds.install=false)
     fi
   fi
-  # extra values file (e2e/tools/operator-e2e-values.yaml when present); the --set below win over it
-  local values=${E2E_HELM_VALUES-$E2E_DIR/tools/operator-e2e-values.yaml}
-  [[ -n "$values" && -f "$values" ]] && crd_args+=(-f "$values")
-  helm upgrade --install "$E2E_RELEASE" "$E2E_CHART" "${crd_args[@]}" \
+  e2e_values_args
+  helm upgrade --install "$E2E_RELEASE" "$E2E_CHART" "${crd_args[@]}" "${E2E_VALUES_ARGS[@]}" \
     --namespace "$E2E_OPERATOR_NAMESPACE" --create-namespace \
-    --set "image.repository=$repo" --set "image.tag=$tag" --set image.pullPolicy=IfNotPresent \
-    --set logging.format=text \
     --wait --timeout 5m "$@"
 }
 
@@ -413,7 +429,7 @@ helm_set() {
 }
 
 operator_deployment() {
-  kubectl get deploy -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE" -o name 2>/dev/null | head -n1
+  kubectl get deploy -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" -o name 2>/dev/null | head -n1
 }
 
 operator_available() {

@@ -25,7 +25,8 @@ else
   finish() {
     rc=$?
     if [ -d "$DSB_E2E_STATE/logs" ]; then
-      mkdir -p "$E2E_ARTIFACTS/cluster-logs" && cp -r "$DSB_E2E_STATE/logs/." "$E2E_ARTIFACTS/cluster-logs/" 2>/dev/null || true
+      { mkdir -p "$E2E_ARTIFACTS/cluster-logs" && cp -r "$DSB_E2E_STATE/logs/." "$E2E_ARTIFACTS/cluster-logs/"; } 2>/dev/null ||
+        stamp "could not copy the cluster logs to $E2E_ARTIFACTS/cluster-logs"
     fi
     if [ "${E2E_KEEP_CLUSTER:-0}" = 1 ]; then
       stamp "keeping the cluster: export KUBECONFIG=$DSB_E2E_STATE/kubeconfig"

@@ -27,14 +27,14 @@ stop() {  # stop NAME [GRACE_SECONDS]
 api_up=0
 if [[ -x $BIN/kubectl && -f $KC ]] && pid_alive kube-apiserver >/dev/null && kubectl_ get --raw /readyz >/dev/null 2>&1; then api_up=1; fi
 if ((api_up)) && pid_alive kubelet >/dev/null; then
-  nss=$(kubectl_ get ns -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | grep -Ev "$SYSTEM_NS")
-  if [[ -n $nss ]]; then
-    log "deleting namespaces: $(echo $nss)"
-    kubectl_ delete ns $nss --wait=false >/dev/null 2>&1
+  mapfile -t nss < <(kubectl_ get ns -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | grep -Ev "$SYSTEM_NS")
+  if ((${#nss[@]})); then
+    log "deleting namespaces: ${nss[*]}"
+    kubectl_ delete ns "${nss[@]}" --wait=false >/dev/null 2>&1
     # short grace: test pods (e.g. dockerd with the default 30 s) need not shut down cleanly
-    for ns in $nss; do kubectl_ -n "$ns" delete pods --all --grace-period=1 --wait=false >/dev/null 2>&1; done
+    for ns in "${nss[@]}"; do kubectl_ -n "$ns" delete pods --all --grace-period=1 --wait=false >/dev/null 2>&1; done
     for ((i = 0; i < 120; i++)); do
-      left=$(kubectl_ get ns -o name 2>/dev/null | sed 's|namespace/||' | grep -Ev "$SYSTEM_NS" | wc -l)
+      left=$(kubectl_ get ns -o name 2>/dev/null | sed 's|namespace/||' | grep -cEv "$SYSTEM_NS")
       ((left == 0)) && break; sleep 0.5
     done
     ((left == 0)) || log "WARN: $left namespace(s) still terminating after 60s; continuing"
@@ -80,8 +80,8 @@ done
 # Any process still inside the kubepods cgroups belongs to a pod of this cluster.
 for cg in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
   [[ -d $cg ]] || continue
-  pids=$(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
-  [[ -n $pids ]] && { log "killing $(echo $pids | wc -w) process(es) left in $cg"; kill -KILL $pids 2>/dev/null; }
+  mapfile -t pids < <(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+  ((${#pids[@]})) && { log "killing ${#pids[@]} process(es) left in $cg"; kill -KILL "${pids[@]}" 2>/dev/null; }
 done
 sleep 0.5
 

@@ -5,8 +5,11 @@
 #  - pinned .debs from trixie/sid, fetched through a PRIVATE apt config (the system's
 #    sources.list is never touched, so nothing from sid can leak into `apt-get upgrade`),
 #    cached in $DSB_CACHE/debs and installed with dpkg -i (they depend only on libc6 >= 2.34).
+#    They come from the same Debian archive (or mirror) as the machine's own packages:
+#    e2e/tools/debian-mirror.sh reads it from the apt sources; DSB_DEBIAN_MIRROR overrides it.
 set -euo pipefail
 DSB_CACHE=${DSB_CACHE:-/var/cache/dockersandbox}
+TOOLS=$(cd "$(dirname "$0")/../tools" && pwd)
 export DEBIAN_FRONTEND=noninteractive
 log() { echo "install-deps: $*" >&2; }
 [[ $(id -u) == 0 ]] || { log "must run as root"; exit 1; }
@@ -33,10 +36,6 @@ fi
 # 2. pinned debs from newer suites
 APTX=$DSB_CACHE/apt-extra DEBS=$DSB_CACHE/debs
 mkdir -p "$DEBS" "$APTX/lists/partial" "$APTX/cache/archives/partial"
-cat > "$APTX/sources.list" <<SRC
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
-SRC
 APTO=(-o Dir::Etc::SourceList="$APTX/sources.list" -o Dir::Etc::SourceParts=/nonexistent
       -o Dir::State::Lists="$APTX/lists" -o Dir::Cache="$APTX/cache" -o Acquire::Languages=none
       -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
@@ -44,13 +43,33 @@ APTO=(-o Dir::Etc::SourceList="$APTX/sources.list" -o Dir::Etc::SourceParts=/non
       -o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
       -o Acquire::IndexTargets::deb::CNF::DefaultEnabled=false)
 lists_fresh=0
-refresh_lists() { ((lists_fresh)) || { log "refreshing trixie/sid package lists (private apt config)"; apt-get "${APTO[@]}" update -qq; lists_fresh=1; }; }
+# Only when a .deb must be downloaded: the archive is looked up then (a cache hit needs no network).
+refresh_lists() {
+  ((lists_fresh)) && return 0
+  local mirror
+  mirror=$(bash "$TOOLS/debian-mirror.sh")
+  cat >"$APTX/sources.list" <<SRC
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main
+SRC
+  log "refreshing trixie/sid package lists from $mirror (private apt config)"
+  apt-get "${APTO[@]}" update -qq
+  lists_fresh=1
+}
+
+# cached_deb PKG VERSION: path of the .deb of PKG=VERSION in $DEBS (nothing when not downloaded yet)
+cached_deb() {
+  local f
+  for f in "$DEBS/${1}_${2//:/%3a}_"*.deb; do
+    if [[ -f $f ]]; then echo "$f"; return 0; fi
+  done
+}
 
 todo=()
 for line in "${PINNED[@]}"; do
   read -r pkg ver suite prefix <<<"$line"
   [[ $(installed_version "$pkg") == "$ver" ]] && continue
-  deb=$(ls "$DEBS/${pkg}_${ver//:/%3a}_"*.deb 2>/dev/null | head -1 || true)
+  deb=$(cached_deb "$pkg" "$ver")
   if [[ -z $deb ]]; then
     refresh_lists
     if ! (cd "$DEBS" && apt-get "${APTO[@]}" download -qq "$pkg=$ver" 2>/dev/null); then
@@ -59,7 +78,8 @@ for line in "${PINNED[@]}"; do
       log "WARNING: $pkg=$ver no longer in the archive; using $alt (update the pin in $0)"
       ver=$alt; (cd "$DEBS" && apt-get "${APTO[@]}" download -qq "$pkg=$ver")
     fi
-    deb=$(ls "$DEBS/${pkg}_${ver//:/%3a}_"*.deb | head -1)
+    deb=$(cached_deb "$pkg" "$ver")
+    [[ -n $deb ]] || { log "ERROR: apt-get download $pkg=$ver left no .deb in $DEBS"; exit 1; }
   fi
   [[ $(installed_version "$pkg") == "$ver" ]] || todo+=("$deb")
 done

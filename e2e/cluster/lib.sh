@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # the settings below are read by the e2e/cluster scripts sourcing this file
 # Shared settings for e2e/cluster/*.sh (sourced, not executed).
 DSB_CACHE=${DSB_CACHE:-/var/cache/dockersandbox}
 DSB_E2E_STATE=${DSB_E2E_STATE:-/var/lib/dockersandbox-e2e}

@@ -95,12 +95,14 @@ check "deployment web available" k -n "$NS" rollout status deploy/web --timeout=
 check "pods client, priv Ready" k -n "$NS" wait --for=condition=Ready pod/client pod/priv --timeout=120s
 echo "     (pods ready after $(python3 -c "import time,sys; print('%.1fs' % (time.time()-float(sys.argv[1])))" "$T0"))"
 CIP=$(k -n "$NS" get svc web -o jsonpath='{.spec.clusterIP}')
+# shellcheck disable=SC2016  # $0 and $1 are the pod shell's positional parameters (sh -c SCRIPT IP PORT)
 http_get='printf "GET / HTTP/1.0\r\n\r\n" | nc -w 5 "$0" "$1" | grep -q dsb-smoke-ok'
 check "host -> ClusterIP $CIP:80" sh -c "curl -fsS --max-time 5 http://$CIP/ | grep -q dsb-smoke-ok"
 check "pod -> ClusterIP $CIP:80" k -n "$NS" exec client -- sh -c "$http_get" "$CIP" 80
 WEBPOD=$(k -n "$NS" get pod -l app=web -o jsonpath='{.items[0].metadata.name}')
 check "hairpin: web pod -> its own Service" k -n "$NS" exec "$WEBPOD" -- sh -c "$http_get" "$CIP" 80
 check "pod -> kubernetes Service $API_SERVICE_IP:443 (TCP connect)" k -n "$NS" exec client -- sh -c "nc -w 5 $API_SERVICE_IP 443 </dev/null"
+# shellcheck disable=SC2016  # KUBERNETES_SERVICE_* are expanded by the pod's shell, not here
 check "pod env KUBERNETES_SERVICE_HOST=$API_SERVICE_IP" k -n "$NS" exec client -- sh -c '[ "$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT" = "'"$API_SERVICE_IP"':443" ]'
 check "serviceaccount token mounted" k -n "$NS" exec client -- test -s /var/run/secrets/kubernetes.io/serviceaccount/token
 check "kubectl logs (apiserver -> kubelet)" sh -c "\"$STATE/bin/kubectl\" -n $NS logs $WEBPOD | grep -q web-started"

@@ -62,6 +62,7 @@ t0=$(date +%s.%N)
 "${CTR[@]}" images import "$OUT/dind.oci.tar" >/dev/null
 t1=$(date +%s.%N); log "import: $(awk "BEGIN{print $t1 - $t0}") s"
 # The operator's engine command (MTU read from the pod interface; here a fixed 1450).
+# shellcheck disable=SC2016  # $MTU is the container shell's variable, set at the start of SCRIPT
 SCRIPT='MTU=1450; mkdir -p /etc/docker; printf "{\"bip\":\"198.18.0.1/24\",\"default-address-pools\":[{\"base\":\"198.18.128.0/17\",\"size\":24}]}" >/etc/docker/daemon.json
 exec dockerd-entrypoint.sh dockerd --host=unix:///var/run/docker.sock --host=tcp://0.0.0.0:2376 --tlsverify --tlscacert=/certs/server/ca.pem --tlscert=/certs/server/cert.pem --tlskey=/certs/server/key.pem --mtu=$MTU --default-network-opt=bridge=com.docker.network.driver.mtu=$MTU'
 "${CTR[@]}" run -d --log-uri "file://$D/engine.log" --privileged --env DOCKER_TLS_CERTDIR= \

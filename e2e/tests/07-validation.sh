@@ -29,8 +29,10 @@ IMMUTABLE=(
 
 problems=()
 
-# expect_refused CASE REGEX NAME SPEC
-expect_refused() {
+# expect_admission_refused CASE REGEX NAME SPEC: `kubectl apply` of the sandbox must fail with a
+# message matching REGEX; a problem is recorded otherwise (the test goes on with the other cases).
+# (Not lib.sh's expect_refused, which is about sandboxes the API server accepted.)
+expect_admission_refused() {
   local case=$1 regex=$2 name=$3 spec=$4 out
   if out=$(sandbox_manifest "$ns" "$name" "$spec" | kubectl apply -f - 2>&1); then
     problems+=("$case: accepted (expected refusal); output: $out")
@@ -48,7 +50,7 @@ expect_refused() {
 
 for row in "${INVALID[@]}"; do
   IFS='|' read -r case regex spec <<<"$row"
-  expect_refused "$case" "$regex" "invalid-$case" "$spec"
+  expect_admission_refused "$case" "$regex" "invalid-$case" "$spec"
 done
 
 for row in "${IMMUTABLE[@]}"; do
@@ -60,7 +62,7 @@ for row in "${IMMUTABLE[@]}"; do
     problems+=("$case: the valid initial sandbox was refused: $out")
     continue
   fi
-  expect_refused "$case" "$regex" "$case" "$change"
+  expect_admission_refused "$case" "$regex" "$case" "$change"
   # the stored spec is still the initial one
   kubectl get "$DSB" -n "$ns" "$case" -o json | jq -c .spec.storage >&2 || true
   kubectl delete "$DSB" -n "$ns" "$case" --wait=false >/dev/null 2>&1 || true

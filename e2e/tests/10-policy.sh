@@ -7,19 +7,17 @@
 #    condition PodSecurityRejected and no pod.
 source "$(dirname "$0")/../lib.sh"
 
-RC=${E2E_SYSBOX_RUNTIME_CLASS:-sysbox-runc}
-
 # --- part 1: allowPrivileged=false
 if ! helm status "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" >/dev/null 2>&1; then
   skip "operator is not a Helm release $E2E_OPERATOR_NAMESPACE/$E2E_RELEASE (installed some other way)"
 fi
 operator_pod_names() {
-  kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE" \
+  kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" \
     --field-selector=status.phase=Running -o 'jsonpath={.items[*].metadata.name}'
 }
 
-if kubectl get runtimeclass "$RC" >/dev/null 2>&1; then
-  log "RuntimeClass $RC exists: isolation auto would pick sysbox; skipping the PrivilegedForbidden part"
+if kubectl get runtimeclass "$E2E_SYSBOX_RUNTIME_CLASS" >/dev/null 2>&1; then
+  log "RuntimeClass $E2E_SYSBOX_RUNTIME_CLASS exists: isolation auto would pick sysbox; skipping the PrivilegedForbidden part"
 else
   before=$(operator_pod_names)
   policy_changed=1
@@ -30,7 +28,7 @@ else
   on_exit restore_policy
   helm_set --set operator.allowPrivileged=false || fail "helm upgrade with operator.allowPrivileged=false failed"
   d=$(operator_deployment)
-  [[ -n "$d" ]] || fail "no operator Deployment labelled app.kubernetes.io/instance=$E2E_RELEASE"
+  [[ -n "$d" ]] || fail "no operator Deployment labelled $E2E_OPERATOR_SELECTOR"
   kubectl rollout status -n "$E2E_OPERATOR_NAMESPACE" "$d" --timeout=180s >&2 || fail "operator rollout did not finish"
   after=$(operator_pod_names)
   log "operator pods before: [$before] after: [$after]"
@@ -53,5 +51,6 @@ fi
 
 # --- part 2: PodSecurity baseline namespace
 ns_new pns podsec pod-security.kubernetes.io/enforce=baseline
+# shellcheck disable=SC2154  # pns is assigned by ns_new (printf -v), which shellcheck cannot follow
 sandbox_apply "$pns" box "  isolation: privileged"
 expect_refused "$pns" box PodSecurityRejected 'baseline|pod-security|PodSecurity'

@@ -28,10 +28,10 @@ on_exit "operator_available || reinstall || log 'WARNING: operator reinstall fai
 
 log "helm uninstall $E2E_RELEASE"
 helm uninstall "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" --wait --timeout 5m >&2 || fail "helm uninstall failed"
-no_operator() { [[ -z "$(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "app.kubernetes.io/instance=$E2E_RELEASE" -o name 2>/dev/null)" ]]; }
+no_operator() { [[ -z "$(operator_pods)" ]]; }
 wait_for 120 "operator pods gone" no_operator || fail "operator pods still present after helm uninstall"
 
-kubectl get crd dockersandboxes.dockersandbox.dev >/dev/null 2>&1 || fail "helm uninstall removed the CRD"
+kubectl get crd "$DSB" >/dev/null 2>&1 || fail "helm uninstall removed the CRD"
 log "ok: CRD kept"
 kubectl get "$DSB" -n "$ns" "$name" >/dev/null 2>&1 || fail "helm uninstall removed the sandbox"
 log "ok: sandbox kept"

@@ -8,7 +8,8 @@ source "$(dirname "$0")/../lib.sh"
 HERE=$IMAGES_DIR/dind
 NAME=${DIND_IMAGE:-localhost/dockersandbox/dind:e2e}
 SUITE=${DIND_SUITE:-trixie}
-MIRROR=${DSB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# the machine's own Debian archive (or DSB_DEBIAN_MIRROR), see e2e/tools/debian-mirror.sh
+MIRROR=$(bash "$IMAGES_DIR/../tools/debian-mirror.sh")
 ARCHIVE=$OUT/dind.oci.tar
 need_pkgs debootstrap debian-archive-keyring
 

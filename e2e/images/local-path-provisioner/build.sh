@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # localhost/dockersandbox/local-path-provisioner:e2e -> $OUT/local-path-provisioner.oci.tar, built from
 # the github.com/rancher/local-path-provisioner Go module (no replace directives) with CGO_ENABLED=0.
-# Pinned to v0.0.30: on this machine's Go proxy it is the newest release whose zip is served AND whose
-# checksum is in sum.golang.org (v0.0.33/v0.0.37 zips lack sumdb entries, v0.0.35's zip is refused).
+# Pinned to v0.0.30: on this machine's Go module proxy it is the newest release whose zip is served AND
+# whose checksum is in the Go checksum database (v0.0.33/v0.0.37 zips lack entries there, v0.0.35's zip
+# is refused).
 source "$(dirname "$0")/../lib.sh"
 VERSION=${LOCAL_PATH_PROVISIONER_VERSION:-v0.0.30}
 NAME=${LOCAL_PATH_PROVISIONER_IMAGE:-localhost/dockersandbox/local-path-provisioner:e2e}
