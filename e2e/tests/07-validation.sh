@@ -27,6 +27,14 @@ IMMUTABLE=(
   "storage-type-changed|storage\.type|type.*immutable|immutable.*type|  storage: {size: 1Gi, type: Persistent}|  storage: {size: 1Gi, type: Ephemeral}"
 )
 
+# names the API server accepts for an object but that cannot name the sandbox's Service (a DNS label)
+# and its '-engine' pod | regex
+BAD_NAMES=(
+  "a.b|metadata\.name"
+  "1web|metadata\.name"
+  "$(printf 'n%.0s' {1..57})|metadata\.name.*56"
+)
+
 problems=()
 
 # expect_admission_refused CASE REGEX NAME SPEC: `kubectl apply` of the sandbox must fail with a
@@ -51,6 +59,11 @@ expect_admission_refused() {
 for row in "${INVALID[@]}"; do
   IFS='|' read -r case regex spec <<<"$row"
   expect_admission_refused "$case" "$regex" "invalid-$case" "$spec"
+done
+
+for row in "${BAD_NAMES[@]}"; do
+  IFS='|' read -r name regex <<<"$row"
+  expect_admission_refused "name-${name:0:12}" "$regex" "$name" ""
 done
 
 for row in "${IMMUTABLE[@]}"; do

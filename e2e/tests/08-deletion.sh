@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Deleting a sandbox: with reclaimPolicy Delete every child goes, PVC included; with Retain (the
+# Deleting a sandbox: the operator puts no finalizer on it; while a foreground deletion waits for
+# the children the phase is Terminating. With reclaimPolicy Delete every child goes, PVC included; with Retain (the
 # default) the PVC and its volume stay, and a new sandbox of the same name re-adopts them with the
 # images loaded before.
 source "$(dirname "$0")/../lib.sh"
@@ -19,8 +20,17 @@ all_children_gone() {
 sandbox_apply "$ns" gone "$(printf '  storage: {size: 1Gi, reclaimPolicy: Delete}')"
 wait_ready "$ns" gone
 pv=$(kubectl get pvc -n "$ns" gone-docker -o 'jsonpath={.spec.volumeName}')
-log "sandbox 'gone' uses PVC gone-docker (PV $pv); deleting the sandbox"
-kubectl delete "$DSB" -n "$ns" gone --wait=true --timeout=180s >&2 || fail "sandbox deletion did not finish"
+log "sandbox 'gone' uses PVC gone-docker (PV $pv); deleting the sandbox in the foreground"
+# Foreground deletion keeps the sandbox until its children are gone: meanwhile status says so.
+kubectl delete "$DSB" -n "$ns" gone --cascade=foreground --wait=false >&2 || fail "kubectl delete failed"
+terminating_or_gone() {
+  local phase
+  phase=$(dsb_get "$ns" gone '{.status.phase}' 2>/dev/null) || return 0
+  [[ "$phase" == Terminating ]]
+}
+wait_for 60 "phase Terminating (or the sandbox gone)" terminating_or_gone ||
+  fail "sandbox being deleted shows phase '$(dsb_get "$ns" gone '{.status.phase}')', not Terminating"
+kubectl wait "$DSB" -n "$ns" gone --for=delete --timeout=180s >&2 || fail "sandbox deletion did not finish"
 if ! wait_for 120 "pod, service, secrets and PVC of 'gone' deleted" all_children_gone gone; then
   kubectl get all,secrets,pvc -n "$ns" >&2 || true
   fail "children of a reclaimPolicy=Delete sandbox remain"
