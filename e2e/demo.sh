@@ -44,6 +44,9 @@ kubectl -n "$E2E_OPERATOR_NAMESPACE" rollout status "$deployment" --timeout=180s
 
 say "sandbox $NS/$NAME (manifests/examples/minimal.yaml)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# This cluster has no sysbox, so the engine is privileged: the namespace must opt in explicitly.
+say "kubectl label namespace $NS pod-security.kubernetes.io/enforce=privileged"
+kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=privileged --overwrite >/dev/null
 sed "s/name: .*/name: $NAME/" "$ROOT/manifests/examples/minimal.yaml" | kubectl apply -n "$NS" -f -
 if [ -n "$image_override" ]; then
   kubectl -n "$NS" patch dsb "$NAME" --type merge -p "{\"spec\":{\"image\":\"$image_override\",\"storage\":{\"size\":\"2Gi\"}}}"

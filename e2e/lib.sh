@@ -157,7 +157,11 @@ ns_new() {
   __ns="dsb-e2e-${__short}-$(rand_suffix)"
   kubectl create namespace "$__ns" >/dev/null
   _E2E_NAMESPACES+=("$__ns")
-  kubectl label namespace "$__ns" dockersandbox.dev/e2e=true "$@" --overwrite >/dev/null
+  # Privileged engines run only where the namespace opts in explicitly; the suite's nodes have no
+  # sysbox, so its namespaces opt in unless the caller sets its own PodSecurity level.
+  local __podsec=(pod-security.kubernetes.io/enforce=privileged)
+  [[ " $* " == *" pod-security.kubernetes.io/enforce"* ]] && __podsec=()
+  kubectl label namespace "$__ns" dockersandbox.dev/e2e=true "${__podsec[@]}" "$@" --overwrite >/dev/null
   printf -v "$__var" '%s' "$__ns"
   log "namespace $__ns created"
 }

@@ -17,6 +17,8 @@ use crate::crd::{DaemonSpec, DockerSandbox, Isolation, PullPolicy, ReclaimPolicy
 /// What the reconciler observed in the cluster that decides where the engine can run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Facts {
+    /// The sandbox's namespace.
+    pub namespace: String,
     /// Whether the sysbox RuntimeClass exists.
     pub sysbox_runtime_class: bool,
     /// The namespace's `pod-security.kubernetes.io/enforce` label, if any.
@@ -219,7 +221,21 @@ pub fn resolve_isolation(wanted: Isolation, facts: &Facts, config: &Config) -> R
 }
 
 fn check_pod_security(mode: Mode, facts: &Facts) -> Result<Mode, Refusal> {
-    let level = facts.pod_security_enforce.as_deref().unwrap_or("privileged");
+    let Some(level) = facts.pod_security_enforce.as_deref() else {
+        if mode != Mode::Privileged {
+            return Ok(mode);
+        }
+        // A privileged engine is root on its node: an unlabelled namespace is no consent.
+        return Err(Refusal {
+            reason: reason::PRIVILEGED_NOT_OPTED_IN,
+            message: "a privileged engine runs only in a namespace that allows privileged pods explicitly, and this \
+                      namespace has no pod-security.kubernetes.io/enforce label; a cluster admin opts it in with \
+                      `kubectl label namespace NAMESPACE pod-security.kubernetes.io/enforce=privileged`, or use sysbox \
+                      isolation"
+                .replace("NAMESPACE", &facts.namespace),
+            spec_error: false,
+        });
+    };
     let refused = match mode {
         Mode::Privileged => level != "privileged",
         Mode::Sysbox { .. } => level == "restricted",
@@ -279,6 +295,7 @@ mod tests {
     fn facts(sysbox: bool, enforce: Option<&str>) -> Facts {
         let containerd = vec![NodeRuntime { node: "n1".into(), runtime: "containerd://2.1.9".into() }];
         Facts {
+            namespace: "team-a".into(),
             sysbox_runtime_class: sysbox,
             pod_security_enforce: enforce.map(str::to_string),
             sysbox_nodes: sysbox.then_some(containerd),
@@ -293,7 +310,25 @@ mod tests {
                 if runtime_class == "sysbox-runc" && because.contains("containerd://2.1.9")),
             "{sysbox:?}"
         );
-        assert_eq!(resolve_isolation(Isolation::Auto, &facts(false, None), &config(true)), Ok(Mode::Privileged));
+        let opted_in = facts(false, Some("privileged"));
+        assert_eq!(resolve_isolation(Isolation::Auto, &opted_in, &config(true)), Ok(Mode::Privileged));
+    }
+
+    #[test]
+    fn privileged_needs_the_namespace_to_opt_in_explicitly() {
+        let unlabelled = Facts { namespace: "team-a".into(), ..facts(false, None) };
+        for wanted in [Isolation::Auto, Isolation::Privileged] {
+            let r = resolve_isolation(wanted, &unlabelled, &config(true)).expect_err("no consent");
+            assert_eq!(r.reason, "PrivilegedNotOptedIn");
+            assert!(!r.spec_error, "labelling the namespace fixes it, not the spec");
+            assert!(
+                r.message.contains("kubectl label namespace team-a pod-security.kubernetes.io/enforce=privileged"),
+                "{}",
+                r.message
+            );
+        }
+        let sysbox = resolve_isolation(Isolation::Sysbox, &facts(true, None), &config(true));
+        assert!(sysbox.is_ok(), "sysbox needs no opt-in: {sysbox:?}");
     }
 
     #[test]
@@ -348,7 +383,7 @@ mod tests {
     fn defaults_come_from_the_operator() {
         let c =
             Config { default_storage_class: "fast".into(), default_storage_size: "50Gi".into(), ..Config::for_tests() };
-        let p = resolve(&minimal(), &Facts::default(), &c).expect("plan");
+        let p = resolve(&minimal(), &crate::resources::testing::privileged_ok(), &c).expect("plan");
         assert_eq!(
             p.storage,
             StoragePlan { ephemeral: false, size: "50Gi".into(), class: Some("fast".into()), retain: true }

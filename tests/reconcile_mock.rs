@@ -180,11 +180,16 @@ fn events(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter().map(|(r, t)| (r.to_string(), t.to_string())).collect()
 }
 
+/// Namespace labels that allow privileged engines.
+fn opted_in() -> Value {
+    json!({"pod-security.kubernetes.io/enforce": "privileged"})
+}
+
 const FACTS: [&str; 2] = ["GET namespaces/team-a", "GET runtimeclasses/sysbox-runc"];
 
 #[tokio::test]
 async fn first_reconcile_creates_every_child_in_pipeline_order() {
-    let api = Fake::new(json!({}));
+    let api = Fake::new(opted_in());
     let dsb = sandbox("{}");
     let action = api.reconcile(&dsb, config(true)).await.expect("reconcile");
     assert_eq!(action, Action::requeue(Duration::from_secs(5)), "starting engines are looked at again soon");
@@ -237,7 +242,7 @@ async fn first_reconcile_creates_every_child_in_pipeline_order() {
 
 #[tokio::test]
 async fn second_reconcile_issues_nothing_new() {
-    let api = Fake::new(json!({}));
+    let api = Fake::new(opted_in());
     let dsb = sandbox("{}");
     api.reconcile(&dsb, config(true)).await.expect("first");
     api.take_calls();
@@ -255,7 +260,7 @@ async fn second_reconcile_issues_nothing_new() {
 
 #[tokio::test]
 async fn a_spec_change_recreates_the_engine_pod_and_keeps_the_certificates() {
-    let api = Fake::new(json!({}));
+    let api = Fake::new(opted_in());
     let dsb = sandbox("{}");
     api.reconcile(&dsb, config(true)).await.expect("first");
     let ca = api.object("secrets/web-ca");
@@ -273,7 +278,7 @@ async fn a_spec_change_recreates_the_engine_pod_and_keeps_the_certificates() {
 
 #[tokio::test]
 async fn a_refused_pod_is_a_failed_sandbox_with_the_api_servers_message() {
-    let api = Fake::new(json!({}));
+    let api = Fake::new(opted_in());
     api.with(|s| {
         s.refuse.insert("PATCH pods/web-engine".into(), (422, "pods \"web-engine\" is forbidden: quota".into()));
     });
@@ -304,7 +309,7 @@ async fn missing_runtime_class_is_reported_without_creating_anything() {
 
 #[tokio::test]
 async fn privileged_forbidden_by_policy_is_reported() {
-    let api = Fake::new(json!({}));
+    let api = Fake::new(opted_in());
     api.reconcile(&sandbox("{}"), config(false)).await.expect("reconcile");
     assert_eq!(api.take_events(), events(&[("PrivilegedForbidden", "Warning")]));
     assert!(!api.take_calls().iter().any(|c| c.contains("pods/")));
@@ -343,7 +348,7 @@ async fn terminating_namespace_creates_nothing() {
 
 #[tokio::test]
 async fn a_sandbox_being_deleted_only_says_so() {
-    let api = Fake::new(json!({}));
+    let api = Fake::new(opted_in());
     let dsb = sandbox("{}");
     api.reconcile(&dsb, config(true)).await.expect("first");
     api.take_calls();
@@ -460,4 +465,15 @@ async fn a_new_refusal_reason_in_the_same_phase_is_announced() {
     );
     api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("third");
     assert_eq!(api.take_events(), events(&[]), "same reason again: no new event");
+}
+
+#[tokio::test]
+async fn an_unlabelled_namespace_gets_no_privileged_engine() {
+    let api = Fake::new(json!({}));
+    let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)), "re-checked: a label may be added");
+    assert!(!api.take_calls().iter().any(|c| c.contains("pods/") || c.contains("secrets/")), "nothing created");
+    assert_eq!(api.take_events(), events(&[("PrivilegedNotOptedIn", "Warning")]));
+    let message = api.object("dockersandboxes/web")["status"]["conditions"][0]["message"].clone();
+    assert!(message.as_str().is_some_and(|m| m.contains("kubectl label namespace team-a")), "{message}");
 }

@@ -4,7 +4,10 @@
 #    value change rolls the Deployment): an `auto` sandbox with no sysbox RuntimeClass gets
 #    condition PrivilegedForbidden, a Warning Event and no pod;
 #  - a namespace enforcing the baseline Pod Security level: an `isolation: privileged` sandbox gets
-#    condition PodSecurityRejected and no pod.
+#    condition PodSecurityRejected and no pod;
+#  - a namespace with no PodSecurity label is no consent to privileged engines: condition
+#    PrivilegedNotOptedIn naming the `kubectl label` command, no pod; once labelled
+#    pod-security.kubernetes.io/enforce=privileged the same sandbox becomes Ready.
 source "$(dirname "$0")/../lib.sh"
 
 # --- part 1: allowPrivileged=false
@@ -54,3 +57,18 @@ ns_new pns podsec pod-security.kubernetes.io/enforce=baseline
 # shellcheck disable=SC2154  # pns is assigned by ns_new (printf -v), which shellcheck cannot follow
 sandbox_apply "$pns" box "  isolation: privileged"
 expect_refused "$pns" box PodSecurityRejected 'baseline|pod-security|PodSecurity'
+
+# --- part 3: privileged only by explicit opt-in
+if kubectl get runtimeclass "$RC" >/dev/null 2>&1; then
+  log "RuntimeClass $RC exists: isolation auto would pick sysbox; skipping the opt-in part"
+  exit 0
+fi
+ns_new ons optin
+# shellcheck disable=SC2154  # ons is assigned by ns_new (printf -v), which shellcheck cannot follow
+kubectl label namespace "$ons" pod-security.kubernetes.io/enforce- >/dev/null
+sandbox_apply "$ons" box "  isolation: auto"
+expect_refused "$ons" box PrivilegedNotOptedIn "kubectl label namespace $ons pod-security.kubernetes.io/enforce=privileged"
+kubectl get pod -n "$ons" box-engine >/dev/null 2>&1 && fail "an engine pod was created in a namespace that did not opt in"
+log "opting the namespace in"
+kubectl label namespace "$ons" pod-security.kubernetes.io/enforce=privileged >/dev/null
+wait_ready "$ons" box

@@ -29,7 +29,12 @@ pub async fn gather(t: &Target<'_>) -> Result<Option<Facts>> {
         _ => None,
     };
     let pod_security_enforce = namespace.and_then(|n| n.labels().get(POD_SECURITY_ENFORCE).cloned());
-    Ok(Some(Facts { sysbox_runtime_class: rc.is_some(), pod_security_enforce, sysbox_nodes }))
+    Ok(Some(Facts {
+        namespace: t.names.namespace.clone(),
+        sysbox_runtime_class: rc.is_some(),
+        pod_security_enforce,
+        sysbox_nodes,
+    }))
 }
 
 /// The nodes `rc` schedules onto (its `scheduling.nodeSelector`, or every node) and their runtimes.

@@ -27,6 +27,8 @@ pub mod reason {
     pub const RUNTIME_CLASS_MISSING: &str = "RuntimeClassMissing";
     /// The operator's policy forbids privileged engines and sysbox is not available.
     pub const PRIVILEGED_FORBIDDEN: &str = "PrivilegedForbidden";
+    /// A privileged engine in a namespace without an explicit `pod-security.kubernetes.io/enforce=privileged`.
+    pub const PRIVILEGED_NOT_OPTED_IN: &str = "PrivilegedNotOptedIn";
     /// The namespace's PodSecurity level would reject the engine pod.
     pub const POD_SECURITY_REJECTED: &str = "PodSecurityRejected";
     /// The operator cannot tell which user-namespace form sysbox needs on the nodes.

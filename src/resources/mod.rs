@@ -120,9 +120,14 @@ pub(crate) mod testing {
         dsb
     }
 
+    /// Facts of a cluster without sysbox whose namespace opted in to privileged engines.
+    pub fn privileged_ok() -> crate::plan::Facts {
+        crate::plan::Facts { pod_security_enforce: Some("privileged".into()), ..Default::default() }
+    }
+
     /// The plan for `dsb` with the operator's defaults, on a cluster without sysbox.
     pub fn plan(dsb: &DockerSandbox) -> crate::plan::Plan {
-        let facts = crate::plan::Facts::default();
+        let facts = privileged_ok();
         crate::plan::resolve(dsb, &facts, &crate::config::Config::for_tests()).expect("plan")
     }
 

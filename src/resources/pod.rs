@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn privileged_when_no_sysbox() {
-        let pod = build_for(&minimal(), &Facts::default());
+        let pod = build_for(&minimal(), &crate::resources::testing::privileged_ok());
         let s = spec(&pod);
         let c = &s.containers[0];
         assert_eq!(c.security_context.as_ref().and_then(|s| s.privileged), Some(true));
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn tls_flags_certificates_and_volumes() {
-        let pod = build_for(&minimal(), &Facts::default());
+        let pod = build_for(&minimal(), &crate::resources::testing::privileged_ok());
         let s = spec(&pod);
         let c = &s.containers[0];
         let script = &c.command.as_ref().expect("command")[2];
@@ -301,7 +301,7 @@ spec:
   daemon: {mtu: 1400, registryMirrors: ["https://mirror.example.com"]}
 "#,
         );
-        let pod = build_for(&dsb, &Facts::default());
+        let pod = build_for(&dsb, &crate::resources::testing::privileged_ok());
         let s = spec(&pod);
         let c = &s.containers[0];
         assert_eq!(c.image.as_deref(), Some("registry.example.com/dind:27.1"));
@@ -321,13 +321,13 @@ spec:
     #[test]
     fn hash_changes_with_spec_and_certificate_only() {
         let dsb = minimal();
-        let plan = resolve(&dsb, &Facts::default(), &Config::for_tests()).expect("plan");
+        let plan = resolve(&dsb, &crate::resources::testing::privileged_ok(), &Config::for_tests()).expect("plan");
         let a = build(&dsb, &plan, "CERT");
         assert_eq!(hash_of(&a), hash_of(&build(&dsb, &plan, "CERT")));
         assert_ne!(hash_of(&a), hash_of(&build(&dsb, &plan, "RENEWED")));
         let mut bigger = dsb.clone();
         bigger.spec.daemon.mtu = Some(1400);
-        let plan2 = resolve(&bigger, &Facts::default(), &Config::for_tests()).expect("plan");
+        let plan2 = resolve(&bigger, &crate::resources::testing::privileged_ok(), &Config::for_tests()).expect("plan");
         assert_ne!(hash_of(&a), hash_of(&build(&bigger, &plan2, "CERT")));
     }
 }

@@ -35,11 +35,11 @@ pub fn build(dsb: &DockerSandbox, plan: &Plan) -> Option<PersistentVolumeClaim> 
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::plan::{Facts, resolve};
+    use crate::plan::resolve;
     use crate::resources::testing::{minimal, sandbox};
 
     fn plan(dsb: &DockerSandbox) -> Plan {
-        resolve(dsb, &Facts::default(), &Config::for_tests()).expect("plan")
+        resolve(dsb, &crate::resources::testing::privileged_ok(), &Config::for_tests()).expect("plan")
     }
 
     #[test]
