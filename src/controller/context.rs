@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::core::NamespaceResourceScope;
+use kube::core::{DynamicObject, NamespaceResourceScope};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -29,7 +29,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Whether to reach engines through their ClusterIP (in cluster) or a port-forward.
     pub dial_service: bool,
-    failures: Mutex<HashMap<ObjectRef<DockerSandbox>, u32>>,
+    /// Failures in a row per sandbox (namespace, name); entries go with success or the sandbox.
+    failures: Mutex<HashMap<(String, String), u32>>,
 }
 
 impl Context {
@@ -70,14 +71,24 @@ impl Context {
     /// Delay before retrying a failed reconcile of `dsb`: 5 s doubling to 5 min.
     pub fn backoff(&self, dsb: &DockerSandbox) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = failures.entry(ObjectRef::from_obj(dsb)).or_insert(0);
+        let n = failures.entry(key(&ObjectRef::from_obj(dsb).erase())).or_insert(0);
         *n = n.saturating_add(1);
         backoff_after(*n)
     }
 
     /// Forgets failures of `dsb` after a successful reconcile.
     pub fn succeeded(&self, dsb: &DockerSandbox) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&ObjectRef::from_obj(dsb));
+        self.forget(&ObjectRef::from_obj(dsb).erase());
+    }
+
+    /// Forgets failures of a sandbox that is gone (the controller found no object to reconcile).
+    pub fn forget(&self, obj: &ObjectRef<DynamicObject>) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(obj));
+    }
+
+    /// How many sandboxes have failures on record.
+    pub fn failing(&self) -> usize {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -116,6 +127,10 @@ impl<'a> Target<'a> {
     pub async fn warning(&self, reason: &str, note: impl Into<String>) {
         self.ctx.event(self.dsb, EventType::Warning, reason, note.into()).await;
     }
+}
+
+fn key(obj: &ObjectRef<DynamicObject>) -> (String, String) {
+    (obj.namespace.clone().unwrap_or_default(), obj.name.clone())
 }
 
 /// Delay after the `n`th failure in a row (n ≥ 1): 5 s, doubling, at most 5 min.
@@ -169,6 +184,17 @@ mod tests {
         assert_eq!(ctx.backoff(&b).as_secs(), 5, "another sandbox's failures do not count");
         ctx.succeeded(&a);
         assert_eq!(ctx.backoff(&a).as_secs(), 5, "a success starts over");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_sandbox_leaves_no_backoff_entry() {
+        let ctx = context();
+        let dsb = minimal();
+        ctx.backoff(&dsb);
+        assert_eq!(ctx.failing(), 1);
+        // what the controller reports when a requeue finds the sandbox gone
+        ctx.forget(&ObjectRef::<DockerSandbox>::new("web").within("team-a").erase());
+        assert_eq!(ctx.failing(), 0);
     }
 
     #[tokio::test]

@@ -70,14 +70,18 @@ pub fn controllers(
             .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
             .graceful_shutdown_on(shutdown.clone().cancelled_owned());
         stores.push(controller.store());
-        let run =
-            controller.run(reconcile::reconcile, reconcile::error_policy, ctx.clone()).for_each(|res| async move {
-                match res {
-                    Ok((obj, _)) => debug!(sandbox = %obj.name, "reconcile done"),
-                    Err(controller::Error::ObjectNotFound(obj)) => debug!(sandbox = %obj.name, "sandbox gone"),
-                    Err(e) => warn!(error = %e, "controller"),
+        let gone = ctx.clone();
+        let run = controller.run(reconcile::reconcile, reconcile::error_policy, ctx.clone()).for_each(move |res| {
+            match res {
+                Ok((obj, _)) => debug!(sandbox = %obj.name, "reconcile done"),
+                Err(controller::Error::ObjectNotFound(obj)) => {
+                    debug!(sandbox = %obj.name, "sandbox gone");
+                    gone.forget(&obj);
                 }
-            });
+                Err(e) => warn!(error = %e, "controller"),
+            }
+            futures::future::ready(())
+        });
         runs.push(run);
     }
     (stores, async move {
