@@ -19,6 +19,18 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// An object with a child's name exists but is not this sandbox's: the operator leaves it alone.
+    #[error(
+        "{kind} {name} already exists and {why}; the operator leaves it untouched: delete or rename it, or give the sandbox another name"
+    )]
+    Foreign {
+        /// Kind of object.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// Why it is not this sandbox's.
+        why: String,
+    },
     /// Certificate material could not be made or read.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -45,6 +57,7 @@ impl Error {
             Error::Kube { source: kube::Error::Api(s), .. } if s.code == 409 => "conflict",
             Error::Kube { source: kube::Error::Api(s), .. } if s.code == 422 || s.code == 400 => "invalid",
             Error::Kube { .. } => "kube",
+            Error::Foreign { .. } => "conflict",
             Error::Tls(_) => "tls",
             Error::NoNamespace(_) => "invalid",
         }

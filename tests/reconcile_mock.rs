@@ -209,6 +209,7 @@ async fn first_reconcile_creates_every_child_in_pipeline_order() {
         "GET secrets/web-client",
         "PATCH secrets/web-client",
         "POST events",
+        "GET persistentvolumeclaims/web-docker",
         "PATCH persistentvolumeclaims/web-docker",
         "GET pods/web-engine",
         "PATCH pods/web-engine",
@@ -476,4 +477,42 @@ async fn an_unlabelled_namespace_gets_no_privileged_engine() {
     assert_eq!(api.take_events(), events(&[("PrivilegedNotOptedIn", "Warning")]));
     let message = api.object("dockersandboxes/web")["status"]["conditions"][0]["message"].clone();
     assert!(message.as_str().is_some_and(|m| m.contains("kubectl label namespace team-a")), "{message}");
+}
+
+#[tokio::test]
+async fn a_planted_secret_is_a_conflict_and_is_left_untouched() {
+    let api = Fake::new(opted_in());
+    let planted = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-ca", "namespace": "team-a"},
+                         "data": {"ca.pem": "cGxhbnRlZA==", "ca-key.pem": "cGxhbnRlZA=="}});
+    api.with(|s| {
+        s.objects.insert("secrets/web-ca".into(), planted.clone());
+    });
+    let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let calls = api.take_calls();
+    assert!(!calls.iter().any(|c| c.ends_with("secrets/web-ca") && !c.starts_with("GET")), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.contains("pods/")), "no engine on a CA someone else holds: {calls:?}");
+    assert_eq!(api.object("secrets/web-ca"), planted);
+    let status = &api.object("dockersandboxes/web")["status"];
+    assert_eq!(status["phase"], "Pending");
+    assert_eq!(status["conditions"][0]["reason"], "Conflict");
+    let message = status["conditions"][0]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.starts_with("Secret web-ca already exists and it was not created for this sandbox"), "{message}");
+    assert_eq!(api.take_events().last(), Some(&("Conflict".to_string(), "Warning".to_string())));
+}
+
+#[tokio::test]
+async fn a_tampered_client_bundle_is_put_back_without_a_new_ca() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    let (ca, client) = (api.object("secrets/web-ca"), api.object("secrets/web-client"));
+    api.with(|s| {
+        s.objects.get_mut("secrets/web-client").expect("client")["data"]["ca.pem"] = json!("dGFtcGVyZWQ=");
+    });
+    api.take_events();
+    api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("second");
+    assert_eq!(api.object("secrets/web-client")["data"], client["data"], "content put back");
+    assert_eq!(api.object("secrets/web-ca"), ca, "same CA");
+    assert_eq!(api.take_events(), events(&[("SecretRestored", "Normal")]));
 }

@@ -8,8 +8,9 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::crd::FIELD_MANAGER;
+use crate::crd::{DockerSandbox, FIELD_MANAGER};
 use crate::error::{Error, Result};
+use crate::resources::claim;
 
 /// Applies `obj` with server-side apply and returns what the server stored.
 pub async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K>
@@ -39,6 +40,23 @@ where
     K: Resource<DynamicType = ()>,
 {
     api.get_opt(name).await.map_err(Error::kube("get", K::kind(&()), name))
+}
+
+/// Gets a child of `dsb`, `None` when it does not exist; an object of that name that is not the
+/// sandbox's (see `resources::claim`) is `Error::Foreign`, and the caller changes nothing.
+pub async fn get_child<K>(api: &Api<K>, dsb: &DockerSandbox, name: &str, adoptable: bool) -> Result<Option<K>>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
+{
+    let found = get(api, name).await?;
+    if let Some(obj) = &found {
+        claim(dsb, obj.meta(), adoptable).map_err(|why| Error::Foreign {
+            kind: K::kind(&()).to_string(),
+            name: name.to_string(),
+            why,
+        })?;
+    }
+    Ok(found)
 }
 
 /// Deletes an object; one that is already gone is fine.

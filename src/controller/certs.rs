@@ -3,9 +3,9 @@
 //! expiring, and then loudly (a Warning event), because tenants must fetch the new client Secret.
 
 use k8s_openapi::api::core::v1::{Secret, Service};
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
-use super::apply::{apply, get};
+use super::apply::{apply, get_child};
 use super::context::Target;
 use crate::crd::CertificateStatus;
 use crate::crd::conditions::reason;
@@ -36,21 +36,30 @@ struct Kept {
     replaced: bool,
 }
 
-/// Keeps the certificate stored in Secret `name` while `keep` accepts it; otherwise issues one
-/// with `issue` (which returns it and the Secret to store) and applies that Secret.
+/// Keeps the certificate stored in Secret `name` while `keep` accepts it, putting the Secret back
+/// to `build(pem)` if its content was edited (a tampered `ca.pem` in the client bundle does not
+/// replace the CA); otherwise issues one with `issue` and stores `build` of it.
 async fn keep_or_issue(
-    api: &Api<Secret>,
+    t: &Target<'_>,
     name: &str,
     read: fn(&Secret) -> Option<Pem>,
     keep: impl Fn(&Pem) -> Option<CertInfo>,
-    issue: impl FnOnce() -> Result<(Pem, Secret), TlsError>,
+    issue: impl FnOnce() -> Result<Pem, TlsError>,
+    build: impl Fn(&Pem) -> Secret,
 ) -> Result<Kept> {
-    let stored = get(api, name).await?.and_then(|s| read(&s));
+    let api = t.api::<Secret>();
+    let secret = get_child(&api, t.dsb, name, false).await?;
+    let stored = secret.as_ref().and_then(read);
     if let Some((pem, info)) = stored.as_ref().and_then(|p| Some((p.clone(), keep(p)?))) {
+        let desired = build(&pem);
+        if secret.as_ref().is_some_and(|s| s.data != desired.data || s.type_ != desired.type_) {
+            apply(&api, &desired).await?;
+            t.normal(reason::SECRET_RESTORED, format!("Secret {name} was edited; its content was put back")).await;
+        }
         return Ok(Kept { pem, info, issued: false, replaced: false });
     }
-    let (pem, secret) = issue()?;
-    apply(api, &secret).await?;
+    let pem = issue()?;
+    apply(&api, &build(&pem)).await?;
     let info = tls::inspect(&pem.cert)?;
     Ok(Kept { pem, info, issued: true, replaced: stored.is_some() })
 }
@@ -71,12 +80,17 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
     let who = format!("{}/{}", names.namespace, dsb.name_any());
 
     let ca_valid = |ca: &Pem| tls::inspect(&ca.cert).ok().filter(|i| !tls::needs_renewal(i, unix));
-    let ca = keep_or_issue(&api, &names.ca_secret, secret::ca_pem, ca_valid, || {
-        let ca = tls::new_ca(&format!("dockersandbox CA {who}"), now)?;
-        Ok((ca.clone(), secret::ca(dsb, &ca)))
-    })
+    let ca = keep_or_issue(
+        t,
+        &names.ca_secret,
+        secret::ca_pem,
+        ca_valid,
+        || tls::new_ca(&format!("dockersandbox CA {who}"), now),
+        |ca| secret::ca(dsb, ca),
+    )
     .await?;
-    if ca.issued && (ca.replaced || get(&api, &names.client_secret).await?.is_some()) {
+    let client_existed = get_child(&api, dsb, &names.client_secret, false).await?.is_some();
+    if ca.issued && (ca.replaced || client_existed) {
         let note = format!(
             "the CA in Secret {} was missing, invalid or expiring, so a new CA was issued; clients must use the new client Secret {}",
             names.ca_secret, names.client_secret
@@ -92,21 +106,28 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
         &plan.service.extra_sans,
     );
     let server_ok = |l: &Pem| usable(l, &ca.pem, unix).filter(|i| tls::normalize(i.sans.clone()) == sans);
-    let server = keep_or_issue(&api, &names.server_secret, secret::leaf, server_ok, || {
-        let leaf = tls::issue_server(&ca.pem, &names.server_name(), &sans, days, now)?;
-        Ok((leaf.clone(), secret::server(dsb, &ca.pem.cert, &leaf)))
-    })
+    let server = keep_or_issue(
+        t,
+        &names.server_secret,
+        secret::leaf,
+        server_ok,
+        || tls::issue_server(&ca.pem, &names.server_name(), &sans, days, now),
+        |leaf| secret::server(dsb, &ca.pem.cert, leaf),
+    )
     .await?;
     if server.issued {
         let note = format!("issued the engine's server certificate for {}", sans.join(", "));
         t.normal(reason::SERVER_CERTIFICATE_ISSUED, note).await;
     }
 
-    let client_ok = |l: &Pem| usable(l, &ca.pem, unix);
-    let client = keep_or_issue(&api, &names.client_secret, secret::leaf, client_ok, || {
-        let leaf = tls::issue_client(&ca.pem, &format!("dockersandbox client {who}"), days, now)?;
-        Ok((leaf.clone(), secret::client(dsb, &ca.pem.cert, &leaf)))
-    })
+    let client = keep_or_issue(
+        t,
+        &names.client_secret,
+        secret::leaf,
+        |l: &Pem| usable(l, &ca.pem, unix),
+        || tls::issue_client(&ca.pem, &format!("dockersandbox client {who}"), days, now),
+        |leaf| secret::client(dsb, &ca.pem.cert, leaf),
+    )
     .await?;
     if client.issued {
         let note = format!("issued the client certificate in Secret {}", names.client_secret);
@@ -124,7 +145,8 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
 /// The ClusterIP the server certificate was issued for, if a server certificate exists: its IP
 /// SANs other than loopback and the plan's extra SANs.
 pub async fn previous_cluster_ip(t: &Target<'_>, plan: &Plan) -> Result<Option<String>> {
-    let Some(leaf) = get(&t.api::<Secret>(), &t.names.server_secret).await?.and_then(|s| secret::leaf(&s)) else {
+    let server = get_child(&t.api::<Secret>(), t.dsb, &t.names.server_secret, false).await?;
+    let Some(leaf) = server.and_then(|s| secret::leaf(&s)) else {
         return Ok(None);
     };
     let Ok(info) = tls::inspect(&leaf.cert) else { return Ok(None) };

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 
-use super::apply::{apply, delete, get};
+use super::apply::{apply, delete, get_child};
 use super::context::Target;
 use crate::crd::conditions::reason;
 use crate::error::Result;
@@ -72,7 +72,7 @@ pub fn decide(current: &Pod, desired: &Pod) -> Step {
 pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
     let name = desired.name_any();
     let api = t.api::<Pod>();
-    let Some(current) = get(&api, &name).await? else {
+    let Some(current) = get_child(&api, t.dsb, &name, false).await? else {
         return create(t, &api, desired).await;
     };
     match decide(&current, desired) {

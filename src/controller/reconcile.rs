@@ -66,13 +66,26 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
             return Ok(if spec_error { Action::await_change() } else { Action::requeue(Duration::from_secs(60)) });
         }
     };
-    let svc = service::ensure(&t, &plan).await?;
-    let tls = certs::ensure(&t, &plan, &svc).await?;
-    let storage = storage::ensure(&t, &plan).await?;
-    let engine = engine::ensure(&t, &plan, &tls, &svc).await?;
-    let seen = Observed { mode: plan.mode, certificates: tls.status, storage, engine };
-    let phase = publish_status(&t, &Outcome::Placed(seen)).await?;
-    Ok(requeue_after(phase))
+    match place(&t, plan).await {
+        Ok(seen) => Ok(requeue_after(publish_status(&t, &Outcome::Placed(seen)).await?)),
+        Err(e @ Error::Foreign { .. }) => {
+            // Someone else's object is in the way: nothing of it is changed; say so and look again.
+            let refusal = plan::Refusal { reason: reason::CONFLICT, message: e.to_string(), spec_error: false };
+            publish_status(&t, &Outcome::Refused(refusal)).await?;
+            Ok(Action::requeue(Duration::from_secs(60)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The children, in order: the Service (its address goes into the server certificate), the
+/// certificates, the volume, then the engine pod, which needs all of them.
+async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<Observed> {
+    let svc = service::ensure(t, &plan).await?;
+    let tls = certs::ensure(t, &plan, &svc).await?;
+    let storage = storage::ensure(t, &plan).await?;
+    let engine = engine::ensure(t, &plan, &tls, &svc).await?;
+    Ok(Observed { mode: plan.mode, certificates: tls.status, storage, engine })
 }
 
 /// When to look again at a sandbox that reconciled fine: soon while it starts, rarely once Ready.

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::Service;
 
-use super::apply::{apply, get};
+use super::apply::{apply, get_child};
 use super::certs;
 use super::context::Target;
 use crate::error::Result;
@@ -15,7 +15,7 @@ use crate::resources::service;
 pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Service> {
     let api = t.api::<Service>();
     let mut desired = service::build(t.dsb, plan);
-    let current = get(&api, &t.names.service).await?;
+    let current = get_child(&api, t.dsb, &t.names.service, false).await?;
     let ip = match current.as_ref().and_then(|s| s.spec.as_ref()?.cluster_ip.clone()) {
         Some(ip) => Some(ip),
         None => certs::previous_cluster_ip(t, plan).await?,

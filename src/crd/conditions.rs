@@ -62,6 +62,10 @@ pub mod reason {
     pub const ENGINE_RECREATING: &str = "EngineRecreating";
     /// Event: a new CA replaced a missing, invalid or expiring one.
     pub const CA_REGENERATED: &str = "CARegenerated";
+    /// Event: a Secret's content was edited by hand and put back.
+    pub const SECRET_RESTORED: &str = "SecretRestored";
+    /// An object with a child's name exists and is not this sandbox's; it is left untouched.
+    pub const CONFLICT: &str = "Conflict";
     /// Event: a server certificate was issued.
     pub const SERVER_CERTIFICATE_ISSUED: &str = "ServerCertificateIssued";
     /// Event: a client certificate was issued.

@@ -106,6 +106,30 @@ pub fn meta(dsb: &DockerSandbox, name: &str, component: &str, owned: bool) -> Ob
     }
 }
 
+/// Whether an object found under one of `dsb`'s child names is this sandbox's to manage: it names
+/// `dsb` as its controller owner, or (`adoptable`, a Retain volume left by an earlier sandbox of the
+/// same name) it has no owner and carries the labels of this sandbox's children. Otherwise, why not.
+pub fn claim(dsb: &DockerSandbox, meta: &ObjectMeta, adoptable: bool) -> Result<(), String> {
+    let uid = dsb.metadata.uid.as_deref().unwrap_or_default();
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    if owners.iter().any(|o| o.uid == uid && o.kind == DockerSandbox::kind(&())) {
+        return Ok(());
+    }
+    if let Some(o) = owners.iter().find(|o| o.controller == Some(true)).or(owners.first()) {
+        if o.kind == DockerSandbox::kind(&()) && o.name == dsb.name_any() {
+            return Err("it belongs to an earlier DockerSandbox of the same name and goes away with it".into());
+        }
+        return Err(format!("it belongs to {} {}", o.kind, o.name));
+    }
+    let labels = meta.labels.clone().unwrap_or_default();
+    let ours = labels.get("app.kubernetes.io/managed-by").map(String::as_str) == Some(MANAGED_BY)
+        && labels.get("app.kubernetes.io/instance") == Some(&dsb.name_any());
+    if adoptable && ours {
+        return Ok(());
+    }
+    Err("it was not created for this sandbox (it has no owner reference to it)".into())
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! Sandbox fixtures for builder tests.
@@ -134,5 +158,60 @@ pub(crate) mod testing {
     /// A minimal sandbox named `web` in `team-a`.
     pub fn minimal() -> DockerSandbox {
         sandbox("apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {name: web}\nspec: {}\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::minimal;
+
+    fn child(owner_uid: Option<&str>, labelled: bool) -> ObjectMeta {
+        let dsb = minimal();
+        let mut meta = meta(&dsb, "web-ca", "tls", owner_uid.is_some());
+        if let (Some(uid), Some(refs)) = (owner_uid, meta.owner_references.as_mut()) {
+            refs[0].uid = uid.into();
+        }
+        if !labelled {
+            meta.labels = None;
+        }
+        meta
+    }
+
+    #[test]
+    fn children_of_this_sandbox_are_claimed_even_without_labels() {
+        assert_eq!(claim(&minimal(), &child(Some("0000-1111"), true), false), Ok(()));
+        assert_eq!(claim(&minimal(), &child(Some("0000-1111"), false), false), Ok(()), "labels removed by hand");
+    }
+
+    #[test]
+    fn a_planted_object_is_not_claimed() {
+        let why = claim(&minimal(), &child(None, false), false).expect_err("foreign");
+        assert!(why.contains("no owner reference"), "{why}");
+        let why = claim(&minimal(), &child(None, true), false).expect_err("labels alone are not enough");
+        assert!(why.contains("no owner reference"), "{why}");
+    }
+
+    #[test]
+    fn a_retained_volume_with_our_labels_is_adopted() {
+        assert_eq!(claim(&minimal(), &child(None, true), true), Ok(()));
+        assert!(claim(&minimal(), &child(None, false), true).is_err(), "unlabelled: someone else's volume");
+    }
+
+    #[test]
+    fn objects_of_other_owners_say_whose_they_are() {
+        let mut meta = child(None, true);
+        meta.owner_references = Some(vec![OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            name: "other".into(),
+            uid: "x".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }]);
+        assert_eq!(claim(&minimal(), &meta, true), Err("it belongs to ReplicaSet other".into()));
+        let earlier = child(Some("an-older-uid"), true);
+        let why = claim(&minimal(), &earlier, false).expect_err("earlier sandbox");
+        assert!(why.contains("earlier DockerSandbox of the same name"), "{why}");
     }
 }
