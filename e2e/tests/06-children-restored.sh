@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Children deleted by hand come back: the Service and the client Secret are re-created, the CA is
-# kept (same ca.pem), and a client using the re-created client Secret still works.
+# kept (same ca.pem), and a client using the re-created client Secret still works. A client Secret
+# edited by hand (ca.pem replaced) is put back with the same CA and certificate (Event SecretRestored).
 source "$(dirname "$0")/../lib.sh"
 
 ns_new ns restore
@@ -47,3 +48,16 @@ log "ok: client with the re-created client Secret works (server $out)"
 out=$(retry 10 cdocker "$cns" client version --format '{{.Server.Version}}') ||
   fail "client with the original certificate (same CA) no longer works: $out"
 log "ok: the original client certificate still works too"
+
+# A client bundle edited by hand is put back (every key), with the same CA and no engine restart.
+log "tampering with Secret $name-client: ca.pem replaced"
+client_cert=$(kubectl get secret -n "$ns" "$name-client" -o 'jsonpath={.data.cert\.pem}')
+kubectl patch secret -n "$ns" "$name-client" --type merge -p '{"data":{"ca.pem":"dGFtcGVyZWQ="}}' >&2
+bundle_healed() { [[ "$(kubectl get secret -n "$ns" "$name-client" -o 'jsonpath={.data.ca\.pem}')" == "$ca_before" ]]; }
+wait_for 60 "client Secret's ca.pem put back" bundle_healed || fail "tampered client Secret not put back"
+assert_eq "same client certificate" "$client_cert" "$(kubectl get secret -n "$ns" "$name-client" -o 'jsonpath={.data.cert\.pem}')"
+assert_eq "CA unchanged after tampering" "$ca_before" "$(kubectl get secret -n "$ns" "$name-ca" -o 'jsonpath={.data.ca\.pem}')"
+event_seen() { kubectl get events -n "$ns" --field-selector "reason=SecretRestored" -o name | grep -q .; }
+wait_for 30 "Event SecretRestored" event_seen || fail "no SecretRestored event"
+assert_eq "engine pod not restarted by the repair" "$pod_uid" \
+  "$(kubectl get pod -n "$ns" "$name-engine" -o 'jsonpath={.metadata.uid}')"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The operator touches only what it created for a sandbox. An object planted under a child's name
+# before the sandbox exists (a Secret NAME-ca that would become its CA, a Service NAME, a PVC
+# NAME-docker) gives condition Conflict naming it and a Warning Event; the planted object is
+# neither changed nor deleted, and no engine pod is made. Removing it lets the sandbox proceed.
+source "$(dirname "$0")/../lib.sh"
+
+ns_new ns takeover
+rv() { kubectl get -n "$ns" "$1" -o 'jsonpath={.metadata.resourceVersion}'; }
+
+# plant KIND/NAME SANDBOX REGEX: the sandbox refuses to take the planted object
+check_planted() {
+  local obj=$1 sandbox=$2 regex=$3 before
+  before=$(rv "$obj")
+  sandbox_apply "$ns" "$sandbox"
+  expect_refused "$ns" "$sandbox" Conflict "$regex"
+  assert_eq "planted $obj unchanged" "$before" "$(rv "$obj")"
+  assert_eq "planted $obj has no owner reference" "" \
+    "$(kubectl get -n "$ns" "$obj" -o 'jsonpath={.metadata.ownerReferences}')"
+  kubectl get pod -n "$ns" "$sandbox-engine" >/dev/null 2>&1 && fail "an engine pod was made for $sandbox"
+  return 0
+}
+
+kubectl create secret generic -n "$ns" planted-ca --from-literal=ca.pem=not-yours --from-literal=ca-key.pem=not-yours >&2
+check_planted secret/planted-ca planted 'Secret planted-ca already exists and it was not created for this sandbox'
+
+kubectl create service clusterip -n "$ns" svc-planted --tcp=2376:2376 >&2
+check_planted service/svc-planted svc-planted 'Service svc-planted already exists'
+
+kubectl apply -n "$ns" -f - >&2 <<'YAML'
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: pvc-planted-docker}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+YAML
+check_planted pvc/pvc-planted-docker pvc-planted 'PersistentVolumeClaim pvc-planted-docker already exists'
+
+log "removing the planted Secret: sandbox 'planted' may proceed"
+kubectl delete secret -n "$ns" planted-ca --wait=true >&2
+wait_ready "$ns" planted
+kubectl get secret -n "$ns" planted-ca -o 'jsonpath={.metadata.ownerReferences[0].kind}' | grep -qx DockerSandbox ||
+  fail "the CA Secret made after the planted one went is not owned by the sandbox"
