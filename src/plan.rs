@@ -166,7 +166,7 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
         class,
         retain: spec.storage.reclaim_policy == ReclaimPolicy::Retain,
     };
-    let mode = resolve_isolation(spec.isolation, facts, config)?;
+    let mode = resolve_isolation(sticky(spec.isolation, dsb), facts, config)?;
     Ok(Plan {
         mode,
         image: spec.image.clone().unwrap_or_else(|| config.default_image.clone()),
@@ -186,6 +186,24 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
         },
         daemon: spec.daemon.clone(),
     })
+}
+
+/// Isolation is sticky: once `auto` was resolved (recorded in `status.isolation`), the sandbox keeps
+/// that mode, so a RuntimeClass that goes away gives a condition, not a privileged engine, and one
+/// that appears does not move a privileged engine. Only a spec change to an explicit mode moves it.
+pub fn sticky(wanted: Isolation, dsb: &DockerSandbox) -> Isolation {
+    let recorded = dsb.status.as_ref().and_then(|s| s.isolation.as_deref());
+    match (wanted, recorded) {
+        (Isolation::Auto, Some("sysbox")) => Isolation::Sysbox,
+        (Isolation::Auto, Some("privileged")) => Isolation::Privileged,
+        (wanted, _) => wanted,
+    }
+}
+
+/// Refusals by policy (the operator's or the namespace's): an engine already running against them
+/// is stopped; its volume stays.
+pub fn is_policy_refusal(r: &Refusal) -> bool {
+    [reason::PRIVILEGED_FORBIDDEN, reason::PRIVILEGED_NOT_OPTED_IN, reason::POD_SECURITY_REJECTED].contains(&r.reason)
 }
 
 /// Picks sysbox or privileged, or explains why neither can run here.
@@ -312,6 +330,41 @@ mod tests {
         );
         let opted_in = facts(false, Some("privileged"));
         assert_eq!(resolve_isolation(Isolation::Auto, &opted_in, &config(true)), Ok(Mode::Privileged));
+    }
+
+    fn with_isolation(recorded: &str, wanted: Isolation) -> DockerSandbox {
+        let mut dsb = minimal();
+        dsb.spec.isolation = wanted;
+        dsb.status = Some(crate::crd::DockerSandboxStatus { isolation: Some(recorded.into()), ..Default::default() });
+        dsb
+    }
+
+    #[test]
+    fn auto_keeps_the_isolation_it_resolved_to() {
+        let was_sysbox = with_isolation("sysbox", Isolation::Auto);
+        assert_eq!(sticky(Isolation::Auto, &was_sysbox), Isolation::Sysbox);
+        // the RuntimeClass went away: a condition, never a privileged engine
+        let r = resolve(&was_sysbox, &facts(false, Some("privileged")), &config(true)).expect_err("refused");
+        assert_eq!(r.reason, "RuntimeClassMissing");
+        // sysbox appeared: a privileged engine stays privileged until the spec says otherwise
+        let was_privileged = with_isolation("privileged", Isolation::Auto);
+        let p = resolve(&was_privileged, &facts(true, Some("privileged")), &config(true)).expect("plan");
+        assert_eq!(p.mode, Mode::Privileged);
+    }
+
+    #[test]
+    fn an_explicit_spec_change_moves_the_isolation() {
+        let dsb = with_isolation("sysbox", Isolation::Privileged);
+        assert_eq!(sticky(dsb.spec.isolation, &dsb), Isolation::Privileged);
+        assert_eq!(sticky(Isolation::Auto, &minimal()), Isolation::Auto, "nothing recorded yet");
+    }
+
+    #[test]
+    fn policy_refusals_are_told_apart() {
+        let policy = resolve_isolation(Isolation::Privileged, &facts(false, None), &config(false)).expect_err("r");
+        assert!(is_policy_refusal(&policy));
+        let missing = resolve_isolation(Isolation::Sysbox, &facts(false, None), &config(true)).expect_err("r");
+        assert!(!is_policy_refusal(&missing), "a missing RuntimeClass does not stop a running engine");
     }
 
     #[test]

@@ -313,7 +313,7 @@ async fn privileged_forbidden_by_policy_is_reported() {
     let api = Fake::new(opted_in());
     api.reconcile(&sandbox("{}"), config(false)).await.expect("reconcile");
     assert_eq!(api.take_events(), events(&[("PrivilegedForbidden", "Warning")]));
-    assert!(!api.take_calls().iter().any(|c| c.contains("pods/")));
+    assert!(!api.take_calls().iter().any(|c| c.contains("pods/") && !c.starts_with("GET")), "no pod written");
 }
 
 #[tokio::test]
@@ -473,7 +473,8 @@ async fn an_unlabelled_namespace_gets_no_privileged_engine() {
     let api = Fake::new(json!({}));
     let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
     assert_eq!(action, Action::requeue(Duration::from_secs(60)), "re-checked: a label may be added");
-    assert!(!api.take_calls().iter().any(|c| c.contains("pods/") || c.contains("secrets/")), "nothing created");
+    let writes: Vec<String> = api.take_calls().into_iter().filter(|c| !c.starts_with("GET")).collect();
+    assert!(!writes.iter().any(|c| c.contains("pods/") || c.contains("secrets/")), "nothing created: {writes:?}");
     assert_eq!(api.take_events(), events(&[("PrivilegedNotOptedIn", "Warning")]));
     let message = api.object("dockersandboxes/web")["status"]["conditions"][0]["message"].clone();
     assert!(message.as_str().is_some_and(|m| m.contains("kubectl label namespace team-a")), "{message}");
@@ -515,4 +516,41 @@ async fn a_tampered_client_bundle_is_put_back_without_a_new_ca() {
     assert_eq!(api.object("secrets/web-client")["data"], client["data"], "content put back");
     assert_eq!(api.object("secrets/web-ca"), ca, "same CA");
     assert_eq!(api.take_events(), events(&[("SecretRestored", "Normal")]));
+}
+
+#[tokio::test]
+async fn a_running_privileged_engine_is_stopped_when_policy_forbids_it_and_its_volume_stays() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    assert!(api.object("pods/web-engine").is_object());
+    api.take_events();
+    api.reconcile(&api.refreshed(&dsb), config(false)).await.expect("policy changed");
+    assert!(api.object("pods/web-engine").is_null(), "engine stopped");
+    assert!(api.object("persistentvolumeclaims/web-docker").is_object(), "volume kept");
+    assert_eq!(api.take_events(), events(&[("EngineStopped", "Warning"), ("PrivilegedForbidden", "Warning")]));
+    let status = &api.object("dockersandboxes/web")["status"];
+    assert_eq!(status["phase"], "Pending");
+    assert_eq!(status["isolation"], "privileged", "the resolved isolation stays on record");
+}
+
+#[tokio::test]
+async fn a_vanished_runtime_class_never_makes_a_sysbox_engine_privileged() {
+    let api = Fake::new(opted_in());
+    sysbox_cluster(&api, "containerd://2.1.9");
+    let dsb = sandbox("{}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    assert_eq!(api.object("dockersandboxes/web")["status"]["isolation"], "sysbox");
+    api.with(|s| {
+        s.objects.remove("runtimeclasses/sysbox-runc");
+    });
+    api.take_calls();
+    api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("second");
+    let writes: Vec<String> =
+        api.take_calls().into_iter().filter(|c| c.contains("pods/") && !c.starts_with("GET")).collect();
+    assert_eq!(writes, Vec::<String>::new(), "the sysbox pod is neither replaced nor stopped");
+    assert_eq!(api.object("pods/web-engine")["spec"]["runtimeClassName"], "sysbox-runc");
+    let status = &api.object("dockersandboxes/web")["status"];
+    assert_eq!(status["conditions"][0]["reason"], "RuntimeClassMissing");
+    assert_eq!(status["isolation"], "sysbox");
 }

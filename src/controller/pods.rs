@@ -86,6 +86,22 @@ pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
     }
 }
 
+/// Stops the engine pod, if there is one, because policy no longer allows it (`why`).
+pub async fn stop(t: &Target<'_>, why: &str) -> Result<()> {
+    let api = t.api::<Pod>();
+    let Some(pod) = get_child(&api, t.dsb, &t.names.pod, false).await? else { return Ok(()) };
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    delete(&api, &t.names.pod).await?;
+    let note = format!(
+        "stopped the engine pod {}, which policy no longer allows; the volume keeps its data: {why}",
+        t.names.pod
+    );
+    t.warning(reason::ENGINE_STOPPED, note).await;
+    Ok(())
+}
+
 async fn create(t: &Target<'_>, api: &Api<Pod>, desired: &Pod) -> Result<PodState> {
     match apply(api, desired).await {
         Ok(_) => {

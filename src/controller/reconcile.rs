@@ -13,7 +13,7 @@ use tracing::{debug, instrument, warn};
 use super::context::{Context, Target};
 use super::publish::publish_status;
 use super::status::{Observed, Outcome};
-use super::{certs, engine, facts, service, storage};
+use super::{certs, engine, facts, pods, service, storage};
 use crate::crd::conditions::reason;
 use crate::crd::{DockerSandbox, Phase};
 use crate::error::{Error, Result};
@@ -61,6 +61,10 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
         Ok(plan) => plan,
         Err(refusal) => {
             let spec_error = refusal.spec_error;
+            if plan::is_policy_refusal(&refusal) {
+                // Policy no longer allows this engine: stop it; the volume keeps the data.
+                pods::stop(&t, &refusal.message).await?;
+            }
             publish_status(&t, &Outcome::Refused(refusal)).await?;
             // A spec error waits for a spec change; a cluster problem (RuntimeClass, policy) is re-checked.
             return Ok(if spec_error { Action::await_change() } else { Action::requeue(Duration::from_secs(60)) });

@@ -80,8 +80,9 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
             ];
             DockerSandboxStatus {
                 phase: Some(phase),
-                isolation: None,
-                sysbox_user_namespace: None,
+                // the resolved isolation stays on record (it is sticky), and so does its form
+                isolation: old.isolation,
+                sysbox_user_namespace: old.sysbox_user_namespace,
                 endpoint: Some(names.endpoint()),
                 client_secret_name: None,
                 docker_version: old.docker_version,

@@ -45,7 +45,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct DockerSandboxSpec {
     /// How the engine is isolated from the node. `auto` (default) uses sysbox when its RuntimeClass
-    /// exists, else a privileged pod when the operator's policy allows it. `sysbox` runs the pod under
+    /// exists, else a privileged pod when the operator's policy and the namespace allow it; the
+    /// choice is then kept (`status.isolation`). `sysbox` runs the pod under
     /// the sysbox RuntimeClass with a user namespace and no privileged flag. `privileged` runs a
     /// privileged pod (classic docker:dind).
     #[serde(default)]
@@ -295,7 +296,9 @@ pub struct DockerSandboxStatus {
     /// Pending, Provisioning, Ready, Failed or Terminating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// The isolation mode in use: `sysbox` or `privileged`.
+    /// The isolation mode the sandbox resolved to: `sysbox` or `privileged`. It is kept: `auto` does
+    /// not move a sandbox to another mode later (a vanished RuntimeClass gives a condition, never a
+    /// privileged engine); set `spec.isolation` explicitly to move it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<String>,
     /// Under sysbox isolation, how the engine pod gets its user namespace: `hostUsers` (containerd
