@@ -7,6 +7,8 @@
 #    the nodes' runtime needs (containerd: hostUsers false and no CRI-O annotation; CRI-O: the
 #    annotation and no hostUsers), no privileged container, status.sysboxUserNamespace and an
 #    IsolationResolved message that names the runtime;
+#  - isolation is sticky: an `auto` sandbox on sysbox stays sysbox (RuntimeClassMissing, no
+#    privileged pod) when the RuntimeClass is deleted, although its namespace allows privileged;
 #  - operator.sysboxUserNamespace=crioAnnotation (helm upgrade): the pod is recreated with the
 #    annotation and without hostUsers.
 # (The test's RuntimeClass points at a handler the nodes do not have, so these pods never run.)
@@ -109,6 +111,23 @@ if [[ $real_rc == false ]]; then
   esac
   no_rc_missing() { ! has_condition_reason "$ns" "$name" RuntimeClassMissing && ! has_condition_reason "$ns" "$name" SysboxUserNamespaceUnknown; }
   wait_for 60 "refusal conditions cleared" no_rc_missing || fail "a refusal condition is still set: $(dsb_conditions "$ns" "$name")"
+fi
+
+# Isolation is sticky: an `auto` sandbox that resolved to sysbox keeps sysbox when the RuntimeClass
+# goes away (condition RuntimeClassMissing), although its namespace would allow a privileged engine.
+if [[ $real_rc == false ]]; then
+  sandbox_apply "$ns" auto1 "  isolation: auto"
+  auto_pod_sysbox() { [[ "$(kubectl get pod -n "$ns" auto1-engine -o 'jsonpath={.spec.runtimeClassName}')" == "$RC" ]]; }
+  wait_for "$E2E_TIMEOUT" "auto1 engine pod under $RC" auto_pod_sysbox || fail "auto sandbox did not resolve to sysbox"
+  log "deleting RuntimeClass $RC"
+  kubectl delete runtimeclass "$RC" >&2
+  expect_refused "$ns" auto1 RuntimeClassMissing "$RC"
+  assert_eq "auto1 status.isolation kept" sysbox "$(dsb_get "$ns" auto1 '{.status.isolation}')"
+  sleep 5 # give a wrong fallback the time to show
+  assert_eq "auto1 pods that are privileged" "" \
+    "$(kubectl get pod -n "$ns" auto1-engine -o json 2>/dev/null | jq -r 'select(.spec.containers[0].securityContext.privileged == true) | .metadata.name')"
+  make_rc
+  wait_for "$E2E_TIMEOUT" "auto1 back under $RC" auto_pod_sysbox || fail "auto1 engine pod not under $RC again"
 fi
 
 # An explicit setting wins over the nodes, and changing it rolls the engine pod.

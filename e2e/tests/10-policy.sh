@@ -2,7 +2,8 @@
 # Policy refusals are explained, not silent:
 #  - operator installed with operator.allowPrivileged=false (via `helm upgrade`, which also proves a
 #    value change rolls the Deployment): an `auto` sandbox with no sysbox RuntimeClass gets
-#    condition PrivilegedForbidden, a Warning Event and no pod;
+#    condition PrivilegedForbidden, a Warning Event and no pod; a privileged engine that was running
+#    is stopped (Event EngineStopped) with its volume kept, and runs again when the policy is lifted;
 #  - a namespace enforcing the baseline Pod Security level: an `isolation: privileged` sandbox gets
 #    condition PodSecurityRejected and no pod;
 #  - a namespace with no PodSecurity label is no consent to privileged engines: condition
@@ -22,6 +23,12 @@ operator_pod_names() {
 if kubectl get runtimeclass "$E2E_SYSBOX_RUNTIME_CLASS" >/dev/null 2>&1; then
   log "RuntimeClass $E2E_SYSBOX_RUNTIME_CLASS exists: isolation auto would pick sysbox; skipping the PrivilegedForbidden part"
 else
+  # a privileged engine running before the policy changes
+  ns_new rns running
+  # shellcheck disable=SC2154  # rns is assigned by ns_new (printf -v), which shellcheck cannot follow
+  sandbox_apply "$rns" running "  isolation: auto"
+  wait_ready "$rns" running
+  pvc_uid=$(kubectl get pvc -n "$rns" running-docker -o 'jsonpath={.metadata.uid}')
   before=$(operator_pod_names)
   policy_changed=1
   restore_policy() {
@@ -44,12 +51,20 @@ else
   sandbox_apply "$ns" box "  isolation: auto"
   expect_refused "$ns" box PrivilegedForbidden 'privileged'
 
+  # the engine that was running is stopped, its volume kept
+  expect_refused "$rns" running PrivilegedForbidden 'privileged'
+  engine_gone() { ! kubectl get pod -n "$rns" running-engine >/dev/null 2>&1; }
+  wait_for 120 "engine pod of 'running' stopped" engine_gone || fail "a privileged engine still runs after the policy forbade it"
+  wait_for 60 "Warning Event EngineStopped" warning_event_exists "$rns" running EngineStopped || fail "no EngineStopped event"
+  assert_eq "volume of 'running' kept" "$pvc_uid" "$(kubectl get pvc -n "$rns" running-docker -o 'jsonpath={.metadata.uid}')"
+
   helm_set --set operator.allowPrivileged=true || fail "helm upgrade back to operator.allowPrivileged=true failed"
   policy_changed=0
   kubectl rollout status -n "$E2E_OPERATOR_NAMESPACE" "$(operator_deployment)" --timeout=180s >&2 ||
     fail "operator rollout did not finish"
-  # with the policy lifted, the same sandbox now proceeds
+  # with the policy lifted, the same sandboxes proceed again
   wait_ready "$ns" box
+  wait_ready "$rns" running
 fi
 
 # --- part 2: PodSecurity baseline namespace
