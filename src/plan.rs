@@ -122,6 +122,8 @@ pub struct Plan {
     pub storage: StoragePlan,
     /// The Service.
     pub service: ServicePlan,
+    /// `spec.credentials.generation`: the CA is re-issued when it was issued for another one.
+    pub credentials_generation: i64,
     /// dockerd settings (`resources::daemon_json` renders them; `mtu: None` means "the pod
     /// interface's MTU, read at start").
     pub daemon: DaemonSpec,
@@ -185,6 +187,7 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
             extra_sans: spec.service.extra_sans.clone(),
         },
         daemon: spec.daemon.clone(),
+        credentials_generation: spec.credentials.generation,
     })
 }
 

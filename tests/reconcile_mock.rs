@@ -554,3 +554,41 @@ async fn a_vanished_runtime_class_never_makes_a_sysbox_engine_privileged() {
     assert_eq!(status["conditions"][0]["reason"], "RuntimeClassMissing");
     assert_eq!(status["isolation"], "sysbox");
 }
+
+#[tokio::test]
+async fn raising_the_credentials_generation_reissues_everything_and_rolls_the_engine() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    let (ca, client, pod_hash) = (
+        api.object("secrets/web-ca"),
+        api.object("secrets/web-client"),
+        api.object("pods/web-engine")["metadata"]["annotations"]["dockersandbox.dev/spec-hash"].clone(),
+    );
+    api.take_events();
+    let mut revoked = api.refreshed(&dsb);
+    revoked.spec.credentials.generation = 1;
+    api.reconcile(&revoked, config(true)).await.expect("revoke");
+    assert_ne!(api.object("secrets/web-ca")["data"], ca["data"], "new CA");
+    assert_eq!(
+        api.object("secrets/web-ca")["metadata"]["annotations"]["dockersandbox.dev/credentials-generation"],
+        "1"
+    );
+    assert_ne!(
+        api.object("secrets/web-client")["data"]["cert.pem"],
+        client["data"]["cert.pem"],
+        "new client certificate"
+    );
+    let reasons: Vec<String> = api.take_events().into_iter().map(|(r, _)| r).collect();
+    assert_eq!(
+        reasons,
+        ["CredentialsRevoked", "ServerCertificateIssued", "ClientCertificateIssued", "EngineRecreating"]
+    );
+    assert!(api.object("pods/web-engine").is_null(), "the old engine (old server certificate) goes; a new one follows");
+    // the next reconcile creates the engine with the new certificate and keeps the new CA
+    let ca1 = api.object("secrets/web-ca");
+    api.reconcile(&api.refreshed(&revoked), config(true)).await.expect("after");
+    assert_ne!(api.object("pods/web-engine")["metadata"]["annotations"]["dockersandbox.dev/spec-hash"], pod_hash);
+    assert_eq!(api.object("secrets/web-ca"), ca1, "revoked once, not on every reconcile");
+    assert_eq!(api.object("dockersandboxes/web")["status"]["certificates"]["generation"], 1);
+}

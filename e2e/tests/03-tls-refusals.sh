@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The engine refuses clients that do not present a certificate signed by the sandbox's CA, and
-# refuses plain HTTP. A correctly configured client in the same pod works (control).
+# refuses plain HTTP. A correctly configured client in the same pod works (control). After
+# spec.credentials.generation is raised, the client certificate handed out before is refused too.
 source "$(dirname "$0")/../lib.sh"
 
 ns_new ns refuse
@@ -61,3 +62,26 @@ assert_eq "client Secret has no CA key" "" \
   "$(kubectl get secret -n "$ns" "$name-client" -o 'jsonpath={.data.ca-key\.pem}')"
 assert_eq "server Secret has no CA key" "" \
   "$(kubectl get secret -n "$ns" "$name-server" -o 'jsonpath={.data.ca-key\.pem}')"
+
+# Revocation: raising spec.credentials.generation issues a new CA, server and client certificate.
+# The client certificate handed out before is refused in the TLS handshake (even with the new CA to
+# trust the server), and a client with the new client Secret works. The engine rolls once.
+ca_before=$(kubectl get secret -n "$ns" "$name-ca" -o 'jsonpath={.data.ca\.pem}')
+log "revoking: spec.credentials.generation=1"
+kubectl patch "$DSB" -n "$ns" "$name" --type merge -p '{"spec":{"credentials":{"generation":1}}}' >&2
+generation_is_1() { [[ "$(dsb_get "$ns" "$name" '{.status.certificates.generation}')" == 1 ]]; }
+wait_for 120 "status.certificates.generation 1" generation_is_1 || fail "credentials generation 1 not reached"
+wait_ready "$ns" "$name"
+[[ "$(kubectl get secret -n "$ns" "$name-ca" -o 'jsonpath={.data.ca\.pem}')" != "$ca_before" ]] || fail "the CA was not replaced"
+wait_for 60 "Warning Event CredentialsRevoked" warning_event_exists "$ns" "$name" CredentialsRevoked ||
+  fail "no CredentialsRevoked event"
+kubectl exec -n "$cns" client -- sh -c 'mkdir -p /tmp/revoked && cp /certs/client/cert.pem /certs/client/key.pem /tmp/revoked/'
+kubectl get secret -n "$ns" "$name-ca" -o 'jsonpath={.data.ca\.pem}' | base64 -d |
+  kubectl exec -i -n "$cns" client -- sh -c 'cat > /tmp/revoked/ca.pem'
+out=$(refused "revoked client certificate" DOCKER_HOST="$endpoint" DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=/tmp/revoked)
+log "revoked client certificate -> $out"
+assert_match "revoked client certificate refused in the TLS handshake" \
+  'bad certificate|unknown certificate authority|certificate required|handshake|tls:' "$out"
+make_client "$cns" client2 "$ns" "$name"
+out=$(retry 20 cdocker "$cns" client2 version --format '{{.Server.Version}}') || fail "client with the new Secret failed: $out"
+log "ok: the new client Secret works (server $out)"

@@ -34,6 +34,8 @@ struct Kept {
     issued: bool,
     /// Whether a Secret with material was there before (so issuing replaced something).
     replaced: bool,
+    /// The Secret as it was before this reconcile.
+    before: Option<Secret>,
 }
 
 /// Keeps the certificate stored in Secret `name` while `keep` accepts it, putting the Secret back
@@ -42,26 +44,26 @@ struct Kept {
 async fn keep_or_issue(
     t: &Target<'_>,
     name: &str,
-    read: fn(&Secret) -> Option<Pem>,
+    read: impl Fn(&Secret) -> Option<Pem>,
     keep: impl Fn(&Pem) -> Option<CertInfo>,
     issue: impl FnOnce() -> Result<Pem, TlsError>,
     build: impl Fn(&Pem) -> Secret,
 ) -> Result<Kept> {
     let api = t.api::<Secret>();
     let secret = get_child(&api, t.dsb, name, false).await?;
-    let stored = secret.as_ref().and_then(read);
+    let stored = secret.as_ref().and_then(&read);
     if let Some((pem, info)) = stored.as_ref().and_then(|p| Some((p.clone(), keep(p)?))) {
         let desired = build(&pem);
         if secret.as_ref().is_some_and(|s| s.data != desired.data || s.type_ != desired.type_) {
             apply(&api, &desired).await?;
             t.normal(reason::SECRET_RESTORED, format!("Secret {name} was edited; its content was put back")).await;
         }
-        return Ok(Kept { pem, info, issued: false, replaced: false });
+        return Ok(Kept { pem, info, issued: false, replaced: false, before: secret });
     }
     let pem = issue()?;
     apply(&api, &build(&pem)).await?;
     let info = tls::inspect(&pem.cert)?;
-    Ok(Kept { pem, info, issued: true, replaced: stored.is_some() })
+    Ok(Kept { pem, info, issued: true, replaced: stored.is_some(), before: secret })
 }
 
 /// A leaf that is signed by `ca` and not due for renewal.
@@ -79,18 +81,27 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
     let days = t.ctx.config.cert_validity_days;
     let who = format!("{}/{}", names.namespace, dsb.name_any());
 
+    // A CA issued for another credentials generation is revoked: issuing a new one makes every
+    // certificate signed by the old one useless.
+    let wanted = plan.credentials_generation;
     let ca_valid = |ca: &Pem| tls::inspect(&ca.cert).ok().filter(|i| !tls::needs_renewal(i, unix));
     let ca = keep_or_issue(
         t,
         &names.ca_secret,
-        secret::ca_pem,
+        |s: &Secret| (secret::generation(s) == wanted).then(|| secret::ca_pem(s)).flatten(),
         ca_valid,
         || tls::new_ca(&format!("dockersandbox CA {who}"), now),
-        |ca| secret::ca(dsb, ca),
+        |ca| secret::ca(dsb, ca, wanted),
     )
     .await?;
-    let client_existed = get_child(&api, dsb, &names.client_secret, false).await?.is_some();
-    if ca.issued && (ca.replaced || client_existed) {
+    let revoked = ca.before.as_ref().map(secret::generation).is_some_and(|g| g != wanted);
+    if ca.issued && revoked {
+        let note = format!(
+            "spec.credentials.generation is {wanted}: issued a new CA, server and client certificate; certificates issued before no longer work; clients must fetch the new client Secret {}",
+            names.client_secret
+        );
+        t.warning(reason::CREDENTIALS_REVOKED, note).await;
+    } else if ca.issued && (ca.replaced || get_child(&api, dsb, &names.client_secret, false).await?.is_some()) {
         let note = format!(
             "the CA in Secret {} was missing, invalid or expiring, so a new CA was issued; clients must use the new client Secret {}",
             names.ca_secret, names.client_secret
@@ -138,6 +149,7 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
         ca_not_after: tls::rfc3339(ca.info.not_after),
         server_not_after: tls::rfc3339(server.info.not_after),
         client_not_after: tls::rfc3339(client.info.not_after),
+        generation: wanted,
     };
     Ok(Material { ca: ca.pem, server: server.pem, client: client.pem, status })
 }

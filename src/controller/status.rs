@@ -167,7 +167,12 @@ mod tests {
     }
 
     fn certs() -> CertificateStatus {
-        CertificateStatus { ca_not_after: "a".into(), server_not_after: "b".into(), client_not_after: "c".into() }
+        CertificateStatus {
+            ca_not_after: "a".into(),
+            server_not_after: "b".into(),
+            client_not_after: "c".into(),
+            generation: 0,
+        }
     }
 
     fn seen(engine: Engine, storage: Storage) -> Outcome {

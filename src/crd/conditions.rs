@@ -60,6 +60,8 @@ pub mod reason {
     pub const ENGINE_CREATED: &str = "EngineCreated";
     /// Event: the engine pod is recreated (spec or certificate change, or it ended).
     pub const ENGINE_RECREATING: &str = "EngineRecreating";
+    /// Event: `spec.credentials.generation` was raised; every certificate was re-issued.
+    pub const CREDENTIALS_REVOKED: &str = "CredentialsRevoked";
     /// Event: a running engine was stopped because policy no longer allows it.
     pub const ENGINE_STOPPED: &str = "EngineStopped";
     /// Event: a new CA replaced a missing, invalid or expiring one.

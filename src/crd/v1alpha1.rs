@@ -94,6 +94,29 @@ pub struct DockerSandboxSpec {
     /// dockerd settings (daemon.json) that platform teams usually tune.
     #[serde(default)]
     pub daemon: DaemonSpec,
+
+    /// The sandbox's TLS credentials.
+    #[serde(default, skip_serializing_if = "CredentialsSpec::is_default")]
+    pub credentials: CredentialsSpec,
+}
+
+/// The sandbox's TLS credentials.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.generation >= oldSelf.generation").message("credentials.generation can only grow: lowering it does not bring revoked certificates back"))]
+pub struct CredentialsSpec {
+    /// Raise this number to revoke every client certificate of the sandbox: a new CA, server and
+    /// client certificate are issued, so certificates handed out before stop working. The engine
+    /// restarts once (its volume keeps images and containers); clients fetch the new client Secret.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub generation: i64,
+}
+
+impl CredentialsSpec {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Isolation mode requested for the engine pod.
@@ -336,6 +359,9 @@ pub struct CertificateStatus {
     pub server_not_after: String,
     /// When the tenant's client certificate expires.
     pub client_not_after: String,
+    /// The `spec.credentials.generation` the CA was issued for.
+    #[serde(default)]
+    pub generation: i64,
 }
 
 /// Lifecycle phase of a sandbox.

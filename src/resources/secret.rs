@@ -26,9 +26,26 @@ fn secret(dsb: &DockerSandbox, name: &str, data: &[(&str, &str)]) -> Secret {
     }
 }
 
-/// The CA secret: certificate and key, for the operator only.
-pub fn ca(dsb: &DockerSandbox, ca: &Pem) -> Secret {
-    secret(dsb, &Names::of(dsb).ca_secret, &[(CA_CERT, &ca.cert), (CA_KEY, &ca.key)])
+/// Annotation on the CA secret: the `spec.credentials.generation` the CA was issued for.
+pub const GENERATION_ANNOTATION: &str = "dockersandbox.dev/credentials-generation";
+
+/// The CA secret: certificate and key, for the operator only, marked with the credentials
+/// generation it belongs to.
+pub fn ca(dsb: &DockerSandbox, ca: &Pem, generation: i64) -> Secret {
+    let mut s = secret(dsb, &Names::of(dsb).ca_secret, &[(CA_CERT, &ca.cert), (CA_KEY, &ca.key)]);
+    s.metadata.annotations = Some([(GENERATION_ANNOTATION.to_string(), generation.to_string())].into());
+    s
+}
+
+/// The credentials generation a CA secret was issued for (0 when unmarked, as before revocation existed).
+pub fn generation(secret: &Secret) -> i64 {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(GENERATION_ANNOTATION))
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The server secret mounted into the engine pod at /certs/server.
@@ -69,9 +86,11 @@ mod tests {
     fn ca_key_only_in_ca_secret() {
         let dsb = minimal();
         let pem = Pem { cert: "C".into(), key: "K".into() };
-        assert_eq!(keys(&ca(&dsb, &pem)), vec!["ca-key.pem", "ca.pem"]);
+        assert_eq!(keys(&ca(&dsb, &pem, 0)), vec!["ca-key.pem", "ca.pem"]);
+        assert_eq!(generation(&ca(&dsb, &pem, 3)), 3);
         assert_eq!(keys(&server(&dsb, "C", &pem)), vec!["ca.pem", "cert.pem", "key.pem"]);
         let c = client(&dsb, "C", &pem);
+        assert_eq!(generation(&c), 0, "unmarked");
         assert_eq!(c.metadata.name.as_deref(), Some("web-client"));
         assert_eq!(keys(&c), vec!["ca.pem", "cert.pem", "key.pem"]);
         assert_eq!(leaf(&c), Some(pem));
