@@ -74,6 +74,12 @@ fn respond(state: &mut State, method: &Method, key: &str, query: &str, body: &[u
             state.events.push((reason, parsed["type"].as_str().unwrap_or_default().to_string()));
             (201, parsed)
         }
+        // only dry runs reach here (creation is by apply): the running object holds the name
+        Method::POST => (
+            409,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409,
+                                     "reason": "AlreadyExists", "message": "already exists"}),
+        ),
         Method::PATCH if key.ends_with("/status") => {
             let owner = key.trim_end_matches("/status").to_string();
             let mut obj = state.objects.get(&owner).cloned().unwrap_or_else(|| parsed.clone());
@@ -591,4 +597,34 @@ async fn raising_the_credentials_generation_reissues_everything_and_rolls_the_en
     assert_ne!(api.object("pods/web-engine")["metadata"]["annotations"]["dockersandbox.dev/spec-hash"], pod_hash);
     assert_eq!(api.object("secrets/web-ca"), ca1, "revoked once, not on every reconcile");
     assert_eq!(api.object("dockersandboxes/web")["status"]["certificates"]["generation"], 1);
+}
+
+#[tokio::test]
+async fn a_spec_change_the_api_server_would_refuse_keeps_the_running_engine() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    let pod = api.object("pods/web-engine");
+    api.take_calls();
+    api.take_events();
+    api.with(|s| {
+        s.refuse.insert(
+            "POST pods".into(),
+            (403, "pods \"web-engine\" is forbidden: maximum memory usage per Container is 2Gi".into()),
+        );
+    });
+    let mut changed = api.refreshed(&dsb);
+    changed.spec.daemon.mtu = Some(1400);
+    api.reconcile(&changed, config(true)).await.expect("second");
+    let writes: Vec<String> = api.take_calls().into_iter().filter(|c| c.contains("pods")).collect();
+    assert_eq!(writes, calls(&["GET pods/web-engine", "POST pods"]), "a dry run, no delete");
+    assert_eq!(api.object("pods/web-engine"), pod, "the running engine is kept");
+    let ready = &api.object("dockersandboxes/web")["status"]["conditions"][0];
+    assert_eq!(ready["reason"], "RollRefused");
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("maximum memory usage") && m.contains("running engine is kept"))
+    );
+    assert_eq!(api.take_events(), events(&[("RollRefused", "Warning")]));
 }

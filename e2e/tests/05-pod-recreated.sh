@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deleting the engine pod is not fatal: the operator recreates it, the sandbox returns to Ready,
-# and images loaded before are still there because /var/lib/docker lives on the PVC.
+# and images loaded before are still there because /var/lib/docker lives on the PVC. A spec change
+# whose new pod would be refused keeps the running engine (condition RollRefused).
 source "$(dirname "$0")/../lib.sh"
 
 ns_new ns recreate
@@ -27,3 +28,23 @@ log "images after recreation: $(tr '\n' ' ' <<<"$images")"
 grep -qx "$E2E_NESTED_IMAGE" <<<"$images" || fail "$E2E_NESTED_IMAGE lost after the engine pod was recreated"
 out=$(cdocker "$cns" client run --rm "$E2E_NESTED_IMAGE" echo still-here 2>&1) || fail "nested run failed: $out"
 assert_eq "nested run after recreation" still-here "$out"
+
+# Safe rolls: a spec change whose new pod the API server would refuse (here a LimitRange caps
+# container memory at 2Gi) does not delete the running engine: condition RollRefused names the
+# refusal, the pod keeps its UID and the engine still answers. Undoing the change clears it.
+kubectl apply -n "$ns" -f - >&2 <<'YAML'
+apiVersion: v1
+kind: LimitRange
+metadata: {name: cap}
+spec: {limits: [{type: Container, max: {memory: 2Gi}}]}
+YAML
+running_uid=$(pod_uid "$ns" "$name-engine")
+log "asking for 4Gi of memory (above the LimitRange's 2Gi)"
+kubectl patch "$DSB" -n "$ns" "$name" --type merge -p '{"spec":{"resources":{"limits":{"memory":"4Gi"}}}}' >&2
+expect_refused "$ns" "$name" RollRefused 'would refuse the new engine pod.*2Gi.*running engine is kept'
+assert_eq "running engine pod kept (same UID)" "$running_uid" "$(pod_uid "$ns" "$name-engine")"
+out=$(retry 5 cdocker "$cns" client version --format '{{.Server.Version}}') || fail "the kept engine does not answer: $out"
+log "the kept engine still answers (server $out)"
+kubectl patch "$DSB" -n "$ns" "$name" --type json -p '[{"op":"remove","path":"/spec/resources"}]' >&2
+wait_ready "$ns" "$name"
+assert_eq "engine pod still the same after undoing the change" "$running_uid" "$(pod_uid "$ns" "$name-engine")"

@@ -2,12 +2,14 @@
 //! changed (most pod fields are immutable; the volume keeps the data), and reads its state.
 
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
 use super::apply::{apply, delete, get_child};
 use super::context::Target;
+use crate::crd::FIELD_MANAGER;
 use crate::crd::conditions::reason;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::resources::pod::hash_of;
 
 /// What the engine pod is doing.
@@ -41,8 +43,10 @@ const STUCK: [&str; 6] = [
 pub enum Step {
     /// The previous pod is still stopping; wait for it.
     WaitForStop(String),
-    /// It is out of date or ended: delete it (a new one follows); why.
+    /// It ended: delete it (a new one follows); why.
     Recreate(String),
+    /// The spec (or server certificate) changed: replace it, if the new pod would be admitted; why.
+    Roll(String),
     /// It is the pod we want: read its state.
     Observe,
 }
@@ -61,7 +65,7 @@ pub fn decide(current: &Pod, desired: &Pod) -> Step {
         ));
     }
     if hash_of(current) != hash_of(desired) {
-        return Step::Recreate(
+        return Step::Roll(
             "the sandbox spec or its server certificate changed; recreating the engine pod, the volume keeps images and containers".into(),
         );
     }
@@ -77,12 +81,36 @@ pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
     };
     match decide(&current, desired) {
         Step::WaitForStop(why) => Ok(PodState::Waiting(why)),
-        Step::Recreate(why) => {
-            delete(&api, &name).await?;
-            t.normal(reason::ENGINE_RECREATING, why.clone()).await;
-            Ok(PodState::Waiting(why))
-        }
+        Step::Roll(why) => match admitted(&api, desired).await? {
+            // The running engine is only replaced by one the API server would take.
+            Err(refused) => Ok(PodState::Broken {
+                reason: reason::ROLL_REFUSED.into(),
+                message: format!(
+                    "the spec change cannot be applied: the API server would refuse the new engine pod ({refused}); the running engine is kept until the spec is fixed"
+                ),
+            }),
+            Ok(()) => replace(t, &api, &name, why).await,
+        },
+        Step::Recreate(why) => replace(t, &api, &name, why).await,
         Step::Observe => Ok(state(&current)),
+    }
+}
+
+async fn replace(t: &Target<'_>, api: &Api<Pod>, name: &str, why: String) -> Result<PodState> {
+    delete(api, name).await?;
+    t.normal(reason::ENGINE_RECREATING, why.clone()).await;
+    Ok(PodState::Waiting(why))
+}
+
+/// Whether the API server would admit `desired` (server-side dry run: admission and validation run,
+/// nothing is stored). The running pod holds the name, so "already exists" means it passed.
+async fn admitted(api: &Api<Pod>, desired: &Pod) -> Result<Result<(), String>> {
+    let params = PostParams { dry_run: true, field_manager: Some(FIELD_MANAGER.to_string()) };
+    match api.create(&params, desired).await {
+        Ok(_) => Ok(Ok(())),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Ok(())),
+        Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => Ok(Err(s.message.clone())),
+        Err(e) => Err(Error::kube("dry-run create", "Pod", desired.name_any())(e)),
     }
 }
 
@@ -193,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_changed_spec_recreates_the_pod() {
-        let Step::Recreate(why) = decide(&pod("a", "Running"), &pod("b", "")) else { panic!("recreate") };
+        let Step::Roll(why) = decide(&pod("a", "Running"), &pod("b", "")) else { panic!("roll") };
         assert!(why.contains("spec or its server certificate changed") && why.contains("volume keeps"), "{why}");
     }
 

@@ -33,6 +33,8 @@ pub mod reason {
     pub const POD_SECURITY_REJECTED: &str = "PodSecurityRejected";
     /// The operator cannot tell which user-namespace form sysbox needs on the nodes.
     pub const SYSBOX_USER_NAMESPACE_UNKNOWN: &str = "SysboxUserNamespaceUnknown";
+    /// A spec change would give an engine pod the API server refuses; the running engine is kept.
+    pub const ROLL_REFUSED: &str = "RollRefused";
     /// The API server refused the engine pod.
     pub const POD_REJECTED: &str = "PodRejected";
     /// An isolation mode was chosen.
