@@ -21,10 +21,24 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator.
     Run(Box<Config>),
-    /// Print the DockerSandbox CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML: `sandbox` (DockerSandbox, the default) or `class`
+    /// (DockerSandboxClass).
+    Crd {
+        /// Which CRD.
+        #[arg(value_enum, default_value_t = CrdKind::Sandbox)]
+        kind: CrdKind,
+    },
     /// Print the API reference (Markdown) generated from the CRD.
     Docs,
+}
+
+/// Which CRD `crd` prints.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrdKind {
+    /// DockerSandbox.
+    Sandbox,
+    /// DockerSandboxClass.
+    Class,
 }
 
 /// How the operator checks that an engine answers.

@@ -4,30 +4,47 @@
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::crd::DockerSandbox;
+use crate::crd::{DockerSandbox, DockerSandboxClass};
 
 /// Fields whose schema is a core Kubernetes type: listed, not expanded.
-const CORE_TYPES: [(&str, &str); 4] = [
+const CORE_TYPES: [(&str, &str); 9] = [
     ("spec.resources", "core/v1 ResourceRequirements"),
     ("spec.tolerations", "list of core/v1 Toleration"),
     ("spec.affinity", "core/v1 Affinity"),
     ("spec.imagePullSecrets", "list of core/v1 LocalObjectReference"),
+    ("spec.resources.default", "core/v1 ResourceRequirements"),
+    ("spec.resources.max", "map of resource name to quantity"),
+    ("spec.placement.tolerations", "list of core/v1 Toleration"),
+    ("spec.placement.affinity", "core/v1 Affinity"),
+    ("spec.namespaceSelector", "meta/v1 LabelSelector"),
 ];
 
-/// Markdown reference of `spec` and `status`.
+/// Markdown reference of the DockerSandbox's `spec` and `status`, then the DockerSandboxClass's `spec`.
 pub fn api_reference() -> String {
-    let crd = serde_json::to_value(DockerSandbox::crd()).unwrap_or_default();
-    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
     let mut out = String::from(
-        "# DockerSandbox API reference (dockersandbox.dev/v1alpha1)\n\n\
-         Generated from the CRD by `dockersandbox-operator docs`; do not edit. \
-         `kubectl explain dockersandbox --recursive` shows the same text.\n",
+        "# API reference (dockersandbox.dev/v1alpha1)\n\n\
+         Generated from the CRDs by `dockersandbox-operator docs`; do not edit. \
+         `kubectl explain dockersandbox --recursive` and `kubectl explain dockersandboxclass --recursive` show the \
+         same text.\n",
     );
-    for part in ["spec", "status"] {
-        out.push_str(&format!("\n## {part}\n\n| field | type | default | description |\n| --- | --- | --- | --- |\n"));
-        walk(&mut out, part, &schema[part]);
-    }
+    let sandbox = serde_json::to_value(DockerSandbox::crd()).unwrap_or_default();
+    section(&mut out, "DockerSandbox", &sandbox, &["spec", "status"]);
+    let class = serde_json::to_value(DockerSandboxClass::crd()).unwrap_or_default();
+    out.push_str(
+        "\nCluster-scoped, short name `dsbclass`. The class annotated `dockersandbox.dev/is-default-class: \"true\"` \
+         serves sandboxes without `spec.className`.\n",
+    );
+    section(&mut out, "DockerSandboxClass", &class, &["spec"]);
     out
+}
+
+fn section(out: &mut String, kind: &str, crd: &Value, parts: &[&str]) {
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
+    out.push_str(&format!("\n# {kind}\n"));
+    for part in parts {
+        out.push_str(&format!("\n## {part}\n\n| field | type | default | description |\n| --- | --- | --- | --- |\n"));
+        walk(out, part, &schema[part]);
+    }
 }
 
 fn walk(out: &mut String, path: &str, schema: &Value) {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
-use dockersandbox_operator::config::{Cli, Command, Config, LogFormat};
+use dockersandbox_operator::config::{Cli, Command, Config, CrdKind, LogFormat};
 use dockersandbox_operator::controller::{self, Context, controllers};
 use dockersandbox_operator::crd::DockerSandbox;
 use dockersandbox_operator::http::{AppState, serve};
@@ -17,8 +17,14 @@ use tracing::{error, info};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match Cli::parse().command {
-        Command::Crd => {
-            print!("{}", dockersandbox_operator::crd_yaml());
+        Command::Crd { kind } => {
+            print!(
+                "{}",
+                match kind {
+                    CrdKind::Sandbox => dockersandbox_operator::crd_yaml(),
+                    CrdKind::Class => dockersandbox_operator::class_crd_yaml(),
+                }
+            );
             std::process::ExitCode::SUCCESS
         }
         Command::Docs => {

@@ -6,19 +6,28 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
 
+pub mod class;
 pub mod sysbox;
 
+pub use class::ClassFacts;
 pub use sysbox::{NodeRuntime, UserNamespace};
 
-use crate::config::Config;
+use crate::config::{Config, SysboxUserNamespace};
 use crate::crd::conditions::reason;
-use crate::crd::{DaemonSpec, DockerSandbox, Isolation, PullPolicy, ReclaimPolicy, ServiceType, StorageType};
+use crate::crd::{
+    ClassIsolation, ClassUserNamespace, DaemonSpec, DockerSandbox, Isolation, PullPolicy, ReclaimPolicy, ServiceType,
+    StorageType,
+};
 
 /// What the reconciler observed in the cluster that decides where the engine can run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Facts {
     /// The sandbox's namespace.
     pub namespace: String,
+    /// The namespace's labels.
+    pub namespace_labels: BTreeMap<String, String>,
+    /// The sandbox's DockerSandboxClass.
+    pub class: ClassFacts,
     /// Whether the sysbox RuntimeClass exists.
     pub sysbox_runtime_class: bool,
     /// The namespace's `pod-security.kubernetes.io/enforce` label, if any.
@@ -90,6 +99,8 @@ pub struct Placement {
     pub tolerations: Vec<Toleration>,
     /// Affinity rules.
     pub affinity: Option<Affinity>,
+    /// PriorityClass.
+    pub priority_class_name: Option<String>,
 }
 
 /// How the engine is exposed.
@@ -124,6 +135,8 @@ pub struct Plan {
     pub service: ServicePlan,
     /// `spec.credentials.generation`: the CA is re-issued when it was issued for another one.
     pub credentials_generation: i64,
+    /// The class and the generation of it this plan follows.
+    pub class: (String, i64),
     /// dockerd settings (`resources::daemon_json` renders them; `mtu: None` means "the pod
     /// interface's MTU, read at start").
     pub daemon: DaemonSpec,
@@ -153,41 +166,39 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
             ),
         ));
     }
+    let class = &facts.class;
+    class.admits_namespace(&facts.namespace, &facts.namespace_labels)?;
     let size = spec.storage.size.clone().unwrap_or_else(|| config.default_storage_size.clone());
     if !is_quantity(&size) {
         return Err(spec_error(reason::INVALID_SPEC, format!("storage.size {size:?} is not a quantity such as 20Gi")));
     }
-    let class = spec
-        .storage
-        .storage_class_name
-        .clone()
+    let storage_class = class
+        .storage(spec, &size)?
         .or_else(|| (!config.default_storage_class.is_empty()).then(|| config.default_storage_class.clone()));
     let storage = StoragePlan {
         ephemeral: spec.storage.kind == StorageType::Ephemeral,
         size,
-        class,
+        class: storage_class,
         retain: spec.storage.reclaim_policy == ReclaimPolicy::Retain,
     };
+    let image = class.image(spec.image.as_deref(), &config.default_image)?;
+    let resources = class.resources(spec.resources.as_ref())?;
+    let placement = class.placement(spec)?;
+    let service = class.service(spec)?;
+    let daemon = class.daemon(&spec.daemon)?;
     let mode = resolve_isolation(sticky(spec.isolation, dsb), facts, config)?;
     Ok(Plan {
         mode,
-        image: spec.image.clone().unwrap_or_else(|| config.default_image.clone()),
+        image,
         pull_policy: spec.image_pull_policy,
         image_pull_secrets: spec.image_pull_secrets.clone(),
-        resources: spec.resources.clone(),
-        placement: Placement {
-            node_selector: spec.node_selector.clone(),
-            tolerations: spec.tolerations.clone(),
-            affinity: spec.affinity.clone(),
-        },
+        resources,
+        placement,
         storage,
-        service: ServicePlan {
-            kind: spec.service.kind,
-            annotations: spec.service.annotations.clone(),
-            extra_sans: spec.service.extra_sans.clone(),
-        },
-        daemon: spec.daemon.clone(),
+        service,
+        daemon,
         credentials_generation: spec.credentials.generation,
+        class: (class.name.clone(), class.generation),
     })
 }
 
@@ -209,35 +220,74 @@ pub fn is_policy_refusal(r: &Refusal) -> bool {
     [reason::PRIVILEGED_FORBIDDEN, reason::PRIVILEGED_NOT_OPTED_IN, reason::POD_SECURITY_REJECTED].contains(&r.reason)
 }
 
-/// Picks sysbox or privileged, or explains why neither can run here.
+/// Picks sysbox or privileged among what the class allows, or explains why neither can run here.
 pub fn resolve_isolation(wanted: Isolation, facts: &Facts, config: &Config) -> Result<Mode, Refusal> {
     let rc = &config.sysbox_runtime_class;
+    let allowed = facts.class.isolation();
+    let class = &facts.class.name;
+    let setting = match facts.class.spec.sysbox_user_namespace {
+        None => config.sysbox_user_namespace,
+        Some(ClassUserNamespace::Auto) => SysboxUserNamespace::Auto,
+        Some(ClassUserNamespace::HostUsers) => SysboxUserNamespace::HostUsers,
+        Some(ClassUserNamespace::CrioAnnotation) => SysboxUserNamespace::CrioAnnotation,
+    };
     let sysbox = || {
+        if !facts.sysbox_runtime_class {
+            return Err(Refusal {
+                reason: reason::RUNTIME_CLASS_MISSING,
+                message: format!(
+                    "isolation is sysbox but RuntimeClass {rc:?} does not exist; install sysbox on the nodes \
+                     (sysbox-deploy-k8s creates the RuntimeClass){}",
+                    if allowed.contains(&ClassIsolation::Privileged) { " or choose isolation: privileged" } else { "" }
+                ),
+                spec_error: false,
+            });
+        }
         let nodes = facts.sysbox_nodes.as_deref();
-        let (user_namespace, because) = sysbox::user_namespace(config.sysbox_user_namespace, nodes, rc)?;
+        let (user_namespace, because) = sysbox::user_namespace(setting, nodes, rc)?;
         check_pod_security(Mode::Sysbox { runtime_class: rc.clone(), user_namespace, because }, facts)
     };
+    let privileged = || {
+        if !config.allow_privileged {
+            return Err(Refusal {
+                reason: reason::PRIVILEGED_FORBIDDEN,
+                message: format!(
+                    "the operator's policy forbids privileged engine pods (--allow-privileged=false) and RuntimeClass \
+                     {rc:?} does not exist; install sysbox so isolation can use it, or ask the platform team to allow \
+                     privileged sandboxes"
+                ),
+                spec_error: false,
+            });
+        }
+        check_pod_security(Mode::Privileged, facts)
+    };
+    let not_allowed = |mode: &str| Refusal {
+        reason: reason::ISOLATION_NOT_ALLOWED,
+        message: format!(
+            "isolation {mode} is not allowed by DockerSandboxClass {class}, which allows {}; use isolation: auto or \
+             another class",
+            allowed.iter().map(|m| format!("{m:?}").to_lowercase()).collect::<Vec<_>>().join(", ")
+        ),
+        spec_error: true,
+    };
     match wanted {
-        Isolation::Sysbox if facts.sysbox_runtime_class => sysbox(),
-        Isolation::Sysbox => Err(Refusal {
-            reason: reason::RUNTIME_CLASS_MISSING,
-            message: format!(
-                "isolation is sysbox but RuntimeClass {rc:?} does not exist; install sysbox on the nodes \
-                 (sysbox-deploy-k8s creates the RuntimeClass) or choose isolation: privileged"
-            ),
-            spec_error: false,
-        }),
-        Isolation::Auto if facts.sysbox_runtime_class => sysbox(),
-        Isolation::Privileged | Isolation::Auto if !config.allow_privileged => Err(Refusal {
-            reason: reason::PRIVILEGED_FORBIDDEN,
-            message: format!(
-                "the operator's policy forbids privileged engine pods (--allow-privileged=false) and RuntimeClass \
-                 {rc:?} does not exist; install sysbox so isolation can use it, or ask the platform team to allow \
-                 privileged sandboxes"
-            ),
-            spec_error: false,
-        }),
-        Isolation::Privileged | Isolation::Auto => check_pod_security(Mode::Privileged, facts),
+        Isolation::Sysbox if allowed.contains(&ClassIsolation::Sysbox) => sysbox(),
+        Isolation::Privileged if allowed.contains(&ClassIsolation::Privileged) => privileged(),
+        Isolation::Sysbox => Err(not_allowed("sysbox")),
+        Isolation::Privileged => Err(not_allowed("privileged")),
+        Isolation::Auto => {
+            // The first allowed mode the cluster offers. sysbox is skipped only when its RuntimeClass
+            // is missing: a sysbox that is there but refuses never falls back to privileged.
+            let mut last = None;
+            for mode in &allowed {
+                match mode {
+                    ClassIsolation::Sysbox if !facts.sysbox_runtime_class => last = sysbox().err(),
+                    ClassIsolation::Sysbox => return sysbox(),
+                    ClassIsolation::Privileged => return privileged(),
+                }
+            }
+            Err(last.unwrap_or_else(|| not_allowed("auto")))
+        }
     }
 }
 
@@ -317,9 +367,11 @@ mod tests {
         let containerd = vec![NodeRuntime { node: "n1".into(), runtime: "containerd://2.1.9".into() }];
         Facts {
             namespace: "team-a".into(),
+            class: crate::resources::testing::open_class(),
             sysbox_runtime_class: sysbox,
             pod_security_enforce: enforce.map(str::to_string),
             sysbox_nodes: sysbox.then_some(containerd),
+            ..Default::default()
         }
     }
 

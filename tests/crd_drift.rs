@@ -13,6 +13,17 @@ fn checked_in_crd_matches_the_code() {
 }
 
 #[test]
+fn checked_in_class_crd_matches_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/dockersandboxclasses.dockersandbox.dev.yaml");
+    let generated = dockersandbox_operator::class_crd_yaml();
+    if std::env::var_os("UPDATE_CRDS").is_some() {
+        std::fs::write(path, &generated).expect("write crd");
+    }
+    let checked_in = std::fs::read_to_string(path).expect("crds/ holds the class CRD");
+    assert!(checked_in == generated, "crds/ is out of date with src/crd: run `make generate` and commit the result");
+}
+
+#[test]
 fn chart_crd_is_the_same_file() {
     let root = env!("CARGO_MANIFEST_DIR");
     let crd = std::fs::read_to_string(format!("{root}/crds/dockersandboxes.dockersandbox.dev.yaml")).expect("crd");

@@ -56,10 +56,12 @@ fn respond(state: &mut State, method: &Method, key: &str, query: &str, body: &[u
     }
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match *method {
-        Method::GET if key == "nodes" => {
+        Method::GET if !key.contains('/') => {
+            // a list: every stored object under `key/`
+            let prefix = format!("{key}/");
             let items: Vec<Value> =
-                state.objects.iter().filter(|(k, _)| k.starts_with("nodes/")).map(|(_, v)| v.clone()).collect();
-            (200, json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items}))
+                state.objects.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, v)| v.clone()).collect();
+            (200, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}))
         }
         Method::GET => match state.objects.get(key) {
             Some(o) => (200, o.clone()),
@@ -104,6 +106,13 @@ fn respond(state: &mut State, method: &Method, key: &str, query: &str, body: &[u
     }
 }
 
+/// The default class: both isolation modes, any image.
+fn default_class() -> Value {
+    json!({"apiVersion": "dockersandbox.dev/v1alpha1", "kind": "DockerSandboxClass",
+           "metadata": {"name": "standard", "generation": 3, "annotations": {"dockersandbox.dev/is-default-class": "true"}},
+           "spec": {"isolation": ["sysbox", "privileged"], "image": {"allowed": ["*"]}}})
+}
+
 /// An in-memory API server for one reconcile at a time.
 struct Fake {
     state: Arc<Mutex<State>>,
@@ -116,6 +125,7 @@ impl Fake {
             "namespaces/team-a".into(),
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a", "labels": namespace_labels}}),
         );
+        state.objects.insert("dockersandboxclasses/standard".into(), default_class());
         Self { state: Arc::new(Mutex::new(state)) }
     }
 
@@ -191,7 +201,7 @@ fn opted_in() -> Value {
     json!({"pod-security.kubernetes.io/enforce": "privileged"})
 }
 
-const FACTS: [&str; 2] = ["GET namespaces/team-a", "GET runtimeclasses/sysbox-runc"];
+const FACTS: [&str; 3] = ["GET namespaces/team-a", "GET dockersandboxclasses", "GET runtimeclasses/sysbox-runc"];
 
 #[tokio::test]
 async fn first_reconcile_creates_every_child_in_pipeline_order() {
@@ -397,7 +407,7 @@ async fn sysbox_on_containerd_nodes_gets_host_users_and_says_why() {
     api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
     let calls = api.take_calls();
     assert_eq!(
-        calls[2], "GET nodes?&labelSelector=sysbox-runtime%3Drunning",
+        calls[3], "GET nodes?&labelSelector=sysbox-runtime%3Drunning",
         "only the RuntimeClass's nodes: {calls:?}"
     );
     let pod = api.object("pods/web-engine");

@@ -74,8 +74,8 @@ sandbox_apply "$pns" box "  isolation: privileged"
 expect_refused "$pns" box PodSecurityRejected 'baseline|pod-security|PodSecurity'
 
 # --- part 3: privileged only by explicit opt-in
-if kubectl get runtimeclass "$RC" >/dev/null 2>&1; then
-  log "RuntimeClass $RC exists: isolation auto would pick sysbox; skipping the opt-in part"
+if kubectl get runtimeclass "$E2E_SYSBOX_RUNTIME_CLASS" >/dev/null 2>&1; then
+  log "RuntimeClass $E2E_SYSBOX_RUNTIME_CLASS exists: isolation auto would pick sysbox; skipping the opt-in part"
   exit 0
 fi
 ns_new ons optin

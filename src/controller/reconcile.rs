@@ -53,9 +53,15 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
         publish_status(&t, &Outcome::Terminating).await?;
         return Ok(Action::await_change());
     }
-    let Some(facts) = facts::gather(&t).await? else {
+    let facts = match facts::gather(&t).await? {
+        facts::Gathered::Facts(facts) => facts,
         // The namespace is being deleted: creating children would only be refused.
-        return Ok(Action::await_change());
+        facts::Gathered::NamespaceGone => return Ok(Action::await_change()),
+        facts::Gathered::NoClass(refusal) => {
+            // Nothing is changed or stopped: the class may come back (it is watched).
+            publish_status(&t, &Outcome::Refused(refusal)).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
     };
     let plan = match plan::resolve(dsb, &facts, &ctx.config) {
         Ok(plan) => plan,
@@ -89,7 +95,7 @@ async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<Observed> {
     let tls = certs::ensure(t, &plan, &svc).await?;
     let storage = storage::ensure(t, &plan).await?;
     let engine = engine::ensure(t, &plan, &tls, &svc).await?;
-    Ok(Observed { mode: plan.mode, certificates: tls.status, storage, engine })
+    Ok(Observed { mode: plan.mode, class: plan.class, certificates: tls.status, storage, engine })
 }
 
 /// When to look again at a sandbox that reconciled fine: soon while it starts, rarely once Ready.

@@ -39,6 +39,8 @@ pub enum Engine {
 pub struct Observed {
     /// The isolation mode in use.
     pub mode: Mode,
+    /// The class and the generation of it that was applied.
+    pub class: (String, i64),
     /// Certificate expiry.
     pub certificates: CertificateStatus,
     /// The volume.
@@ -83,6 +85,8 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 // the resolved isolation stays on record (it is sticky), and so does its form
                 isolation: old.isolation,
                 sysbox_user_namespace: old.sysbox_user_namespace,
+                class_name: old.class_name,
+                class_generation: old.class_generation,
                 endpoint: Some(names.endpoint()),
                 client_secret_name: None,
                 docker_version: old.docker_version,
@@ -104,6 +108,8 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                     Mode::Sysbox { user_namespace, .. } => Some(user_namespace.as_str().to_string()),
                     Mode::Privileged => None,
                 },
+                class_name: Some(seen.class.0.clone()),
+                class_generation: Some(seen.class.1),
                 endpoint: Some(names.endpoint()),
                 client_secret_name: Some(names.client_secret.clone()),
                 docker_version: answering.or(old.docker_version),
@@ -176,7 +182,13 @@ mod tests {
     }
 
     fn seen(engine: Engine, storage: Storage) -> Outcome {
-        Outcome::Placed(Observed { mode: Mode::Privileged, certificates: certs(), storage, engine })
+        Outcome::Placed(Observed {
+            mode: Mode::Privileged,
+            class: ("default".into(), 1),
+            certificates: certs(),
+            storage,
+            engine,
+        })
     }
 
     fn cond<'a>(s: &'a DockerSandboxStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {

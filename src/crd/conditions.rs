@@ -19,6 +19,24 @@ pub const ENGINE_READY: &str = "EngineReady";
 pub mod reason {
     /// The sandbox is being deleted.
     pub const TERMINATING: &str = "Terminating";
+    /// The sandbox's DockerSandboxClass does not exist (or none is marked default).
+    pub const CLASS_NOT_FOUND: &str = "ClassNotFound";
+    /// The class does not serve the sandbox's namespace.
+    pub const CLASS_NOT_ALLOWED: &str = "ClassNotAllowed";
+    /// The class does not allow the isolation the sandbox asks for.
+    pub const ISOLATION_NOT_ALLOWED: &str = "IsolationNotAllowed";
+    /// The class does not allow the sandbox's image.
+    pub const IMAGE_NOT_ALLOWED: &str = "ImageNotAllowed";
+    /// The sandbox asks for more resources than the class allows.
+    pub const RESOURCES_NOT_ALLOWED: &str = "ResourcesNotAllowed";
+    /// The sandbox sets placement the class does not let tenants set.
+    pub const PLACEMENT_NOT_ALLOWED: &str = "PlacementNotAllowed";
+    /// The class does not allow the sandbox's Service type or annotations.
+    pub const SERVICE_NOT_ALLOWED: &str = "ServiceNotAllowed";
+    /// The class does not allow the sandbox's storage type, size or StorageClass.
+    pub const STORAGE_NOT_ALLOWED: &str = "StorageNotAllowed";
+    /// The class does not let sandboxes add registries.
+    pub const REGISTRY_NOT_ALLOWED: &str = "RegistryNotAllowed";
     /// The sandbox's name cannot name its children (admission refuses such names; older objects may have them).
     pub const INVALID_NAME: &str = "InvalidName";
     /// The spec has a value admission should have refused.

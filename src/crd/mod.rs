@@ -1,8 +1,10 @@
 //! API types of dockersandbox.dev, with no I/O.
 
+mod class;
 pub mod conditions;
 mod v1alpha1;
 
+pub use class::*;
 pub use v1alpha1::*;
 
 /// The one server-side-apply field manager of the operator.

@@ -43,7 +43,15 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 56").message("metadata.name must be at most 56 characters of lowercase letters, digits and '-', start with a letter and end with a letter or digit: the sandbox's Service is named after it, and its pod after it plus '-engine'")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.className) == has(oldSelf.className) && (!has(self.className) || self.className == oldSelf.className)").message("className cannot be changed after creation: create a new sandbox with the other class"))]
 pub struct DockerSandboxSpec {
+    /// The DockerSandboxClass this sandbox belongs to (`kubectl get dsbclass`); it decides which
+    /// isolation, images, resources, placement, Service, storage and daemon settings are allowed.
+    /// Empty: the class annotated `dockersandbox.dev/is-default-class: "true"`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub class_name: Option<String>,
+
     /// How the engine is isolated from the node. `auto` (default) uses sysbox when its RuntimeClass
     /// exists, else a privileged pod when the operator's policy and the namespace allow it; the
     /// choice is then kept (`status.isolation`). `sysbox` runs the pod under
@@ -328,6 +336,12 @@ pub struct DockerSandboxStatus {
     /// nodes) or `crioAnnotation` (CRI-O nodes). The IsolationResolved condition says why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sysbox_user_namespace: Option<String>,
+    /// The DockerSandboxClass in use; kept once resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// The generation of that class the engine was last planned with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_generation: Option<i64>,
     /// The DOCKER_HOST for clients in the cluster: `tcp://<name>.<namespace>.svc:2376`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,

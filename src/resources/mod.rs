@@ -144,9 +144,28 @@ pub(crate) mod testing {
         dsb
     }
 
-    /// Facts of a cluster without sysbox whose namespace opted in to privileged engines.
+    /// A class that allows everything a sandbox can ask for (both isolation modes, any image,
+    /// tenant placement, every Service type and annotations).
+    pub fn open_class() -> crate::plan::ClassFacts {
+        use crate::crd::{ClassIsolation, ServiceType};
+        let mut spec = crate::crd::DockerSandboxClassSpec {
+            isolation: vec![ClassIsolation::Sysbox, ClassIsolation::Privileged],
+            ..Default::default()
+        };
+        spec.image.allowed = vec!["*".into()];
+        spec.placement.allow_tenant_placement = true;
+        spec.service.allowed_types = vec![ServiceType::ClusterIP, ServiceType::NodePort, ServiceType::LoadBalancer];
+        spec.service.allow_annotations = true;
+        crate::plan::ClassFacts { name: "open".into(), generation: 1, spec }
+    }
+
+    /// Facts of a cluster without sysbox whose namespace opted in to privileged engines, with `open_class`.
     pub fn privileged_ok() -> crate::plan::Facts {
-        crate::plan::Facts { pod_security_enforce: Some("privileged".into()), ..Default::default() }
+        crate::plan::Facts {
+            pod_security_enforce: Some("privileged".into()),
+            class: open_class(),
+            ..Default::default()
+        }
     }
 
     /// The plan for `dsb` with the operator's defaults, on a cluster without sysbox.

@@ -167,6 +167,7 @@ pub fn build(dsb: &DockerSandbox, plan: &Plan, server_cert: &str) -> Pod {
         node_selector: (!plan.placement.node_selector.is_empty()).then(|| plan.placement.node_selector.clone()),
         tolerations: (!plan.placement.tolerations.is_empty()).then(|| plan.placement.tolerations.clone()),
         affinity: plan.placement.affinity.clone(),
+        priority_class_name: plan.placement.priority_class_name.clone(),
         ..PodSpec::default()
     };
     let mut metadata = meta(dsb, &names.pod, "engine", true);

@@ -1,0 +1,229 @@
+//! `DockerSandboxClass` v1alpha1: the platform team's contract for the sandboxes that use it, in
+//! the style of StorageClass and IngressClass. Cluster-scoped: tenants read it, admins write it.
+
+#![allow(clippy::duplicated_attributes)] // false positive on the repeated `printcolumn(type_ = ..)` of the derive
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ServiceType, StorageType};
+
+/// Annotation that makes a class the one sandboxes without `spec.className` use.
+pub const DEFAULT_CLASS_ANNOTATION: &str = "dockersandbox.dev/is-default-class";
+
+/// What sandboxes of this class may be: isolation, images, resources, placement, Service, storage,
+/// daemon settings and which namespaces may use it. Sandboxes name it in `spec.className`; the
+/// class annotated `dockersandbox.dev/is-default-class: "true"` serves those that name none.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "dockersandbox.dev",
+    version = "v1alpha1",
+    kind = "DockerSandboxClass",
+    plural = "dockersandboxclasses",
+    shortname = "dsbclass",
+    doc = "DockerSandboxClass is the platform team's contract for the DockerSandboxes that use it.",
+    printcolumn(
+        name = "Isolation",
+        type_ = "string",
+        json_path = ".spec.isolation",
+        description = "Allowed isolation modes, in preference order"
+    ),
+    printcolumn(
+        name = "Default",
+        type_ = "string",
+        json_path = ".metadata.annotations.dockersandbox\\.dev/is-default-class",
+        description = "Whether sandboxes without a className use this class"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerSandboxClassSpec {
+    /// Isolation modes sandboxes of this class may use, in the order `isolation: auto` tries them.
+    /// `privileged` still needs the operator's `--allow-privileged` and a namespace labelled
+    /// `pod-security.kubernetes.io/enforce=privileged`. Default: `[sysbox]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub isolation: Vec<ClassIsolation>,
+
+    /// How sysbox engine pods get their user namespace on this class's nodes: `hostUsers`
+    /// (containerd), `crioAnnotation` (CRI-O) or `auto`. Unset: the operator's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sysbox_user_namespace: Option<ClassUserNamespace>,
+
+    /// Engine images.
+    #[serde(default)]
+    pub image: ClassImage,
+
+    /// Engine resources.
+    #[serde(default)]
+    pub resources: ClassResources,
+
+    /// Where engine pods run.
+    #[serde(default)]
+    pub placement: ClassPlacement,
+
+    /// How engines are exposed.
+    #[serde(default)]
+    pub service: ClassService,
+
+    /// Volumes for /var/lib/docker.
+    #[serde(default)]
+    pub storage: ClassStorage,
+
+    /// dockerd settings every engine of the class gets.
+    #[serde(default)]
+    pub daemon: ClassDaemon,
+
+    /// Namespaces whose sandboxes may use this class. Unset: every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+/// An isolation mode a class allows.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassIsolation {
+    /// The sysbox RuntimeClass, a user namespace, no privileged flag.
+    Sysbox,
+    /// A privileged pod.
+    Privileged,
+}
+
+/// How sysbox pods of a class get their user namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassUserNamespace {
+    /// From the container runtime the nodes report.
+    #[serde(rename = "auto")]
+    Auto,
+    /// `hostUsers: false` (containerd).
+    #[serde(rename = "hostUsers")]
+    HostUsers,
+    /// The CRI-O annotation.
+    #[serde(rename = "crioAnnotation")]
+    CrioAnnotation,
+}
+
+/// Engine images of a class.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassImage {
+    /// Image for sandboxes that name none. Unset: the operator's `--default-image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub default: Option<String>,
+
+    /// Images tenants may name in `spec.image`, as patterns where `*` matches any run of characters
+    /// (`docker:*-dind`, `registry.corp/dind@sha256:*`). Empty: only the default image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 512)))]
+    pub allowed: Vec<String>,
+}
+
+/// Engine resources of a class.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassResources {
+    /// Resources of engines whose sandbox sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<ResourceRequirements>,
+
+    /// Largest limit (and request) a sandbox may set, per resource (`memory`, `cpu`). An engine
+    /// without a memory limit gets `max.memory` as its limit.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub max: BTreeMap<String, Quantity>,
+}
+
+/// Placement of a class's engine pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassPlacement {
+    /// Node labels every engine pod must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations every engine pod gets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Affinity of every engine pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// PriorityClass of the engine pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub priority_class_name: Option<String>,
+
+    /// Whether tenants may add `spec.nodeSelector`, `spec.tolerations` and `spec.affinity` (the
+    /// class's own still apply). Default false: a sandbox setting them is refused.
+    #[serde(default)]
+    pub allow_tenant_placement: bool,
+}
+
+/// Service settings of a class.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassService {
+    /// Service types sandboxes may use. Empty: `ClusterIP` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 3))]
+    pub allowed_types: Vec<ServiceType>,
+
+    /// Whether sandboxes may set `spec.service.annotations`. Default false.
+    #[serde(default)]
+    pub allow_annotations: bool,
+}
+
+/// Storage settings of a class.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassStorage {
+    /// StorageClass of the volumes. When set, a sandbox may only name this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+
+    /// Largest `spec.storage.size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<Quantity>,
+
+    /// Storage types sandboxes may use. Empty: both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub allowed_types: Vec<StorageType>,
+}
+
+/// dockerd settings of a class.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassDaemon {
+    /// Registry mirrors every engine uses (first), such as a cluster-local mirror.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 2048)))]
+    pub registry_mirrors: Vec<String>,
+
+    /// Registries every engine may reach without TLS verification.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 253)))]
+    pub insecure_registries: Vec<String>,
+
+    /// Whether sandboxes may add registry mirrors and insecure registries of their own. Default true.
+    #[serde(default = "yes")]
+    pub allow_tenant_registries: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ClassDaemon {
+    fn default() -> Self {
+        Self { registry_mirrors: Vec::new(), insecure_registries: Vec::new(), allow_tenant_registries: true }
+    }
+}
