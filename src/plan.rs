@@ -423,6 +423,38 @@ mod tests {
     }
 
     #[test]
+    fn the_class_decides_which_isolation_modes_exist() {
+        let mut sysbox_only = facts(false, Some("privileged"));
+        sysbox_only.class.spec.isolation = vec![ClassIsolation::Sysbox];
+        let r = resolve_isolation(Isolation::Privileged, &sysbox_only, &config(true)).expect_err("refused");
+        assert_eq!(r.reason, "IsolationNotAllowed");
+        assert!(r.spec_error);
+        assert!(r.message.contains("DockerSandboxClass open, which allows sysbox"), "{}", r.message);
+        // auto never falls back to a mode the class does not list, even where the namespace would allow it
+        let r = resolve_isolation(Isolation::Auto, &sysbox_only, &config(true)).expect_err("refused");
+        assert_eq!(r.reason, "RuntimeClassMissing");
+        assert!(!r.message.contains("choose isolation: privileged"), "{}", r.message);
+        // the class's order decides auto: privileged first wins even with sysbox installed
+        let mut privileged_first = facts(true, Some("privileged"));
+        privileged_first.class.spec.isolation = vec![ClassIsolation::Privileged, ClassIsolation::Sysbox];
+        assert_eq!(resolve_isolation(Isolation::Auto, &privileged_first, &config(true)), Ok(Mode::Privileged));
+    }
+
+    #[test]
+    fn the_class_can_set_the_sysbox_user_namespace_form() {
+        let mut f = facts(true, None);
+        f.class.spec.sysbox_user_namespace = Some(ClassUserNamespace::CrioAnnotation);
+        let m = resolve_isolation(Isolation::Sysbox, &f, &config(true)).expect("sysbox");
+        assert!(matches!(m, Mode::Sysbox { user_namespace: UserNamespace::CrioAnnotation, .. }), "{m:?}");
+    }
+
+    #[test]
+    fn the_plan_records_the_class_and_its_generation() {
+        let p = resolve(&minimal(), &crate::resources::testing::privileged_ok(), &Config::for_tests()).expect("plan");
+        assert_eq!(p.class, ("open".to_string(), 1));
+    }
+
+    #[test]
     fn privileged_needs_the_namespace_to_opt_in_explicitly() {
         let unlabelled = Facts { namespace: "team-a".into(), ..facts(false, None) };
         for wanted in [Isolation::Auto, Isolation::Privileged] {

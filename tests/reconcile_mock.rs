@@ -638,3 +638,68 @@ async fn a_spec_change_the_api_server_would_refuse_keeps_the_running_engine() {
     );
     assert_eq!(api.take_events(), events(&[("RollRefused", "Warning")]));
 }
+
+#[tokio::test]
+async fn no_default_class_creates_nothing_and_says_how_to_fix_it() {
+    let api = Fake::new(opted_in());
+    api.with(|s| {
+        s.objects.remove("dockersandboxclasses/standard");
+    });
+    let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    assert_eq!(
+        api.take_calls(),
+        calls(&[
+            "GET namespaces/team-a",
+            "GET dockersandboxclasses",
+            "PATCH dockersandboxes/web/status",
+            "POST events"
+        ])
+    );
+    let ready = &api.object("dockersandboxes/web")["status"]["conditions"][0];
+    assert_eq!(ready["reason"], "ClassNotFound");
+    assert!(ready["message"].as_str().is_some_and(|m| m.contains("no DockerSandboxClass is marked default")));
+}
+
+#[tokio::test]
+async fn the_class_in_use_is_recorded_and_its_loss_stops_nothing() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    let status = api.object("dockersandboxes/web")["status"].clone();
+    assert_eq!((status["className"].as_str(), status["classGeneration"].as_i64()), (Some("standard"), Some(3)));
+    let pod = api.object("pods/web-engine");
+    api.with(|s| {
+        s.objects.remove("dockersandboxclasses/standard");
+    });
+    api.take_calls();
+    api.take_events();
+    api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("class gone");
+    assert_eq!(
+        api.take_calls(),
+        calls(&[
+            "GET namespaces/team-a",
+            "GET dockersandboxclasses/standard",
+            "PATCH dockersandboxes/web/status",
+            "POST events"
+        ]),
+        "the recorded class is looked up by name; nothing else is touched"
+    );
+    assert_eq!(api.object("pods/web-engine"), pod, "the engine keeps running");
+    assert_eq!(api.take_events(), events(&[("ClassNotFound", "Warning")]));
+    assert_eq!(api.object("dockersandboxes/web")["status"]["className"], "standard");
+}
+
+#[tokio::test]
+async fn an_image_the_class_does_not_allow_is_refused_before_anything_is_made() {
+    let api = Fake::new(opted_in());
+    api.with(|s| {
+        s.objects.get_mut("dockersandboxclasses/standard").expect("class")["spec"]["image"] =
+            json!({"allowed": ["docker:*-dind"]});
+    });
+    api.reconcile(&sandbox("{image: 'evil/miner:1'}"), config(true)).await.expect("reconcile");
+    let status = &api.object("dockersandboxes/web")["status"];
+    assert_eq!(status["phase"], "Failed", "a spec the class refuses waits for a spec change");
+    assert_eq!(status["conditions"][0]["reason"], "ImageNotAllowed");
+    assert!(!api.take_calls().iter().any(|c| c.contains("services/") || c.contains("secrets/")));
+}

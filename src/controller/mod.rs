@@ -21,13 +21,13 @@ use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, controller, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 pub use context::Context;
 
-use crate::crd::{DockerSandbox, Phase};
+use crate::crd::{DockerSandbox, DockerSandboxClass, Phase};
 use crate::resources::MANAGED_SELECTOR;
 
 /// The watched scopes: one per namespace, or `None` for all namespaces.
@@ -60,9 +60,14 @@ pub fn controllers(
         let c = &ctx.client;
         let controller = Controller::new(api::<DockerSandbox>(c, scope), watcher::Config::default().any_semantic());
         let cache = controller.store();
+        let users = controller.store();
         let controller = controller
             // A RuntimeClass appearing (or going) changes where waiting sandboxes can run.
             .watches(Api::<RuntimeClass>::all(c.clone()), watcher::Config::default(), move |_| waiting(&cache))
+            // A class change (or a class appearing, going, becoming default) re-plans its sandboxes.
+            .watches(Api::<DockerSandboxClass>::all(c.clone()), watcher::Config::default(), move |class| {
+                using(&users, &class.name_any())
+            })
             .owns(api::<Pod>(c, scope), children.clone())
             .owns(api::<Service>(c, scope), children.clone())
             .owns(api::<Secret>(c, scope), children.clone())
@@ -87,6 +92,19 @@ pub fn controllers(
     (stores, async move {
         futures::future::join_all(runs).await;
     })
+}
+
+/// Sandboxes that use class `name`, or have none yet (a class may just have become the default).
+fn using(cache: &Store<DockerSandbox>, name: &str) -> Vec<ObjectRef<DockerSandbox>> {
+    cache
+        .state()
+        .iter()
+        .filter(|d| {
+            let class = d.spec.class_name.as_deref().or(d.status.as_ref().and_then(|s| s.class_name.as_deref()));
+            class.is_none_or(|c| c == name)
+        })
+        .map(|d| ObjectRef::from_obj(d.as_ref()))
+        .collect()
 }
 
 /// Sandboxes that are not Ready: the ones a cluster change may unblock.

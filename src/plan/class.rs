@@ -273,3 +273,220 @@ pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) 
     });
     by_labels && by_expressions
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Toleration;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    use super::*;
+    use crate::crd::{DockerSandboxClassSpec, ServiceSpec};
+    use crate::resources::testing::minimal;
+
+    fn class(spec: DockerSandboxClassSpec) -> ClassFacts {
+        ClassFacts { name: "strict".into(), generation: 2, spec }
+    }
+
+    fn strict() -> ClassFacts {
+        class(DockerSandboxClassSpec::default())
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn limits(pairs: &[(&str, &str)]) -> ResourceRequirements {
+        ResourceRequirements {
+            limits: Some(pairs.iter().map(|(k, v)| (k.to_string(), Quantity(v.to_string()))).collect()),
+            ..ResourceRequirements::default()
+        }
+    }
+
+    #[test]
+    fn patterns_match_runs_of_characters() {
+        for (p, s) in [
+            ("docker:*-dind", "docker:28.5.2-dind"),
+            ("registry.corp/dind@sha256:*", "registry.corp/dind@sha256:abc"),
+            ("*", "anything"),
+            ("a*b*c", "aXXbYYc"),
+            ("exact:1", "exact:1"),
+        ] {
+            assert!(pattern_matches(p, s), "{p} ~ {s}");
+        }
+        for (p, s) in [
+            ("docker:*-dind", "docker:28.5.2-dind-rootless"),
+            ("docker:*-dind", "evil/docker:1-dind"),
+            ("a*b*c", "acb"),
+            ("ab*ba", "aba"),
+            ("exact:1", "exact:12"),
+        ] {
+            assert!(!pattern_matches(p, s), "{p} !~ {s}");
+        }
+    }
+
+    #[test]
+    fn quantities_compare_by_value() {
+        assert_eq!(quantity("4Gi"), Some(4.0 * 1_073_741_824.0));
+        assert_eq!(quantity("500m"), Some(0.5));
+        assert_eq!(quantity("2"), Some(2.0));
+        assert_eq!(quantity("1e3"), Some(1000.0));
+        assert!(quantity("4Gi") > quantity("4G"));
+        assert_eq!(quantity("lots"), None);
+    }
+
+    #[test]
+    fn selectors_match_labels_and_expressions() {
+        let sel = LabelSelector {
+            match_labels: Some(labels(&[("tier", "gold")])),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "team".into(),
+                operator: "In".into(),
+                values: Some(vec!["a".into(), "b".into()]),
+            }]),
+        };
+        assert!(selector_matches(&sel, &labels(&[("tier", "gold"), ("team", "a")])));
+        assert!(!selector_matches(&sel, &labels(&[("tier", "gold"), ("team", "c")])));
+        assert!(!selector_matches(&sel, &labels(&[("team", "a")])));
+        let absent = LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "quarantine".into(),
+                operator: "DoesNotExist".into(),
+                values: None,
+            }]),
+            ..LabelSelector::default()
+        };
+        assert!(selector_matches(&absent, &labels(&[])));
+        assert!(!selector_matches(&absent, &labels(&[("quarantine", "yes")])));
+    }
+
+    #[test]
+    fn namespaces_outside_the_selector_are_refused() {
+        let mut spec = DockerSandboxClassSpec::default();
+        spec.namespace_selector =
+            Some(LabelSelector { match_labels: Some(labels(&[("team", "other")])), ..Default::default() });
+        let c = class(spec);
+        assert!(c.admits_namespace("team-a", &labels(&[("team", "other")])).is_ok());
+        let r = c.admits_namespace("team-a", &labels(&[])).expect_err("refused");
+        assert_eq!(r.reason, "ClassNotAllowed");
+        assert!(r.message.starts_with("DockerSandboxClass strict does not serve namespace team-a"), "{}", r.message);
+        assert!(strict().admits_namespace("any", &labels(&[])).is_ok(), "no selector: every namespace");
+    }
+
+    #[test]
+    fn a_strict_class_allows_only_sysbox_and_its_default_image() {
+        assert_eq!(strict().isolation(), vec![ClassIsolation::Sysbox]);
+        assert_eq!(strict().image(None, "docker:28.5.2-dind"), Ok("docker:28.5.2-dind".into()));
+        assert_eq!(strict().image(Some("docker:28.5.2-dind"), "docker:28.5.2-dind"), Ok("docker:28.5.2-dind".into()));
+        let r = strict().image(Some("busybox:1.36"), "docker:28.5.2-dind").expect_err("refused");
+        assert_eq!(r.reason, "ImageNotAllowed");
+        assert_eq!(
+            r.message,
+            "spec.image busybox:1.36 is not allowed by DockerSandboxClass strict: it allows only its default image docker:28.5.2-dind"
+        );
+    }
+
+    #[test]
+    fn allowed_image_patterns_are_named_in_the_refusal() {
+        let mut spec = DockerSandboxClassSpec::default();
+        spec.image.default = Some("docker:28-dind".into());
+        spec.image.allowed = vec!["docker:*-dind".into()];
+        let c = class(spec);
+        assert_eq!(c.image(None, "ignored"), Ok("docker:28-dind".into()), "the class default wins over the operator's");
+        assert_eq!(c.image(Some("docker:27.1-dind"), "ignored"), Ok("docker:27.1-dind".into()));
+        let r = c.image(Some("evil/dind:1"), "ignored").expect_err("refused");
+        assert!(r.message.ends_with("it allows docker:28-dind or images matching docker:*-dind"), "{}", r.message);
+    }
+
+    #[test]
+    fn resources_default_and_cap_and_every_engine_gets_a_memory_limit() {
+        let mut spec = DockerSandboxClassSpec::default();
+        spec.resources.default = Some(limits(&[("cpu", "1")]));
+        spec.resources.max =
+            [("memory".to_string(), Quantity("8Gi".into())), ("cpu".to_string(), Quantity("4".into()))].into();
+        let c = class(spec);
+        let r = c.resources(None).expect("default").expect("some");
+        let l = r.limits.expect("limits");
+        assert_eq!((l["cpu"].0.as_str(), l["memory"].0.as_str()), ("1", "8Gi"), "memory limit from max");
+        let own = c.resources(Some(&limits(&[("memory", "2Gi")]))).expect("ok").expect("some");
+        assert_eq!(own.limits.expect("limits")["memory"].0, "2Gi", "the tenant's own limit is kept");
+        let r = c.resources(Some(&limits(&[("memory", "32Gi")]))).expect_err("too much");
+        assert_eq!(r.reason, "ResourcesNotAllowed");
+        assert_eq!(
+            r.message,
+            "spec.resources.limits.memory 32Gi is above the 8Gi that DockerSandboxClass strict allows"
+        );
+        assert_eq!(strict().resources(None), Ok(None), "no default, no max: nothing set");
+    }
+
+    #[test]
+    fn tenant_placement_only_where_the_class_allows_it() {
+        let mut dsb = minimal();
+        dsb.spec.tolerations = vec![Toleration {
+            key: Some("node-role.kubernetes.io/control-plane".into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoSchedule".into()),
+            ..Toleration::default()
+        }];
+        let r = strict().placement(&dsb.spec).expect_err("refused");
+        assert_eq!(r.reason, "PlacementNotAllowed");
+        assert!(r.message.starts_with("spec.tolerations is set, but DockerSandboxClass strict places engines itself"));
+        let mut spec = DockerSandboxClassSpec::default();
+        spec.placement.allow_tenant_placement = true;
+        spec.placement.node_selector = labels(&[("pool", "dind")]);
+        spec.placement.priority_class_name = Some("sandboxes".into());
+        dsb.spec.node_selector = labels(&[("pool", "other"), ("zone", "a")]);
+        let p = class(spec).placement(&dsb.spec).expect("allowed");
+        assert_eq!(p.node_selector, labels(&[("pool", "dind"), ("zone", "a")]), "the class's labels win");
+        assert_eq!(p.tolerations.len(), 1);
+        assert_eq!(p.priority_class_name.as_deref(), Some("sandboxes"));
+    }
+
+    #[test]
+    fn service_types_and_annotations_follow_the_class() {
+        let mut dsb = minimal();
+        assert!(strict().service(&dsb.spec).is_ok(), "ClusterIP is always allowed by default");
+        dsb.spec.service = ServiceSpec { kind: ServiceType::LoadBalancer, ..ServiceSpec::default() };
+        let r = strict().service(&dsb.spec).expect_err("refused");
+        assert_eq!(r.reason, "ServiceNotAllowed");
+        assert!(r.message.contains("LoadBalancer") && r.message.contains("[ClusterIP]"), "{}", r.message);
+        dsb.spec.service = ServiceSpec { annotations: labels(&[("a", "b")]), ..ServiceSpec::default() };
+        let r = strict().service(&dsb.spec).expect_err("refused");
+        assert!(r.message.contains("does not allow Service annotations"), "{}", r.message);
+    }
+
+    #[test]
+    fn storage_type_size_and_class_follow_the_class() {
+        let mut spec = DockerSandboxClassSpec::default();
+        spec.storage.storage_class_name = Some("fast".into());
+        spec.storage.max_size = Some(Quantity("100Gi".into()));
+        spec.storage.allowed_types = vec![StorageType::Persistent];
+        let c = class(spec);
+        let mut dsb = minimal();
+        assert_eq!(c.storage(&dsb.spec, "20Gi"), Ok(Some("fast".into())), "the class's StorageClass");
+        let r = c.storage(&dsb.spec, "200Gi").expect_err("too big");
+        assert_eq!(r.message, "spec.storage.size 200Gi is above the 100Gi that DockerSandboxClass strict allows");
+        dsb.spec.storage.storage_class_name = Some("slow".into());
+        let r = c.storage(&dsb.spec, "20Gi").expect_err("other class");
+        assert_eq!(r.reason, "StorageNotAllowed");
+        dsb.spec.storage.storage_class_name = None;
+        dsb.spec.storage.kind = StorageType::Ephemeral;
+        assert!(c.storage(&dsb.spec, "20Gi").expect_err("type").message.contains("Ephemeral"));
+    }
+
+    #[test]
+    fn class_registries_come_first_and_tenant_ones_only_where_allowed() {
+        let mut spec = DockerSandboxClassSpec::default();
+        spec.daemon.registry_mirrors = vec!["https://mirror.corp".into()];
+        let tenant = DaemonSpec {
+            registry_mirrors: vec!["https://mine.example".into(), "https://mirror.corp".into()],
+            ..DaemonSpec::default()
+        };
+        let d = class(spec.clone()).daemon(&tenant).expect("allowed by default");
+        assert_eq!(d.registry_mirrors, ["https://mirror.corp", "https://mine.example"]);
+        spec.daemon.allow_tenant_registries = false;
+        let r = class(spec.clone()).daemon(&tenant).expect_err("refused");
+        assert_eq!(r.reason, "RegistryNotAllowed");
+        assert_eq!(class(spec).daemon(&DaemonSpec::default()).expect("ok").registry_mirrors, ["https://mirror.corp"]);
+    }
+}
