@@ -362,9 +362,13 @@ mod tests {
 
     #[test]
     fn namespaces_outside_the_selector_are_refused() {
-        let mut spec = DockerSandboxClassSpec::default();
-        spec.namespace_selector =
-            Some(LabelSelector { match_labels: Some(labels(&[("team", "other")])), ..Default::default() });
+        let spec = DockerSandboxClassSpec {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(labels(&[("team", "other")])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         let c = class(spec);
         assert!(c.admits_namespace("team-a", &labels(&[("team", "other")])).is_ok());
         let r = c.admits_namespace("team-a", &labels(&[])).expect_err("refused");
