@@ -61,10 +61,18 @@ if ! kubectl wait "crd/$DSB" --for=condition=Established --timeout=60s >/dev/nul
 fi
 
 # --- run
+# Tests run E2E_JOBS at a time (default 3; they mostly wait on the cluster), except those marked
+# `# e2e: serial` (they reconfigure the operator or add cluster-wide objects such as the sysbox
+# RuntimeClass that other tests' sandboxes would see): those run afterwards, one at a time.
+E2E_JOBS=${E2E_JOBS:-3}
+[[ "$E2E_VERBOSE" == 1 ]] && E2E_JOBS=1
 passed=0 failed=0 skipped=0
 failed_names=()
-for t in "${selected[@]}"; do
-  rm -rf "${E2E_ARTIFACTS:?}/$t" "$E2E_ARTIFACTS/$t.log"
+
+# run_one TEST: runs it; leaves "RC SECONDS" in $E2E_ARTIFACTS/TEST.result
+run_one() {
+  local t=$1 start rc
+  rm -rf "${E2E_ARTIFACTS:?}/$t" "$E2E_ARTIFACTS/$t.log" "$E2E_ARTIFACTS/$t.result"
   start=$(date +%s)
   set +o errexit
   if [[ "$E2E_VERBOSE" == 1 ]]; then
@@ -75,7 +83,13 @@ for t in "${selected[@]}"; do
     rc=$?
   fi
   set -o errexit
-  secs=$(($(date +%s) - start))
+  echo "$rc $(($(date +%s) - start))" >"$E2E_ARTIFACTS/$t.result"
+}
+
+# report TEST: one line for it, and the tally
+report() {
+  local t=$1 rc secs reason
+  read -r rc secs <"$E2E_ARTIFACTS/$t.result"
   case $rc in
     0) passed=$((passed + 1)); printf 'PASS  %-28s %4ds\n' "$t" "$secs" ;;
     "$E2E_SKIP_CODE")
@@ -92,6 +106,35 @@ for t in "${selected[@]}"; do
       fi
       ;;
   esac
+}
+
+parallel=() serial=()
+for t in "${selected[@]}"; do
+  if grep -q '^# e2e: serial' "$E2E_DIR/tests/$t.sh"; then serial+=("$t"); else parallel+=("$t"); fi
+done
+
+launched=() reported=()
+report_finished() {
+  local t
+  for t in "${launched[@]}"; do
+    [[ " ${reported[*]} " == *" $t "* || ! -f "$E2E_ARTIFACTS/$t.result" ]] && continue
+    report "$t"
+    reported+=("$t")
+  done
+}
+for t in "${parallel[@]}"; do
+  while (($(jobs -rp | wc -l) >= E2E_JOBS)); do
+    wait -n || true
+    report_finished
+  done
+  run_one "$t" &
+  launched+=("$t")
+done
+wait || true
+report_finished
+for t in "${serial[@]}"; do
+  run_one "$t"
+  report "$t"
 done
 
 # --- artifacts common to the run

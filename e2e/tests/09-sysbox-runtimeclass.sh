@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: serial
 # isolation: sysbox, as far as a cluster without sysbox allows:
 #  - no RuntimeClass: condition RuntimeClassMissing, a Warning Event, no pod;
 #  - a RuntimeClass whose scheduling.nodeSelector matches no node: SysboxUserNamespaceUnknown (the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: serial
 # Policy refusals are explained, not silent:
 #  - operator installed with operator.allowPrivileged=false (via `helm upgrade`, which also proves a
 #    value change rolls the Deployment): an `auto` sandbox with no sysbox RuntimeClass gets

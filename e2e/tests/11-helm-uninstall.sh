@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: serial
 # `helm uninstall` of the operator keeps the CRD and the users' sandboxes: the sandbox object stays
 # and its engine keeps running. Reinstalling the chart picks the sandbox up again (Ready).
 source "$(dirname "$0")/../lib.sh"
