@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Regenerate the chart's CRD copy and manifests/install.yaml from the sources of truth:
-#   crds/dockersandboxes.dockersandbox.dev.yaml  -> charts/dockersandbox-operator/files/crd.yaml (byte-equal copy)
+# Regenerate the chart's CRD copies and manifests/install.yaml from the sources of truth:
+#   crds/dockersandboxes.dockersandbox.dev.yaml        -> charts/dockersandbox-operator/files/crd.yaml (byte-equal copy)
+#   crds/dockersandboxclasses.dockersandbox.dev.yaml   -> charts/dockersandbox-operator/files/class-crd.yaml (same)
 #   charts/dockersandbox-operator (default values) -> manifests/install.yaml (Namespace + `helm template`)
-# Usage: sync-chart.sh          write both files
-#        sync-chart.sh --check  exit 1 (with a diff) if either file is out of date; writes nothing
+# Usage: sync-chart.sh          write the three files
+#        sync-chart.sh --check  exit 1 (with a diff) if any of them is out of date; writes nothing
 # Helm comes from e2e/tools/install-helm.sh (pinned; built once into $DSB_CACHE/bin).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CRD_SRC=$ROOT/crds/dockersandboxes.dockersandbox.dev.yaml
 CHART=$ROOT/charts/dockersandbox-operator
-CRD_COPY=$CHART/files/crd.yaml
+# source in crds/ -> copy in the chart's files/, one pair per CRD
+CRDS=(
+  "dockersandboxes.dockersandbox.dev.yaml crd.yaml"
+  "dockersandboxclasses.dockersandbox.dev.yaml class-crd.yaml"
+)
 INSTALL=$ROOT/manifests/install.yaml
 NAMESPACE=dockersandbox-system
 RELEASE=dockersandbox-operator
@@ -22,7 +26,10 @@ case "${1:-}" in
   *) echo "usage: $0 [--check]" >&2; exit 2 ;;
 esac
 
-[ -f "$CRD_SRC" ] || { echo "sync-chart: $CRD_SRC missing (generate it: dockersandbox-operator crd > $CRD_SRC)" >&2; exit 1; }
+for pair in "${CRDS[@]}"; do
+  src=$ROOT/crds/${pair%% *}
+  [ -f "$src" ] || { echo "sync-chart: $src missing (generate it: make generate)" >&2; exit 1; }
+done
 HELM=${HELM:-$("$ROOT/e2e/tools/install-helm.sh")}
 
 render_install() { # $1 = chart dir
@@ -48,18 +55,24 @@ YAML
 if $check; then
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
   cp -a "$CHART" "$tmp/chart"
-  cp "$CRD_SRC" "$tmp/chart/files/crd.yaml"
-  render_install "$tmp/chart" >"$tmp/install.yaml"
   rc=0
-  cmp -s "$CRD_SRC" "$CRD_COPY" || { echo "sync-chart: $CRD_COPY differs from $CRD_SRC" >&2; rc=1; }
+  for pair in "${CRDS[@]}"; do
+    src=$ROOT/crds/${pair%% *} copy=$CHART/files/${pair#* }
+    cp "$src" "$tmp/chart/files/${pair#* }"
+    cmp -s "$src" "$copy" || { echo "sync-chart: $copy differs from $src" >&2; rc=1; }
+  done
+  render_install "$tmp/chart" >"$tmp/install.yaml"
   diff -u "$INSTALL" "$tmp/install.yaml" >&2 || { echo "sync-chart: $INSTALL is stale" >&2; rc=1; }
-  [ $rc -eq 0 ] && echo "sync-chart: chart CRD and manifests/install.yaml are up to date"
+  [ $rc -eq 0 ] && echo "sync-chart: chart CRDs and manifests/install.yaml are up to date"
   [ $rc -eq 0 ] || echo "sync-chart: run e2e/tools/sync-chart.sh to regenerate" >&2
   exit $rc
 fi
 
-mkdir -p "$(dirname "$CRD_COPY")" "$(dirname "$INSTALL")"
-cp "$CRD_SRC" "$CRD_COPY"
+mkdir -p "$CHART/files" "$(dirname "$INSTALL")"
+for pair in "${CRDS[@]}"; do
+  cp "$ROOT/crds/${pair%% *}" "$CHART/files/${pair#* }"
+  echo "sync-chart: wrote $CHART/files/${pair#* }"
+done
 render_install "$CHART" >"$INSTALL.tmp"
 mv "$INSTALL.tmp" "$INSTALL"
-echo "sync-chart: wrote $CRD_COPY and $INSTALL"
+echo "sync-chart: wrote $INSTALL"
