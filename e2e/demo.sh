@@ -27,9 +27,12 @@ if [ "${E2E_USE_KUBECONFIG:-0}" != 1 ]; then
   bash "$E2E_DIR/cluster/up.sh"
   export KUBECONFIG=$DSB_E2E_STATE/kubeconfig
   bash "$E2E_DIR/images/operator/build.sh" "$CARGO_TARGET_DIR/release/dockersandbox-operator"
+  # The e2e values' default class also allows the locally built localhost/dockersandbox/* images.
   values=(-f "$E2E_DIR/tools/operator-e2e-values.yaml")
   image_override=${DEMO_IMAGE:-$E2E_DIND_IMAGE}
 else
+  # The chart's default class allows docker:*-dind images only: a DEMO_IMAGE outside it is
+  # refused (ImageNotAllowed) unless the class allows it (defaultClass.spec.image.allowed).
   values=()
   image_override=${DEMO_IMAGE:-}
 fi
@@ -51,7 +54,11 @@ sed "s/name: .*/name: $NAME/" "$ROOT/manifests/examples/minimal.yaml" | kubectl 
 if [ -n "$image_override" ]; then
   kubectl -n "$NS" patch dsb "$NAME" --type merge -p "{\"spec\":{\"image\":\"$image_override\",\"storage\":{\"size\":\"2Gi\"}}}"
 fi
-kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Ready "dsb/$NAME" --timeout=300s
+if ! kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Ready "dsb/$NAME" --timeout=300s; then
+  # The reason (a class refusal such as ImageNotAllowed, a policy, a pull error) is on the object.
+  kubectl -n "$NS" get dsb "$NAME" -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}' >&2
+  exit 1
+fi
 kubectl -n "$NS" get dsb "$NAME"
 
 say "client certificates into $CERTS"

@@ -38,9 +38,10 @@ E2E_OPERATOR_NAMESPACE=${E2E_OPERATOR_NAMESPACE:-dockersandbox-system}
 E2E_RELEASE=${E2E_RELEASE:-dockersandbox-operator}
 E2E_CHART=${E2E_CHART:-$REPO_ROOT/charts/dockersandbox-operator}
 E2E_SYSBOX_RUNTIME_CLASS=${E2E_SYSBOX_RUNTIME_CLASS:-sysbox-runc}
-# Names every test and tool shares: the CRD's resource name and the label selector of the operator's
+# Names every test and tool shares: the CRDs' resource names and the label selector of the operator's
 # own objects (pods, Deployment, Services: the chart labels them with the release name).
 DSB=dockersandboxes.dockersandbox.dev
+DSB_CLASS=dockersandboxclasses.dockersandbox.dev
 E2E_OPERATOR_SELECTOR=app.kubernetes.io/instance=$E2E_RELEASE
 E2E_KEEP_NAMESPACES=${E2E_KEEP_NAMESPACES:-0}
 E2E_TEST_NAME=${E2E_TEST_NAME:-$(basename "${0%.sh}")}
@@ -404,21 +405,23 @@ e2e_values_args() {
 # (e2e_values_args), plus ARGS (e.g. --set operator.allowPrivileged=false).
 # shellcheck disable=SC2120  # ARGS are optional: callers without arguments are right
 helm_operator() {
-  local crd=crd/$DSB owner crd_args=()
-  # A CRD applied by hand (e.g. from crds/) blocks `helm install` ("invalid ownership metadata"):
-  # adopt it into this release, as a user would; leave it alone if another release owns it.
-  if kubectl get "$crd" >/dev/null 2>&1; then
-    owner=$(kubectl get "$crd" -o 'jsonpath={.metadata.annotations.meta\.helm\.sh/release-name}/{.metadata.annotations.meta\.helm\.sh/release-namespace}')
+  local obj owner crd_args=()
+  # A CRD (or the chart's default class, "standard") applied by hand, e.g. from crds/, blocks
+  # `helm install` ("invalid ownership metadata"): adopt it into this release, as a user would;
+  # leave it alone if another release owns it (a CRD: install with crds.install=false).
+  for obj in "crd/$DSB" "crd/$DSB_CLASS" "$DSB_CLASS/standard"; do
+    kubectl get "$obj" >/dev/null 2>&1 || continue
+    owner=$(kubectl get "$obj" -o 'jsonpath={.metadata.annotations.meta\.helm\.sh/release-name}/{.metadata.annotations.meta\.helm\.sh/release-namespace}')
     if [[ "$owner" == / ]]; then
-      log "adopting the existing CRD into Helm release $E2E_OPERATOR_NAMESPACE/$E2E_RELEASE"
-      kubectl label "$crd" app.kubernetes.io/managed-by=Helm --overwrite >/dev/null
-      kubectl annotate "$crd" "meta.helm.sh/release-name=$E2E_RELEASE" \
+      log "adopting the existing $obj into Helm release $E2E_OPERATOR_NAMESPACE/$E2E_RELEASE"
+      kubectl label "$obj" app.kubernetes.io/managed-by=Helm --overwrite >/dev/null
+      kubectl annotate "$obj" "meta.helm.sh/release-name=$E2E_RELEASE" \
         "meta.helm.sh/release-namespace=$E2E_OPERATOR_NAMESPACE" --overwrite >/dev/null
-    elif [[ "$owner" != "$E2E_RELEASE/$E2E_OPERATOR_NAMESPACE" ]]; then
-      log "CRD belongs to Helm release $owner: installing with crds.install=false"
+    elif [[ "$owner" != "$E2E_RELEASE/$E2E_OPERATOR_NAMESPACE" && "$obj" == crd/* ]]; then
+      log "$obj belongs to Helm release $owner: installing with crds.install=false"
       crd_args=(--set crds.install=false)
     fi
-  fi
+  done
   e2e_values_args
   helm upgrade --install "$E2E_RELEASE" "$E2E_CHART" "${crd_args[@]}" "${E2E_VALUES_ARGS[@]}" \
     --namespace "$E2E_OPERATOR_NAMESPACE" --create-namespace \
@@ -480,6 +483,7 @@ dump_diagnostics() {
     kubectl get events -n "$ns" --sort-by=.lastTimestamp 2>/dev/null | tail -n 15 >&2 || true
   done
   operator_logs >"$dir/operator.log" 2>&1
+  kubectl get "$DSB_CLASS" -o yaml >"$dir/classes.yaml" 2>&1 || true
   kubectl get pods,deploy -n "$E2E_OPERATOR_NAMESPACE" -o wide >"$dir/operator-objects.txt" 2>&1 || true
   kubectl describe pods -n "$E2E_OPERATOR_NAMESPACE" >>"$dir/operator-objects.txt" 2>&1 || true
   kubectl get nodes -o wide >"$dir/nodes.txt" 2>&1 || true

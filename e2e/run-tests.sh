@@ -54,8 +54,8 @@ if [[ "$E2E_SKIP_INSTALL" != 1 ]]; then
     exit 1
   fi
 fi
-if ! kubectl wait "crd/$DSB" --for=condition=Established --timeout=60s >/dev/null 2>&1; then
-  echo "CRD $DSB is not installed" >&2
+if ! kubectl wait "crd/$DSB" "crd/$DSB_CLASS" --for=condition=Established --timeout=60s >/dev/null 2>&1; then
+  echo "CRD $DSB or $DSB_CLASS is not installed" >&2
   echo "0 passed, ${#selected[@]} failed"
   exit 1
 fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # e2e: serial
-# `helm uninstall` of the operator keeps the CRD and the users' sandboxes: the sandbox object stays
-# and its engine keeps running. Reinstalling the chart picks the sandbox up again (Ready).
+# `helm uninstall` of the operator keeps the CRDs and the users' sandboxes: the sandbox object stays
+# and its engine keeps running. The default class may go with the release (a sandbox that looks for
+# it then only gets condition ClassNotFound, which changes nothing). Reinstalling the chart brings
+# the class back and picks the sandbox up again (Ready, same class, same engine pod).
 source "$(dirname "$0")/../lib.sh"
 
 if ! helm status "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" >/dev/null 2>&1; then
@@ -19,6 +21,8 @@ wait_ready "$ns" "$name"
 make_client "$cns" client "$ns" "$name"
 retry 10 docker_answers "$cns" client >/dev/null || fail "engine does not answer"
 uid=$(pod_uid "$ns" "$name-engine")
+class=$(dsb_get "$ns" "$name" '{.status.className}')
+[[ -n "$class" ]] || fail "status.className of $ns/$name is empty"
 
 reinstall() {
   log "reinstalling the operator with its previous values"
@@ -32,8 +36,10 @@ helm uninstall "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" --wait --timeout 5m >
 no_operator() { [[ -z "$(operator_pods)" ]]; }
 wait_for 120 "operator pods gone" no_operator || fail "operator pods still present after helm uninstall"
 
-kubectl get crd "$DSB" >/dev/null 2>&1 || fail "helm uninstall removed the CRD"
-log "ok: CRD kept"
+for crd in "$DSB" "$DSB_CLASS"; do
+  kubectl get crd "$crd" >/dev/null 2>&1 || fail "helm uninstall removed the CRD $crd"
+done
+log "ok: CRDs kept"
 kubectl get "$DSB" -n "$ns" "$name" >/dev/null 2>&1 || fail "helm uninstall removed the sandbox"
 log "ok: sandbox kept"
 same_engine() { [[ "$(pod_uid "$ns" "$name-engine")" == "$uid" ]]; }
@@ -49,6 +55,7 @@ wait_ready "$ns" "$name"
 observed() { [[ "$(dsb_get "$ns" "$name" '{.status.observedGeneration}')" == "$gen" ]]; }
 wait_for 60 "observedGeneration $gen after reinstall" observed || fail "observedGeneration not $gen"
 assert_eq "engine pod untouched by the reinstall" "$uid" "$(pod_uid "$ns" "$name-engine")"
+assert_eq "class after the reinstall" "$class" "$(dsb_get "$ns" "$name" '{.status.className}')"
 
 # the reinstalled operator really manages the old sandbox again: a deleted child comes back
 svc_uid=$(kubectl get svc -n "$ns" "$name" -o 'jsonpath={.metadata.uid}')

@@ -95,3 +95,25 @@ watched namespace. Only what the reconciler calls; see the comments for why each
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+A CRD shipped with the chart, from a byte-equal copy of crds/ in files/ (made by
+e2e/tools/sync-chart.sh), with helm.sh/resource-policy: keep and the chart's labels added.
+Usage: include "dsb.crd" (list $ "files/crd.yaml")
+*/}}
+{{- define "dsb.crd" -}}
+{{- $root := index . 0 }}
+{{- $file := index . 1 }}
+{{- $raw := $root.Files.Get $file }}
+{{- if not $raw }}
+{{- fail (printf "%s is missing from the chart: run e2e/tools/sync-chart.sh (or set crds.install=false)" $file) }}
+{{- end }}
+{{- $crd := fromYaml $raw }}
+{{- if hasKey $crd "Error" }}
+{{- fail (printf "%s does not parse: %s" $file $crd.Error) }}
+{{- end }}
+{{- $meta := $crd.metadata }}
+{{- $_ := set $meta "annotations" (merge (dict "helm.sh/resource-policy" "keep") ($meta.annotations | default dict)) }}
+{{- $_ := set $meta "labels" (merge (include "dsb.labels" $root | fromYaml) ($meta.labels | default dict)) }}
+{{- toYaml $crd }}
+{{- end }}
