@@ -79,10 +79,17 @@ watched namespace. Only what the reconciler calls; see the comments for why each
 - apiGroups: ["dockersandbox.dev"]
   resources: ["dockersandboxes/finalizers"]
   verbs: ["update"]
-# Children of a sandbox (engine Pod, Service, TLS Secrets, image cache PVC), applied server-side.
-# The operator never needs "update" on them: it applies with server-side apply (patch).
+# Children of a sandbox (Service, TLS Secrets, image cache PVC), applied with server-side apply:
+# "patch", and "create" because an apply that creates is authorized as create. Never "update", and
+# never "delete": they go with the sandbox through their owner references.
 - apiGroups: [""]
-  resources: ["pods", "services", "secrets", "persistentvolumeclaims"]
+  resources: ["services", "secrets", "persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# The engine Pod: the same, plus "delete" to replace it when its spec changes (most pod fields are
+# immutable) or to stop it when policy no longer allows it; "create" also covers the server-side
+# dry run that checks a new pod before the running one is replaced.
+- apiGroups: [""]
+  resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- if eq .Values.operator.engineProbe "port-forward" }}
 # engineProbe=port-forward: the readiness probe reaches dockerd through the API server.
