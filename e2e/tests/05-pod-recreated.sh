@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deleting the engine pod is not fatal: the operator recreates it, the sandbox returns to Ready,
 # and images loaded before are still there because /var/lib/docker lives on the PVC. A spec change
-# whose new pod would be refused keeps the running engine (condition RollRefused).
+# whose new pod would be refused keeps the running engine (condition RollRefused), and so does an
+# image edit the class does not allow (ImageNotAllowed).
 source "$(dirname "$0")/../lib.sh"
 
 ns_new ns recreate
@@ -48,3 +49,13 @@ log "the kept engine still answers (server $out)"
 kubectl patch "$DSB" -n "$ns" "$name" --type json -p '[{"op":"remove","path":"/spec/resources"}]' >&2
 wait_ready "$ns" "$name"
 assert_eq "engine pod still the same after undoing the change" "$running_uid" "$(pod_uid "$ns" "$name-engine")"
+
+# An image edit the class does not allow is refused before anything is touched: the running engine
+# stays (same pod), and the sandbox says ImageNotAllowed until the edit is undone.
+kubectl patch "$DSB" -n "$ns" "$name" --type merge -p '{"spec":{"image":"busybox:1.36"}}' >&2
+expect_refused "$ns" "$name" ImageNotAllowed 'spec.image busybox:1.36 is not allowed by DockerSandboxClass'
+assert_eq "engine pod kept after a refused image edit" "$running_uid" "$(pod_uid "$ns" "$name-engine")"
+out=$(retry 5 cdocker "$cns" client version --format '{{.Server.Version}}') || fail "the kept engine does not answer: $out"
+kubectl patch "$DSB" -n "$ns" "$name" --type merge -p "{\"spec\":{\"image\":\"$E2E_DIND_IMAGE\"}}" >&2
+wait_ready "$ns" "$name"
+assert_eq "engine pod still the same after undoing the image edit" "$running_uid" "$(pod_uid "$ns" "$name-engine")"
