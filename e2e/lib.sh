@@ -84,11 +84,9 @@ assert_eq() {
   log "ok: $1 = '$3'"
 }
 
-# expect_refused NS NAME REASON REGEX: the operator refuses to place an accepted sandbox and says why
-# (a condition with REASON whose message matches REGEX, and a Warning Event with REASON), and no
-# engine pod appears. (Refusals by the API server at apply time: 07-validation's
-# expect_admission_refused.)
-expect_refused() {
+# expect_condition NS NAME REASON REGEX: the sandbox says what is wrong: a False Ready condition,
+# a condition with REASON whose message matches REGEX, and a Warning Event with REASON.
+expect_condition() {
   local ns=$1 name=$2 reason=$3 regex=$4 msg
   wait_for 120 "condition reason $reason" has_condition_reason "$ns" "$name" "$reason" ||
     fail "no $reason condition; conditions: $(dsb_conditions "$ns" "$name" 2>&1)"
@@ -97,8 +95,15 @@ expect_refused() {
   assert_match "$reason message explains" "$regex" "$msg"
   assert_eq "Ready condition" False "$(dsb_get "$ns" "$name" '{.status.conditions[?(@.type=="Ready")].status}')"
   wait_for 60 "Warning Event $reason" warning_event_exists "$ns" "$name" "$reason" || fail "no Warning Event $reason"
-  still_true 10 pod_absent "$ns" "$name-engine" || fail "an engine pod was created although the sandbox is refused ($reason)"
-  log "ok: no engine pod ($reason)"
+}
+
+# expect_refused NS NAME REASON REGEX: the operator refuses to place an accepted sandbox and says why
+# (expect_condition), and no engine pod appears. (Refusals by the API server at apply time:
+# 07-validation's expect_admission_refused.)
+expect_refused() {
+  expect_condition "$@"
+  still_true 10 pod_absent "$1" "$2-engine" || fail "an engine pod was created although the sandbox is refused ($3)"
+  log "ok: no engine pod ($3)"
 }
 
 # assert_match WHAT REGEX TEXT   (extended regex, case-insensitive)

@@ -42,7 +42,7 @@ YAML
 running_uid=$(pod_uid "$ns" "$name-engine")
 log "asking for 4Gi of memory (above the LimitRange's 2Gi)"
 kubectl patch "$DSB" -n "$ns" "$name" --type merge -p '{"spec":{"resources":{"limits":{"memory":"4Gi"}}}}' >&2
-expect_refused "$ns" "$name" RollRefused 'would refuse the new engine pod.*2Gi.*running engine is kept'
+expect_condition "$ns" "$name" RollRefused 'would refuse the new engine pod.*2Gi.*running engine is kept'
 assert_eq "running engine pod kept (same UID)" "$running_uid" "$(pod_uid "$ns" "$name-engine")"
 out=$(retry 5 cdocker "$cns" client version --format '{{.Server.Version}}') || fail "the kept engine does not answer: $out"
 log "the kept engine still answers (server $out)"
@@ -53,7 +53,7 @@ assert_eq "engine pod still the same after undoing the change" "$running_uid" "$
 # An image edit the class does not allow is refused before anything is touched: the running engine
 # stays (same pod), and the sandbox says ImageNotAllowed until the edit is undone.
 kubectl patch "$DSB" -n "$ns" "$name" --type merge -p '{"spec":{"image":"busybox:1.36"}}' >&2
-expect_refused "$ns" "$name" ImageNotAllowed 'spec.image busybox:1.36 is not allowed by DockerSandboxClass'
+expect_condition "$ns" "$name" ImageNotAllowed 'spec.image busybox:1.36 is not allowed by DockerSandboxClass'
 assert_eq "engine pod kept after a refused image edit" "$running_uid" "$(pod_uid "$ns" "$name-engine")"
 out=$(retry 5 cdocker "$cns" client version --format '{{.Server.Version}}') || fail "the kept engine does not answer: $out"
 kubectl patch "$DSB" -n "$ns" "$name" --type merge -p "{\"spec\":{\"image\":\"$E2E_DIND_IMAGE\"}}" >&2
