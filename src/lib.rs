@@ -12,6 +12,8 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod plan;
+#[cfg(test)]
+mod properties;
 pub mod resources;
 pub mod tls;
 
