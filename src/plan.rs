@@ -166,6 +166,16 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
             ),
         ));
     }
+    if let Some(bip) = spec.daemon.bip.as_deref().filter(|b| is_network_address(b)) {
+        return Err(spec_error(
+            reason::INVALID_SPEC,
+            format!(
+                "daemon.bip {bip} is a network address, which dockerd cannot give its bridge; use an address inside it, \
+                 such as the first one ({})",
+                first_host(bip).unwrap_or_default()
+            ),
+        ));
+    }
     let class = &facts.class;
     class.admits_namespace(&facts.namespace, &facts.namespace_labels)?;
     let size = spec.storage.size.clone().unwrap_or_else(|| config.default_storage_size.clone());
@@ -328,6 +338,27 @@ fn check_pod_security(mode: Mode, facts: &Facts) -> Result<Mode, Refusal> {
 
 fn spec_error(reason: &'static str, message: String) -> Refusal {
     Refusal { reason, message, spec_error: true }
+}
+
+/// Whether an IPv4 `address/prefix` has all host bits zero (the network's own address).
+pub fn is_network_address(cidr: &str) -> bool {
+    parse_v4(cidr).is_some_and(|(ip, prefix)| prefix < 32 && ip & host_mask(prefix) == 0)
+}
+
+fn first_host(cidr: &str) -> Option<String> {
+    let (ip, prefix) = parse_v4(cidr)?;
+    Some(format!("{}/{prefix}", std::net::Ipv4Addr::from(ip | 1)))
+}
+
+fn parse_v4(cidr: &str) -> Option<(u32, u32)> {
+    let (ip, prefix) = cidr.split_once('/')?;
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    Some((u32::from(ip), prefix))
+}
+
+fn host_mask(prefix: u32) -> u32 {
+    u32::MAX.checked_shr(prefix).unwrap_or(0)
 }
 
 /// Longest sandbox name: a DNS label (63) less the longest child suffix (`-engine`, `-server`, ...).
@@ -560,6 +591,20 @@ mod tests {
         assert_eq!(r.reason, "InvalidName");
         assert!(r.spec_error);
         assert!(r.message.starts_with("the name \"a.b\" cannot name the sandbox's Service"), "{}", r.message);
+    }
+
+    #[test]
+    fn a_bip_that_is_a_network_address_is_refused_with_the_fix() {
+        assert!(is_network_address("198.18.0.0/24"));
+        assert!(!is_network_address("198.18.0.1/24"));
+        assert!(is_network_address("10.0.0.0/8"));
+        assert!(!is_network_address("10.1.0.0/8"), "host bits set");
+        assert!(!is_network_address("198.18.0.1/32"), "a /32 is a host, not a network");
+        let mut dsb = minimal();
+        dsb.spec.daemon.bip = Some("198.18.0.0/24".into());
+        let r = resolve(&dsb, &crate::resources::testing::privileged_ok(), &Config::for_tests()).expect_err("refused");
+        assert_eq!(r.reason, "InvalidSpec");
+        assert!(r.message.contains("such as the first one (198.18.0.1/24)"), "{}", r.message);
     }
 
     #[test]

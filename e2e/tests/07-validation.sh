@@ -19,6 +19,19 @@ INVALID=(
   "mtu-out-of-range|spec\.daemon\.mtu|  daemon: {mtu: 100}"
   "registry-mirror-not-a-url|spec\.daemon\.registryMirrors|  daemon: {registryMirrors: [\"not a url\"]}"
   "log-level-unknown|spec\.daemon\.logLevel|  daemon: {logLevel: loud}"
+  # inputs dockerd or the pod would choke on (they used to pass admission)
+  "registry-mirror-query|registryMirrors.*query|  daemon: {registryMirrors: [\"https://m.example.com/?x=1\"]}"
+  "registry-mirror-fragment|registryMirrors.*fragment|  daemon: {registryMirrors: [\"https://m.example.com/#x\"]}"
+  "registry-mirror-userinfo|registryMirrors.*user info|  daemon: {registryMirrors: [\"https://u:p@m.example.com\"]}"
+  "registry-mirror-scheme|registryMirrors|  daemon: {registryMirrors: [\"ftp://m.example.com\"]}"
+  "insecure-registry-dash|insecureRegistries|  daemon: {insecureRegistries: [\"-reg.internal:5000\"]}"
+  "bip-slash-32|daemon\.bip|  daemon: {bip: 198.18.0.1/32}"
+  "bip-slash-31|daemon\.bip|  daemon: {bip: 198.18.0.1/31}"
+  "bip-slash-0|daemon\.bip|  daemon: {bip: 0.0.0.1/0}"
+  "bip-overlaps-pools|overlaps|  daemon: {bip: 10.1.0.1/24, defaultAddressPools: [{base: 10.0.0.0/8, size: 24}]}"
+  "pool-size-below-prefix|defaultAddressPools|  daemon: {defaultAddressPools: [{base: 10.0.0.0/16, size: 8}]}"
+  "pool-ipv6|defaultAddressPools|  daemon: {defaultAddressPools: [{base: \"fd00::/48\", size: 24}]}"
+  "mtu-above-9000|spec\.daemon\.mtu|  daemon: {mtu: 9100}"
 )
 
 # case name | regex | spec lines at creation (valid) | spec lines of the change (must be refused)

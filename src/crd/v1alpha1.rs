@@ -256,17 +256,18 @@ pub enum ServiceType {
 /// dockerd settings written to daemon.json.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.bip) || !has(self.defaultAddressPools) || !isCIDR(self.bip) || self.defaultAddressPools.all(p, !isCIDR(p.base) || (!cidr(p.base).containsCIDR(cidr(self.bip).masked()) && !cidr(self.bip).masked().containsCIDR(cidr(p.base))))").message("daemon.bip overlaps daemon.defaultAddressPools: the default bridge and the networks users create would share addresses"))]
 pub struct DaemonSpec {
     /// Registry mirrors for Docker Hub, as URLs (`https://mirror.example.com`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(max = 2048)))]
-    #[x_kube(validation = Rule::new("self.all(u, size(u) <= 2048 && isURL(u) && (u.startsWith('https://') || u.startsWith('http://')))").message("daemon.registryMirrors entries must be http(s) URLs such as https://mirror.example.com"))]
+    #[x_kube(validation = Rule::new("self.all(u, size(u) <= 2048 && isURL(u) && u.matches('^https?://[^/@?#\\\\s]+(/[^?#\\\\s]*)?$'))").message("daemon.registryMirrors entries must be http(s) URLs without user info, query or fragment, such as https://mirror.example.com (dockerd refuses the others)"))]
     pub registry_mirrors: Vec<String>,
 
     /// Registries dockerd may reach without TLS verification (`host:port` or a CIDR).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(max = 253)))]
-    #[x_kube(validation = Rule::new("self.all(r, size(r) <= 253 && (isCIDR(r) || r.matches('^[A-Za-z0-9.-]+(:[0-9]{1,5})?$')))").message("daemon.insecureRegistries entries must be host, host:port or a CIDR"))]
+    #[x_kube(validation = Rule::new("self.all(r, size(r) <= 253 && (isCIDR(r) || r.matches('^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$')))").message("daemon.insecureRegistries entries must be host, host:port (starting and ending with a letter or digit) or a CIDR"))]
     pub insecure_registries: Vec<String>,
 
     /// dockerd log level: `debug`, `info`, `warn`, `error` or `fatal`.
@@ -277,7 +278,7 @@ pub struct DaemonSpec {
     /// default avoids 172.17.0.0/16, which collides with many VPCs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4").message("daemon.bip must be an IPv4 address with a prefix length, like 198.18.0.1/24"))]
+    #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4 && cidr(self).prefixLength() >= 8 && cidr(self).prefixLength() <= 30").message("daemon.bip must be the bridge's IPv4 address with a prefix from /8 to /30, like 198.18.0.1/24"))]
     pub bip: Option<String>,
 
     /// Address pools for networks users create (compose networks), e.g. `{base: 198.18.128.0/17, size: 24}`.
@@ -288,12 +289,13 @@ pub struct DaemonSpec {
     /// MTU of the default bridge and of networks users create later. Defaults to the pod network's
     /// own MTU, read from the pod's interface when the engine starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 576, max = 9216))]
+    #[schemars(range(min = 576, max = 9000))]
     pub mtu: Option<i32>,
 }
 
 /// An address pool for user-created networks.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!isCIDR(self.base) || (cidr(self.base).ip().family() == 4 && self.size >= cidr(self.base).prefixLength())").message("daemon.defaultAddressPools[] must be IPv4 and size (the prefix of each network) at least the base's prefix length, like {base: 198.18.128.0/17, size: 24}"))]
 pub struct AddressPool {
     /// The pool, as a CIDR (`198.18.128.0/17`).
     #[schemars(length(max = 64))]
