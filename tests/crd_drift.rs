@@ -1,26 +1,27 @@
-//! The checked-in CRD must be exactly what the code generates. Regenerate with
-//! `cargo run -- crd > crds/dockersandboxes.dockersandbox.dev.yaml` (or `make generate`).
+//! The checked-in CRDs and API reference must be exactly what the code generates. Regenerate with
+//! `make generate` (`cargo run -- crd`, `cargo run -- crd class`, `cargo run -- docs`).
+
+/// Asserts that `crds/FILE` is `generated` (or writes it with UPDATE_CRDS set).
+fn matches_checked_in(file: &str, generated: &str) {
+    let path = format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("UPDATE_CRDS").is_some() {
+        std::fs::write(&path, generated).expect("write crd");
+    }
+    let checked_in = std::fs::read_to_string(&path).expect("crds/ holds the CRD");
+    assert!(
+        checked_in == generated,
+        "crds/{file} is out of date with src/crd: run `make generate` and commit the result"
+    );
+}
 
 #[test]
 fn checked_in_crd_matches_the_code() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/dockersandboxes.dockersandbox.dev.yaml");
-    let generated = dockersandbox_operator::crd_yaml();
-    if std::env::var_os("UPDATE_CRDS").is_some() {
-        std::fs::write(path, &generated).expect("write crd");
-    }
-    let checked_in = std::fs::read_to_string(path).expect("crds/ holds the CRD");
-    assert!(checked_in == generated, "crds/ is out of date with src/crd: run `make generate` and commit the result");
+    matches_checked_in("dockersandboxes.dockersandbox.dev.yaml", &dockersandbox_operator::crd_yaml());
 }
 
 #[test]
 fn checked_in_class_crd_matches_the_code() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/dockersandboxclasses.dockersandbox.dev.yaml");
-    let generated = dockersandbox_operator::class_crd_yaml();
-    if std::env::var_os("UPDATE_CRDS").is_some() {
-        std::fs::write(path, &generated).expect("write crd");
-    }
-    let checked_in = std::fs::read_to_string(path).expect("crds/ holds the class CRD");
-    assert!(checked_in == generated, "crds/ is out of date with src/crd: run `make generate` and commit the result");
+    matches_checked_in("dockersandboxclasses.dockersandbox.dev.yaml", &dockersandbox_operator::class_crd_yaml());
 }
 
 #[test]
