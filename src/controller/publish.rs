@@ -2,8 +2,8 @@
 //! nothing) and tells people about phase changes with an Event.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Resource;
 use kube::api::{Patch, PatchParams};
+use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use super::context::Target;
@@ -24,11 +24,11 @@ pub async fn publish_status(t: &Target<'_>, outcome: &Outcome) -> Result<Phase> 
         "kind": DockerSandbox::kind(&()),
         "status": new,
     });
-    let name = &t.names.service; // the sandbox's own name
+    let name = t.dsb.name_any();
     t.api::<DockerSandbox>()
-        .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
         .await
-        .map_err(Error::kube("patch status of", "DockerSandbox", name))?;
+        .map_err(Error::kube("patch status of", "DockerSandbox", &name))?;
     let old_phase = t.dsb.status.as_ref().and_then(|s| s.phase);
     if old_phase != Some(phase) {
         info!(from = ?old_phase, to = ?phase, "phase changed");
