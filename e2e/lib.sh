@@ -175,7 +175,7 @@ ns_new() {
 _strip_finalizers() {
   local ns=$1 n
   for n in $(kubectl get "$DSB" -n "$ns" -o name 2>/dev/null); do
-    log "removing finalizers from $ns/$n (operator did not finish its deletion)"
+    log "removing finalizers from $ns/$n (the operator sets none: a foreground deletion is stuck on its children)"
     kubectl patch -n "$ns" "$n" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
   done
 }
