@@ -87,6 +87,7 @@ impl Context {
     }
 
     /// How many sandboxes have failures on record.
+    #[cfg(test)]
     pub fn failing(&self) -> usize {
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
