@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use dockersandbox_operator::config::{Cli, Command, Config, CrdKind, LogFormat};
-use dockersandbox_operator::controller::{self, Context, controllers};
+use dockersandbox_operator::controller::{self, Caches, Context, controllers};
 use dockersandbox_operator::crd::DockerSandbox;
 use dockersandbox_operator::http::{AppState, serve};
 use dockersandbox_operator::metrics::Metrics;
@@ -64,8 +64,9 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::default());
     let http_addr = config.http_addr;
     let scopes = config.watched_namespaces();
-    let ctx = Arc::new(Context::new(client.clone(), config, metrics.clone()));
-    let (stores, controllers) = controllers(ctx, shutdown.clone());
+    let (caches, feeds) = Caches::new(controller::scopes(&scopes).len());
+    let ctx = Arc::new(Context::new(client.clone(), config, metrics.clone(), caches));
+    let (stores, controllers) = controllers(ctx, feeds, shutdown.clone());
 
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState { metrics, stores, ready: ready.clone() };

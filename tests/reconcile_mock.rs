@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dockersandbox_operator::config::Config;
-use dockersandbox_operator::controller::{Context, reconcile::reconcile};
+use dockersandbox_operator::controller::{Caches, Context, reconcile::reconcile};
 use dockersandbox_operator::crd::DockerSandbox;
 use dockersandbox_operator::metrics::Metrics;
 use http::{Method, Request, Response};
@@ -26,6 +26,9 @@ struct State {
     events: Vec<(String, String)>,
     /// Calls to refuse: `METHOD short-path` → (HTTP code, message).
     refuse: BTreeMap<String, (u16, String)>,
+    /// What the operator's caches show instead of the stored object (`None`: not yet seen), as
+    /// when a watch event is still on its way.
+    behind: BTreeMap<String, Option<Value>>,
 }
 
 /// `/api/v1/namespaces/team-a/services/web` → `services/web`; cluster-scoped paths keep their
@@ -177,7 +180,21 @@ impl Fake {
                 send.send_response(res.expect("response"));
             }
         });
-        let ctx = Arc::new(Context::new(Client::new(service, "team-a"), config, Arc::new(Metrics::default())));
+        // The caches hold what the server holds when the reconcile starts (as if every watch
+        // event had arrived).
+        let snapshot: Vec<Value> = {
+            let state = self.state.lock().expect("state");
+            let mut seen = state.objects.clone();
+            for (key, view) in &state.behind {
+                match view {
+                    Some(v) => seen.insert(key.clone(), v.clone()),
+                    None => seen.remove(key),
+                };
+            }
+            seen.into_values().collect()
+        };
+        let caches = Caches::snapshot(snapshot);
+        let ctx = Arc::new(Context::new(Client::new(service, "team-a"), config, Arc::new(Metrics::default()), caches));
         let result = reconcile(Arc::new(dsb.clone()), ctx).await.map_err(|e| e.to_string());
         server.await.expect("api server");
         result
@@ -215,19 +232,17 @@ fn opted_in() -> Value {
     json!({"pod-security.kubernetes.io/enforce": "privileged"})
 }
 
-const FACTS: [&str; 3] = ["GET namespaces/team-a", "GET dockersandboxclasses", "GET runtimeclasses/sysbox-runc"];
-
 #[tokio::test]
 async fn first_reconcile_creates_every_child_in_pipeline_order() {
     let api = Fake::new(opted_in());
     let dsb = sandbox("{}");
     let action = api.reconcile(&dsb, config(true)).await.expect("reconcile");
-    assert_eq!(action, Action::requeue(Duration::from_secs(5)), "starting engines are looked at again soon");
-    let mut expected = calls(&FACTS);
-    expected.extend(calls(&[
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)), "the fallback re-check starts at 5 s");
+    // The facts (namespace, class, RuntimeClass) come from the caches. Each child missing from the
+    // cache is read once live before it is written: the cache may be behind the operator's writes.
+    let expected = calls(&[
         // Service first: its ClusterIP goes into the server certificate.
         "GET services/web",
-        "GET secrets/web-server",
         "PATCH services/web",
         // CA, then whether a client Secret already existed (it did not: no CARegenerated warning).
         "GET secrets/web-ca",
@@ -245,7 +260,7 @@ async fn first_reconcile_creates_every_child_in_pipeline_order() {
         "PATCH pods/web-engine",
         "POST events",
         "PATCH dockersandboxes/web/status",
-    ]));
+    ]);
     assert_eq!(api.take_calls(), expected);
     assert_eq!(
         api.take_events(),
@@ -272,18 +287,77 @@ async fn first_reconcile_creates_every_child_in_pipeline_order() {
 }
 
 #[tokio::test]
-async fn second_reconcile_issues_nothing_new() {
+async fn a_converged_sandbox_costs_no_request() {
     let api = Fake::new(opted_in());
     let dsb = sandbox("{}");
     let placed = api.placed(&dsb).await;
     let action = api.reconcile(&placed, config(true)).await.expect("second");
     assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+    // Nothing is read (the caches have it) and only news is written: the pod now has no status
+    // instead of "was created".
+    assert_eq!(api.take_calls(), calls(&["PATCH dockersandboxes/web/status"]));
+    assert_eq!(api.take_events(), events(&[]));
+    api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("third");
+    assert_eq!(api.take_calls(), Vec::<String>::new(), "no change, no request");
+}
+
+#[tokio::test]
+async fn a_ready_pod_whose_dockerd_does_not_answer_yet_costs_no_request_and_is_asked_again_soon() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    api.placed(&dsb).await;
+    api.with(|s| {
+        let pod = s.objects.get_mut("pods/web-engine").expect("pod");
+        pod["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        // nothing listens there: the TLS probe fails at once
+        s.objects.get_mut("services/web").expect("svc")["spec"]["clusterIP"] = json!("127.0.0.1");
+    });
+    let probing = Config { engine_probe: dockersandbox_operator::config::EngineProbe::Service, ..config(true) };
+    api.reconcile(&api.refreshed(&dsb), probing.clone()).await.expect("second");
+    api.take_calls();
+    let action = api.reconcile(&api.refreshed(&dsb), probing).await.expect("third");
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)), "the probe's own short backoff");
+    assert_eq!(api.take_calls(), Vec::<String>::new(), "the probe goes to the engine, not the API server");
+}
+
+#[tokio::test]
+async fn children_the_cache_has_not_seen_yet_are_read_live_not_issued_again() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    let placed = api.placed(&dsb).await;
+    let before: Vec<Value> = ["secrets/web-ca", "secrets/web-server", "secrets/web-client", "pods/web-engine"]
+        .iter()
+        .map(|k| api.object(k))
+        .collect();
+    api.with(|s| {
+        for key in ["secrets/web-ca", "secrets/web-server", "secrets/web-client", "pods/web-engine", "services/web"] {
+            s.behind.insert(key.into(), None);
+        }
+    });
+    api.reconcile(&placed, config(true)).await.expect("second");
     let writes = api.take_writes();
-    // Service and PVC are re-applied (a no-op for the API server); no certificate, pod or event.
-    assert_eq!(
-        writes,
-        calls(&["PATCH services/web", "PATCH persistentvolumeclaims/web-docker", "PATCH dockersandboxes/web/status"])
-    );
+    assert!(!writes.iter().any(|w| w.contains("secrets/") || w.contains("pods/")), "{writes:?}");
+    assert_eq!(api.take_events(), events(&[]), "no certificate issued, no engine created");
+    let after: Vec<Value> = ["secrets/web-ca", "secrets/web-server", "secrets/web-client", "pods/web-engine"]
+        .iter()
+        .map(|k| api.object(k))
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn a_cache_behind_on_the_namespace_label_never_stops_an_engine() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    let placed = api.placed(&dsb).await;
+    api.with(|s| {
+        let stale = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}});
+        s.behind.insert("namespaces/team-a".into(), Some(stale));
+    });
+    api.reconcile(&placed, config(true)).await.expect("second");
+    assert!(api.object("pods/web-engine").is_object(), "the engine keeps running");
+    let writes = api.take_writes();
+    assert!(!writes.iter().any(|w| w.contains("pods/")), "{writes:?}");
     assert_eq!(api.take_events(), events(&[]));
 }
 
@@ -309,7 +383,7 @@ async fn a_refused_pod_is_a_failed_sandbox_with_the_api_servers_message() {
         s.refuse.insert("PATCH pods/web-engine".into(), (422, "pods \"web-engine\" is forbidden: quota".into()));
     });
     let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
-    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)), "re-checked, backing off");
     let status = &api.object("dockersandboxes/web")["status"];
     assert_eq!(status["phase"], "Failed");
     let ready = &status["conditions"][0];
@@ -322,10 +396,8 @@ async fn a_refused_pod_is_a_failed_sandbox_with_the_api_servers_message() {
 async fn missing_runtime_class_is_reported_without_creating_anything() {
     let api = Fake::new(json!({}));
     let action = api.reconcile(&sandbox("{isolation: sysbox}"), config(true)).await.expect("reconcile");
-    assert_eq!(action, Action::requeue(Duration::from_secs(60)), "a cluster problem is re-checked");
-    let mut expected = calls(&FACTS);
-    expected.extend(calls(&["PATCH dockersandboxes/web/status", "POST events"]));
-    assert_eq!(api.take_calls(), expected);
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)), "a cluster problem is re-checked, backing off");
+    assert_eq!(api.take_calls(), calls(&["PATCH dockersandboxes/web/status", "POST events"]));
     assert_eq!(api.take_events(), events(&[("RuntimeClassMissing", "Warning")]));
     let status = &api.object("dockersandboxes/web")["status"];
     assert_eq!(status["phase"], "Pending");
@@ -351,12 +423,12 @@ async fn pod_security_baseline_refuses_a_privileged_engine() {
 
 #[tokio::test]
 async fn api_errors_surface_as_errors_for_backoff() {
-    let api = Fake::new(json!({}));
+    let api = Fake::new(opted_in());
     api.with(|s| {
-        s.refuse.insert("GET namespaces/team-a".into(), (403, "namespaces is forbidden".into()));
+        s.refuse.insert("PATCH services/web".into(), (403, "services is forbidden".into()));
     });
     let err = api.reconcile(&sandbox("{}"), config(true)).await.expect_err("forbidden");
-    assert!(err.contains("namespaces is forbidden"), "{err}");
+    assert!(err.contains("services is forbidden"), "{err}");
     assert_eq!(api.take_events(), events(&[("ReconcileFailed", "Warning")]));
 }
 
@@ -369,7 +441,7 @@ async fn terminating_namespace_creates_nothing() {
     });
     let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
     assert_eq!(action, Action::await_change());
-    assert_eq!(api.take_calls(), calls(&["GET namespaces/team-a"]));
+    assert_eq!(api.take_calls(), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -398,7 +470,7 @@ fn sysbox_cluster(api: &Fake, runtime: &str) {
         );
         s.objects.insert(
             "nodes/n1".into(),
-            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "labels": {"sysbox-runtime": "running"}},
                    "status": {"nodeInfo": {"containerRuntimeVersion": runtime, "architecture": "amd64",
                      "bootID": "", "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": "",
                      "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""}}}),
@@ -412,10 +484,7 @@ async fn sysbox_on_containerd_nodes_gets_host_users_and_says_why() {
     sysbox_cluster(&api, "containerd://2.1.9");
     api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
     let calls = api.take_calls();
-    assert_eq!(
-        calls[3], "GET nodes?&labelSelector=sysbox-runtime%3Drunning",
-        "only the RuntimeClass's nodes: {calls:?}"
-    );
+    assert!(!calls.iter().any(|c| c.starts_with("GET nodes")), "nodes come from the cache: {calls:?}");
     let pod = api.object("pods/web-engine");
     assert_eq!(pod["spec"]["runtimeClassName"], "sysbox-runc");
     assert_eq!(pod["spec"]["hostUsers"], false);
@@ -447,6 +516,13 @@ async fn sysbox_with_no_matching_node_is_pending_never_privileged() {
     let api = Fake::new(json!({}));
     sysbox_cluster(&api, "containerd://2.1.9");
     api.with(|s| {
+        s.objects.insert(
+            "nodes/n2".into(),
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n2"},
+                   "status": {"nodeInfo": {"containerRuntimeVersion": "containerd://2.1.9", "architecture": "amd64",
+                     "bootID": "", "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": "",
+                     "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""}}}),
+        );
         s.objects.remove("nodes/n1");
     });
     api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
@@ -494,7 +570,7 @@ async fn a_new_refusal_reason_in_the_same_phase_is_announced() {
 async fn an_unlabelled_namespace_gets_no_privileged_engine() {
     let api = Fake::new(json!({}));
     let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
-    assert_eq!(action, Action::requeue(Duration::from_secs(60)), "re-checked: a label may be added");
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)), "re-checked (and woken by a label change)");
     let writes = api.take_writes();
     assert!(!writes.iter().any(|c| c.contains("pods/") || c.contains("secrets/")), "nothing created: {writes:?}");
     assert_eq!(api.take_events(), events(&[("PrivilegedNotOptedIn", "Warning")]));
@@ -511,7 +587,7 @@ async fn a_planted_secret_is_a_conflict_and_is_left_untouched() {
         s.objects.insert("secrets/web-ca".into(), planted.clone());
     });
     let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
-    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
     let calls = api.take_calls();
     assert!(!calls.iter().any(|c| c.ends_with("secrets/web-ca") && !c.starts_with("GET")), "{calls:?}");
     assert!(!calls.iter().any(|c| c.contains("pods/")), "no engine on a CA someone else holds: {calls:?}");
@@ -649,16 +725,8 @@ async fn no_default_class_creates_nothing_and_says_how_to_fix_it() {
         s.objects.remove("dockersandboxclasses/standard");
     });
     let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
-    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
-    assert_eq!(
-        api.take_calls(),
-        calls(&[
-            "GET namespaces/team-a",
-            "GET dockersandboxclasses",
-            "PATCH dockersandboxes/web/status",
-            "POST events"
-        ])
-    );
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+    assert_eq!(api.take_calls(), calls(&["PATCH dockersandboxes/web/status", "POST events"]));
     let ready = &api.object("dockersandboxes/web")["status"]["conditions"][0];
     assert_eq!(ready["reason"], "ClassNotFound");
     assert!(ready["message"].as_str().is_some_and(|m| m.contains("no DockerSandboxClass is marked default")));
@@ -680,13 +748,8 @@ async fn the_class_in_use_is_recorded_and_its_loss_stops_nothing() {
     api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("class gone");
     assert_eq!(
         api.take_calls(),
-        calls(&[
-            "GET namespaces/team-a",
-            "GET dockersandboxclasses/standard",
-            "PATCH dockersandboxes/web/status",
-            "POST events"
-        ]),
-        "the recorded class is looked up by name; nothing else is touched"
+        calls(&["PATCH dockersandboxes/web/status", "POST events"]),
+        "the recorded class is looked up by name in the cache; nothing else is touched"
     );
     assert_eq!(api.object("pods/web-engine"), pod, "the engine keeps running");
     assert_eq!(api.take_events(), events(&[("ClassNotFound", "Warning")]));

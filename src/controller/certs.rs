@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
 
-use super::apply::{apply, get_child};
+use super::apply::{apply, current, live};
 use super::context::Target;
 use crate::crd::CertificateStatus;
 use crate::crd::conditions::reason;
@@ -50,7 +50,15 @@ async fn keep_or_issue(
     build: impl Fn(&Pem) -> Secret,
 ) -> Result<Kept> {
     let api = t.api::<Secret>();
-    let secret = get_child(&api, t.dsb, name, false).await?;
+    // Keeping what is stored, as it is stored, needs no request; anything else is decided on the
+    // live Secret (the cache may not have the operator's own last write yet).
+    let keeps = |s: &Secret| {
+        let pem = read(s)?;
+        keep(&pem)?;
+        let desired = build(&pem);
+        (s.data == desired.data && s.type_ == desired.type_).then_some(())
+    };
+    let secret = current(t, name, false, |s: Option<&Secret>| s.and_then(keeps).is_none()).await?;
     let stored = secret.as_ref().and_then(&read);
     if let Some((pem, info)) = stored.as_ref().and_then(|p| Some((p.clone(), keep(p)?))) {
         let desired = build(&pem);
@@ -75,7 +83,6 @@ fn usable(leaf: &Pem, ca: &Pem, now: i64) -> Option<CertInfo> {
 /// Ensures the three secrets; returns the material in use.
 pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Material> {
     let (dsb, names) = (t.dsb, &t.names);
-    let api = t.api::<Secret>();
     let now = tls::now();
     let unix = now.unix_timestamp();
     let days = t.ctx.config.cert_validity_days;
@@ -101,7 +108,7 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
             names.client_secret
         );
         t.warning(reason::CREDENTIALS_REVOKED, note).await;
-    } else if ca.issued && (ca.replaced || get_child(&api, dsb, &names.client_secret, false).await?.is_some()) {
+    } else if ca.issued && (ca.replaced || live::<Secret>(t, &names.client_secret, false).await?.is_some()) {
         let note = format!(
             "the CA in Secret {} was missing, invalid or expiring, so a new CA was issued; clients must use the new client Secret {}",
             names.ca_secret, names.client_secret
@@ -157,7 +164,7 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
 /// The ClusterIP the server certificate was issued for, if a server certificate exists: its IP
 /// SANs other than loopback and the plan's extra SANs.
 pub async fn previous_cluster_ip(t: &Target<'_>, plan: &Plan) -> Result<Option<String>> {
-    let server = get_child(&t.api::<Secret>(), t.dsb, &t.names.server_secret, false).await?;
+    let server = current::<Secret>(t, &t.names.server_secret, false, |_| false).await?;
     let Some(leaf) = server.and_then(|s| secret::leaf(&s)) else {
         return Ok(None);
     };

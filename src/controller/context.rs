@@ -12,8 +12,9 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
+use super::cache::{Cached, Caches};
 use crate::config::{Config, EngineProbe};
-use crate::crd::DockerSandbox;
+use crate::crd::{DockerSandbox, DockerSandboxStatus};
 use crate::metrics::Metrics;
 use crate::resources::Names;
 
@@ -29,13 +30,20 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Whether to reach engines through their ClusterIP (in cluster) or a port-forward.
     pub dial_service: bool,
+    /// What the watches show of the cluster; reconciles read from here.
+    pub caches: Caches,
     /// Failures in a row per sandbox (namespace, name); entries go with success or the sandbox.
     failures: Mutex<HashMap<(String, String), u32>>,
+    /// Reconciles in a row that found the sandbox still waiting (not Ready), for the re-check delay.
+    waits: Mutex<HashMap<(String, String), u32>>,
+    /// The status last written per sandbox: the sandbox cache can be behind it, and writing it again
+    /// (with its Event) would be noise.
+    published: Mutex<HashMap<(String, String), (String, DockerSandboxStatus)>>,
 }
 
 impl Context {
     /// A context for `client` and `config`.
-    pub fn new(client: Client, config: Config, metrics: Arc<Metrics>) -> Self {
+    pub fn new(client: Client, config: Config, metrics: Arc<Metrics>, caches: Caches) -> Self {
         let instance = std::env::var("POD_NAME").ok();
         let reporter = Reporter { controller: "dockersandbox-operator".into(), instance };
         let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
@@ -50,7 +58,10 @@ impl Context {
             config,
             metrics,
             dial_service,
+            caches,
             failures: Mutex::default(),
+            waits: Mutex::default(),
+            published: Mutex::default(),
         }
     }
 
@@ -81,9 +92,47 @@ impl Context {
         self.forget(&ObjectRef::from_obj(dsb).erase());
     }
 
-    /// Forgets failures of a sandbox that is gone (the controller found no object to reconcile).
+    /// Forgets everything kept about a sandbox that is gone (the controller found no object to
+    /// reconcile).
     pub fn forget(&self, obj: &ObjectRef<DynamicObject>) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(obj));
+        let k = key(obj);
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+        self.waits.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+        self.published.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+    }
+
+    /// Counts one more reconcile that found `dsb` waiting; returns how many in a row.
+    pub fn still_waiting(&self, dsb: &DockerSandbox) -> u32 {
+        let mut waits = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+        let n = waits.entry(key(&ObjectRef::from_obj(dsb).erase())).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// `dsb` is Ready (or waits for a change, not for time): the next wait starts over.
+    pub fn done_waiting(&self, dsb: &DockerSandbox) {
+        self.waits.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(&ObjectRef::from_obj(dsb).erase()));
+    }
+
+    /// The status this operator last wrote for `dsb` (this very object: same uid), if any.
+    pub fn last_published(&self, dsb: &DockerSandbox) -> Option<DockerSandboxStatus> {
+        let published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        let (uid, status) = published.get(&key(&ObjectRef::from_obj(dsb).erase()))?;
+        (Some(uid) == dsb.metadata.uid.as_ref()).then(|| status.clone())
+    }
+
+    /// Records the status just written for `dsb`.
+    pub fn published(&self, dsb: &DockerSandbox, status: DockerSandboxStatus) {
+        let uid = dsb.metadata.uid.clone().unwrap_or_default();
+        let key = key(&ObjectRef::from_obj(dsb).erase());
+        self.published.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (uid, status));
+    }
+
+    /// How many sandboxes have anything on record (failures, waits, statuses).
+    #[cfg(test)]
+    pub fn remembered(&self) -> usize {
+        self.waits.lock().unwrap_or_else(|e| e.into_inner()).len()
+            + self.published.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// How many sandboxes have failures on record.
@@ -117,6 +166,11 @@ impl<'a> Target<'a> {
         K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
     {
         Api::namespaced(self.ctx.client.clone(), &self.names.namespace)
+    }
+
+    /// The child `name` of kind `K` as the cache has it.
+    pub fn cached<K: Cached>(&self, name: &str) -> Option<Arc<K>> {
+        self.ctx.caches.get::<K>(Some(&self.names.namespace), name)
     }
 
     /// A Normal event on the sandbox.
@@ -162,7 +216,12 @@ mod tests {
     fn context() -> Context {
         // The mock is never answered: these tests make no request.
         let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        Context::new(Client::new(service, "team-a"), Config::for_tests(), Arc::new(Metrics::default()))
+        Context::new(
+            Client::new(service, "team-a"),
+            Config::for_tests(),
+            Arc::new(Metrics::default()),
+            Caches::snapshot([]),
+        )
     }
 
     #[test]
@@ -192,10 +251,12 @@ mod tests {
         let ctx = context();
         let dsb = minimal();
         ctx.backoff(&dsb);
-        assert_eq!(ctx.failing(), 1);
+        ctx.still_waiting(&dsb);
+        ctx.published(&dsb, DockerSandboxStatus::default());
+        assert_eq!((ctx.failing(), ctx.remembered()), (1, 2));
         // what the controller reports when a requeue finds the sandbox gone
         ctx.forget(&ObjectRef::<DockerSandbox>::new("web").within("team-a").erase());
-        assert_eq!(ctx.failing(), 0);
+        assert_eq!((ctx.failing(), ctx.remembered()), (0, 0));
     }
 
     #[tokio::test]

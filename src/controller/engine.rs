@@ -12,18 +12,28 @@ use crate::error::Result;
 use crate::plan::Plan;
 use crate::resources::pod;
 
+/// What a sandbox that is not Ready waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Something a watch reports: the pod, the volume, the scheduler, a spec change.
+    ForEvents,
+    /// dockerd to answer TLS in a pod that is ready: nothing reports that but asking.
+    ForDockerd,
+}
+
 /// Ensures the engine pod and reports whether dockerd answers.
-pub async fn ensure(t: &Target<'_>, plan: &Plan, tls: &Material, svc: &Service) -> Result<Engine> {
+pub async fn ensure(t: &Target<'_>, plan: &Plan, tls: &Material, svc: &Service) -> Result<(Engine, Wait)> {
     let desired = pod::build(t.dsb, plan, &tls.server.cert);
     Ok(match pods::ensure(t, &desired).await? {
         PodState::Ready => match probe::probe(route(t, svc), &t.names.server_name(), &tls.ca.cert, &tls.client).await {
-            Ok(version) => Engine::Answering(version),
-            Err(why) => {
-                Engine::NotAnswering(format!("the engine pod is ready but dockerd does not answer over TLS: {why}"))
-            }
+            Ok(version) => (Engine::Answering(version), Wait::ForEvents),
+            Err(why) => (
+                Engine::NotAnswering(format!("the engine pod is ready but dockerd does not answer over TLS: {why}")),
+                Wait::ForDockerd,
+            ),
         },
-        PodState::Waiting(why) => Engine::NotAnswering(why),
-        PodState::Broken { reason, message } => Engine::Broken { reason, message },
+        PodState::Waiting(why) => (Engine::NotAnswering(why), Wait::ForEvents),
+        PodState::Broken { reason, message } => (Engine::Broken { reason, message }, Wait::ForEvents),
     })
 }
 

@@ -4,6 +4,7 @@
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::api::ListParams;
+use kube::core::PartialObjectMeta;
 use kube::{Api, ResourceExt};
 
 use super::apply::get;
@@ -27,27 +28,81 @@ pub enum Gathered {
     Facts(Box<Facts>),
 }
 
+/// Where the facts come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The watch caches: no request (a namespace missing from the cache is read live).
+    Cache,
+    /// The API server: for a decision that stops an engine, which must not rest on a cache that
+    /// is behind.
+    Live,
+}
+
 /// Reads the facts.
-pub async fn gather(t: &Target<'_>) -> Result<Gathered> {
+pub async fn gather(t: &Target<'_>, source: Source) -> Result<Gathered> {
     let client = &t.ctx.client;
+    let caches = &t.ctx.caches;
     let config = &t.ctx.config;
-    let namespace = get(&Api::<Namespace>::all(client.clone()), &t.names.namespace).await?;
-    if namespace.as_ref().is_some_and(|n| n.metadata.deletion_timestamp.is_some()) {
+    let ns = &t.names.namespace;
+    let cached_ns = caches.get::<PartialObjectMeta<Namespace>>(None, ns).filter(|_| source == Source::Cache);
+    let (namespace_labels, deleting) = match cached_ns {
+        Some(n) => (n.labels().clone(), n.metadata.deletion_timestamp.is_some()),
+        None => match get(&Api::<Namespace>::all(client.clone()), ns).await? {
+            Some(n) => (n.labels().clone(), n.metadata.deletion_timestamp.is_some()),
+            None => (Default::default(), false),
+        },
+    };
+    if deleting {
         return Ok(Gathered::NamespaceGone);
     }
-    let class = match class_of(t).await? {
+    let named = t.dsb.spec.class_name.clone().or_else(|| t.dsb.status.as_ref().and_then(|s| s.class_name.clone()));
+    let class = match source {
+        Source::Cache => {
+            let found = named.as_deref().map(|n| caches.get::<DockerSandboxClass>(None, n).map(|c| (*c).clone()));
+            let all = if named.is_none() { caches.all::<DockerSandboxClass>() } else { vec![] };
+            pick_class(named.as_deref(), found.flatten(), all.iter().map(AsRef::as_ref))
+        }
+        Source::Live => {
+            let api = Api::<DockerSandboxClass>::all(client.clone());
+            let found = match named.as_deref() {
+                Some(n) => get(&api, n).await?,
+                None => None,
+            };
+            let all = if named.is_none() {
+                api.list(&ListParams::default()).await.map_err(Error::kube("list", "DockerSandboxClass", ""))?.items
+            } else {
+                vec![]
+            };
+            pick_class(named.as_deref(), found, all.iter())
+        }
+    };
+    let class = match class {
         Ok(class) => class,
         Err(refusal) => return Ok(Gathered::NoClass(refusal)),
     };
-    let rc = get(&Api::<RuntimeClass>::all(client.clone()), &config.sysbox_runtime_class).await?;
+    let rc = match source {
+        Source::Cache => caches.get::<RuntimeClass>(None, &config.sysbox_runtime_class).map(|r| (*r).clone()),
+        Source::Live => get(&Api::<RuntimeClass>::all(client.clone()), &config.sysbox_runtime_class).await?,
+    };
     let sysbox_nodes = match &rc {
-        Some(rc) if config.sysbox_user_namespace == SysboxUserNamespace::Auto => Some(nodes_of(t, rc).await?),
+        Some(rc) if config.sysbox_user_namespace == SysboxUserNamespace::Auto => {
+            let nodes = match source {
+                Source::Cache => caches.all::<Node>().iter().map(|n| (**n).clone()).collect(),
+                Source::Live => {
+                    Api::<Node>::all(client.clone())
+                        .list(&ListParams::default())
+                        .await
+                        .map_err(Error::kube("list", "Node", ""))?
+                        .items
+                }
+            };
+            Some(nodes_of(rc, &nodes))
+        }
         _ => None,
     };
-    let namespace_labels = namespace.map(|n| n.labels().clone()).unwrap_or_default();
     let pod_security_enforce = namespace_labels.get(POD_SECURITY_ENFORCE).cloned();
     Ok(Gathered::Facts(Box::new(Facts {
-        namespace: t.names.namespace.clone(),
+        namespace: ns.clone(),
         namespace_labels,
         class,
         sysbox_runtime_class: rc.is_some(),
@@ -56,62 +111,56 @@ pub async fn gather(t: &Target<'_>) -> Result<Gathered> {
     })))
 }
 
-/// The sandbox's class: the one it names, else the one it resolved to before, else the default.
-async fn class_of(t: &Target<'_>) -> Result<Result<ClassFacts, Refusal>> {
-    let api = Api::<DockerSandboxClass>::all(t.ctx.client.clone());
-    let named = t.dsb.spec.class_name.clone().or_else(|| t.dsb.status.as_ref().and_then(|s| s.class_name.clone()));
+/// The sandbox's class: the one it names (`named`, found as `found`), else the one class of `all`
+/// marked default.
+fn pick_class<'a>(
+    named: Option<&str>,
+    found: Option<DockerSandboxClass>,
+    all: impl Iterator<Item = &'a DockerSandboxClass>,
+) -> Result<ClassFacts, Refusal> {
     let missing = |message: String| Refusal { reason: reason::CLASS_NOT_FOUND, message, spec_error: false };
-    let class = match named {
-        Some(name) => match get(&api, &name).await? {
-            Some(class) => class,
-            None => {
-                return Ok(Err(missing(format!(
-                    "DockerSandboxClass {name} does not exist (kubectl get dsbclass lists the classes); the engine \
-                     keeps its data and continues once the class is back"
-                ))));
-            }
-        },
-        None => {
-            let all = api.list(&ListParams::default()).await.map_err(Error::kube("list", "DockerSandboxClass", ""))?;
-            let mut defaults: Vec<DockerSandboxClass> = all
-                .items
-                .into_iter()
+    let class = match (named, found) {
+        (Some(_), Some(class)) => class,
+        (Some(name), None) => {
+            return Err(missing(format!(
+                "DockerSandboxClass {name} does not exist (kubectl get dsbclass lists the classes); the engine \
+                 keeps its data and continues once the class is back"
+            )));
+        }
+        (None, _) => {
+            let mut defaults: Vec<&DockerSandboxClass> = all
                 .filter(|c| c.annotations().get(DEFAULT_CLASS_ANNOTATION).map(String::as_str) == Some("true"))
                 .collect();
+            defaults.sort_by_key(|c| c.name_any());
             match defaults.len() {
-                1 => defaults.remove(0),
+                1 => defaults[0].clone(),
                 0 => {
-                    return Ok(Err(missing(format!(
+                    return Err(missing(format!(
                         "spec.className is empty and no DockerSandboxClass is marked default (annotation \
                          {DEFAULT_CLASS_ANNOTATION}: \"true\"); name a class (kubectl get dsbclass) or ask the platform \
                          team to mark one"
-                    ))));
+                    )));
                 }
                 _ => {
-                    let names: Vec<String> = defaults.iter().map(ResourceExt::name_any).collect();
-                    return Ok(Err(missing(format!(
+                    let names: Vec<String> = defaults.iter().map(|c| c.name_any()).collect();
+                    return Err(missing(format!(
                         "spec.className is empty and several DockerSandboxClasses are marked default ({}); name one \
                          in spec.className, or ask the platform team to keep one default",
                         names.join(", ")
-                    ))));
+                    )));
                 }
             }
         }
     };
-    Ok(Ok(ClassFacts { name: class.name_any(), generation: class.metadata.generation.unwrap_or(0), spec: class.spec }))
+    Ok(ClassFacts { name: class.name_any(), generation: class.metadata.generation.unwrap_or(0), spec: class.spec })
 }
 
 /// The nodes `rc` schedules onto (its `scheduling.nodeSelector`, or every node) and their runtimes.
-async fn nodes_of(t: &Target<'_>, rc: &RuntimeClass) -> Result<Vec<NodeRuntime>> {
+fn nodes_of(rc: &RuntimeClass, nodes: &[Node]) -> Vec<NodeRuntime> {
     let selector = rc.scheduling.as_ref().and_then(|s| s.node_selector.as_ref());
-    let labels: Vec<String> = selector.into_iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
-    let nodes = Api::<Node>::all(t.ctx.client.clone())
-        .list(&ListParams::default().labels(&labels.join(",")))
-        .await
-        .map_err(Error::kube("list", "Node", labels.join(",")))?;
-    Ok(nodes
-        .items
+    let mut picked: Vec<NodeRuntime> = nodes
         .iter()
+        .filter(|n| selector.into_iter().flatten().all(|(k, v)| n.labels().get(k) == Some(v)))
         .map(|n| NodeRuntime {
             node: n.name_any(),
             runtime: n
@@ -121,5 +170,7 @@ async fn nodes_of(t: &Target<'_>, rc: &RuntimeClass) -> Result<Vec<NodeRuntime>>
                 .map(|i| i.container_runtime_version.clone())
                 .unwrap_or_default(),
         })
-        .collect())
+        .collect();
+    picked.sort_by(|a, b| a.node.cmp(&b.node));
+    picked
 }

@@ -1,6 +1,7 @@
 //! Wiring: one Controller per watched namespace (or one for all), owning the sandbox's children.
 
 mod apply;
+pub mod cache;
 mod certs;
 pub mod context;
 mod engine;
@@ -15,18 +16,21 @@ pub mod storage;
 
 use std::sync::Arc;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::node::v1::RuntimeClass;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::reflector::Store;
-use kube::runtime::{Controller, controller, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{ObjectRef, Store, reflector};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+pub use cache::{Caches, Feeds};
 pub use context::Context;
 
+use crate::config::SysboxUserNamespace;
 use crate::crd::{DockerSandbox, DockerSandboxClass, Phase};
 use crate::resources::MANAGED_SELECTOR;
 
@@ -46,32 +50,43 @@ where
     }
 }
 
-/// Builds the controllers; returns their caches (for readiness and metrics) and a future that runs
-/// them until `shutdown` is cancelled.
+/// Builds the controllers and the watches that feed `feeds` (the context's caches); returns the
+/// sandbox caches (for readiness and metrics) and a future that runs everything until `shutdown`
+/// is cancelled.
 pub fn controllers(
     ctx: Arc<Context>,
+    feeds: Feeds,
     shutdown: CancellationToken,
 ) -> (Vec<Store<DockerSandbox>>, impl std::future::Future<Output = ()>) {
     let namespaces = ctx.config.watched_namespaces();
-    let children = watcher::Config::default().labels(MANAGED_SELECTOR);
+    let c = &ctx.client;
+    // Children: full objects (the reconciler reads them), without managedFields (never read).
+    let children = watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
+    let Feeds { scopes: scope_feeds, runtime_classes, classes, nodes, synced } = feeds;
     let mut stores = Vec::new();
     let mut runs = Vec::new();
-    for scope in scopes(&namespaces) {
-        let c = &ctx.client;
+    let mut wakes = Vec::new();
+    for (scope, f) in scopes(&namespaces).into_iter().zip(scope_feeds) {
+        let (wake, woken) = futures::channel::mpsc::unbounded();
         let controller = Controller::new(api::<DockerSandbox>(c, scope), watcher::Config::default().any_semantic());
-        let cache = controller.store();
-        let users = controller.store();
+        let sandboxes = controller.store();
+        wakes.push((controller.store(), wake));
+        let namespace_watch = match scope {
+            Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+            None => watcher::Config::default(),
+        };
         let controller = controller
-            // A RuntimeClass appearing (or going) changes where waiting sandboxes can run.
-            .watches(Api::<RuntimeClass>::all(c.clone()), watcher::Config::default(), move |_| waiting(&cache))
-            // A class change (or a class appearing, going, becoming default) re-plans its sandboxes.
-            .watches(Api::<DockerSandboxClass>::all(c.clone()), watcher::Config::default(), move |class| {
-                using(&users, &class.name_any())
-            })
-            .owns(api::<Pod>(c, scope), children.clone())
-            .owns(api::<Service>(c, scope), children.clone())
-            .owns(api::<Secret>(c, scope), children.clone())
-            .owns(api::<PersistentVolumeClaim>(c, scope), children.clone())
+            .owns_stream(feed(f.pods, watcher(api::<Pod>(c, scope), children.clone())))
+            .owns_stream(feed(f.services, watcher(api::<Service>(c, scope), children.clone())))
+            .owns_stream(feed(f.secrets, watcher(api::<Secret>(c, scope), children.clone())))
+            .owns_stream(feed(f.claims, watcher(api::<PersistentVolumeClaim>(c, scope), children.clone())))
+            // A namespace's labels decide privileged opt-in: a change re-plans its sandboxes.
+            .watches_stream(
+                feed(f.namespaces, watcher(Api::<PartialObjectMeta<Namespace>>::all(c.clone()), namespace_watch)),
+                move |ns| in_namespace(&sandboxes, &ns.name_any()),
+            )
+            // Cluster-scoped changes, mapped to sandboxes below.
+            .reconcile_on(woken)
             .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
             .graceful_shutdown_on(shutdown.clone().cancelled_owned());
         stores.push(controller.store());
@@ -89,9 +104,75 @@ pub fn controllers(
         });
         runs.push(run);
     }
+    let wakes = Arc::new(wakes);
+    let w = wakes.clone();
+    // A RuntimeClass appearing (or going) changes where waiting sandboxes can run.
+    let rcs = feed(runtime_classes, watcher(Api::<RuntimeClass>::all(c.clone()), watcher::Config::default())).for_each(
+        move |_| {
+            wake(&w, waiting);
+            futures::future::ready(())
+        },
+    );
+    // A class change (or a class appearing, going, becoming default) re-plans its sandboxes.
+    let w = wakes.clone();
+    let class_changes = feed(classes, watcher(Api::<DockerSandboxClass>::all(c.clone()), watcher::Config::default()))
+        .for_each(move |class| {
+            if let Ok(class) = class {
+                wake(&w, |store| using(store, &class.name_any()));
+            }
+            futures::future::ready(())
+        });
+    // Nodes wake nobody (their status changes all the time); they are read when a sandbox is planned.
+    let node_feed = if ctx.config.sysbox_user_namespace == SysboxUserNamespace::Auto {
+        feed(nodes, watcher(Api::<Node>::all(c.clone()), watcher::Config::default()).modify(cache::slim_node))
+            .for_each(|_| futures::future::ready(()))
+            .boxed()
+    } else {
+        cache::empty(nodes);
+        futures::future::ready(()).boxed()
+    };
+    let announce = cache::announce_synced(ctx.caches.clone(), synced);
+    let feeders = async move {
+        futures::join!(rcs, class_changes, node_feed, announce);
+    };
     (stores, async move {
-        futures::future::join_all(runs).await;
+        // The feeders end when the controllers do (they are watches: they never end by themselves).
+        futures::future::select(Box::pin(futures::future::join_all(runs)), Box::pin(feeders)).await;
     })
+}
+
+/// A watch that fills `writer` (without managedFields) and yields what it touched; retried with
+/// backoff when the API server is away.
+fn feed<K>(
+    writer: Writer<K>,
+    watch: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+) -> impl Stream<Item = watcher::Result<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    reflector(writer, watch.modify(|o: &mut K| o.meta_mut().managed_fields = None).default_backoff()).touched_objects()
+}
+
+/// A controller's sandbox cache and the channel that queues its sandboxes.
+type Wake = (Store<DockerSandbox>, futures::channel::mpsc::UnboundedSender<ObjectRef<DockerSandbox>>);
+
+/// Queues the sandboxes `pick` chooses in every controller.
+fn wake(wakes: &[Wake], pick: impl Fn(&Store<DockerSandbox>) -> Vec<ObjectRef<DockerSandbox>>) {
+    for (store, tx) in wakes {
+        for obj in pick(store) {
+            let _ = tx.unbounded_send(obj);
+        }
+    }
+}
+
+/// Sandboxes in namespace `ns`.
+fn in_namespace(cache: &Store<DockerSandbox>, ns: &str) -> Vec<ObjectRef<DockerSandbox>> {
+    cache
+        .state()
+        .iter()
+        .filter(|d| d.namespace().as_deref() == Some(ns))
+        .map(|d| ObjectRef::from_obj(d.as_ref()))
+        .collect()
 }
 
 /// Sandboxes that use class `name`, or have none yet (a class may just have become the default).

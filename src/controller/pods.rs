@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
-use super::apply::{apply, delete, get_child};
+use super::apply::{apply, current, delete};
 use super::context::Target;
 use crate::crd::FIELD_MANAGER;
 use crate::crd::conditions::reason;
@@ -76,7 +76,9 @@ pub fn decide(current: &Pod, desired: &Pod) -> Step {
 pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
     let name = desired.name_any();
     let api = t.api::<Pod>();
-    let Some(current) = get_child(&api, t.dsb, &name, false).await? else {
+    // Observing or waiting reads the cache; anything that writes looks at the live pod first.
+    let writes = |c: Option<&Pod>| c.is_none_or(|p| matches!(decide(p, desired), Step::Roll(_) | Step::Recreate(_)));
+    let Some(current) = current(t, &name, false, writes).await? else {
         return create(t, &api, desired).await;
     };
     match decide(&current, desired) {
@@ -117,7 +119,8 @@ async fn admitted(api: &Api<Pod>, desired: &Pod) -> Result<Result<(), String>> {
 /// Stops the engine pod, if there is one, because policy no longer allows it (`why`).
 pub async fn stop(t: &Target<'_>, why: &str) -> Result<()> {
     let api = t.api::<Pod>();
-    let Some(pod) = get_child(&api, t.dsb, &t.names.pod, false).await? else { return Ok(()) };
+    let running = |c: Option<&Pod>| c.is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+    let Some(pod) = current(t, &t.names.pod, false, running).await? else { return Ok(()) };
     if pod.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }

@@ -14,9 +14,15 @@ use crate::error::{Error, Result};
 
 /// Computes and publishes the status after `outcome`; returns the phase.
 pub async fn publish_status(t: &Target<'_>, outcome: &Outcome) -> Result<Phase> {
-    let new = status::compute(t.dsb, outcome, &Time(jiff::Timestamp::now()));
+    // Only this operator writes the status: what it last wrote is the newest, even when the sandbox
+    // cache has not seen that write yet.
+    let mut dsb = t.dsb.clone();
+    if let Some(last) = t.ctx.last_published(t.dsb) {
+        dsb.status = Some(last);
+    }
+    let new = status::compute(&dsb, outcome, &Time(jiff::Timestamp::now()));
     let phase = new.phase.unwrap_or(Phase::Pending);
-    if !status::changed(t.dsb.status.as_ref(), &new) {
+    if !status::changed(dsb.status.as_ref(), &new) {
         return Ok(phase);
     }
     let body = serde_json::json!({
@@ -29,12 +35,13 @@ pub async fn publish_status(t: &Target<'_>, outcome: &Outcome) -> Result<Phase> 
         .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
         .await
         .map_err(Error::kube("patch status of", "DockerSandbox", &name))?;
-    let old_phase = t.dsb.status.as_ref().and_then(|s| s.phase);
+    t.ctx.published(t.dsb, new.clone());
+    let old_phase = dsb.status.as_ref().and_then(|s| s.phase);
     if old_phase != Some(phase) {
         info!(from = ?old_phase, to = ?phase, "phase changed");
         announce(t, old_phase, &new).await;
     } else if matches!(phase, Phase::Pending | Phase::Failed)
-        && ready_reason(t.dsb.status.as_ref()) != ready_reason(Some(&new))
+        && ready_reason(dsb.status.as_ref()) != ready_reason(Some(&new))
     {
         // Still stuck, but for another reason: that is news too.
         info!(phase = ?phase, reason = ?ready_reason(Some(&new)), "reason changed");

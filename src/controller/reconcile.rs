@@ -5,12 +5,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::{debug, instrument, warn};
 
 use super::context::{Context, Target};
+use super::engine::Wait;
+use super::facts::Source;
 use super::publish::publish_status;
 use super::status::{Observed, Outcome};
 use super::{certs, engine, facts, pods, service, storage};
@@ -47,62 +50,118 @@ pub fn error_policy(dsb: Arc<DockerSandbox>, error: &Error, ctx: Arc<Context>) -
 
 async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
     let t = Target::new(dsb, ctx).ok_or_else(|| Error::NoNamespace(dsb.name_any()))?;
+    // Until every watch has listed once, "not in the cache" would be mistaken for "does not exist".
+    ctx.caches.synced().await;
     if dsb.metadata.deletion_timestamp.is_some() {
         // The API server deletes the children through their owner references (a Retain volume has
         // none and stays); the operator only says so.
         publish_status(&t, &Outcome::Terminating).await?;
         return Ok(Action::await_change());
     }
-    let facts = match facts::gather(&t).await? {
-        facts::Gathered::Facts(facts) => facts,
+    let plan = match planned(&t, Source::Cache).await? {
+        Planned::Plan(plan) => plan,
         // The namespace is being deleted: creating children would only be refused.
-        facts::Gathered::NamespaceGone => return Ok(Action::await_change()),
-        facts::Gathered::NoClass(refusal) => {
-            // Nothing is changed or stopped: the class may come back (it is watched).
-            publish_status(&t, &Outcome::Refused(refusal)).await?;
-            return Ok(Action::requeue(Duration::from_secs(60)));
-        }
+        Planned::NamespaceGone => return Ok(Action::await_change()),
+        Planned::Refused(refusal) => return refused(&t, refusal).await,
     };
-    let plan = match plan::resolve(dsb, &facts, &ctx.config) {
-        Ok(plan) => plan,
-        Err(refusal) => {
-            let spec_error = refusal.spec_error;
-            if plan::is_policy_refusal(&refusal) {
-                // Policy no longer allows this engine: stop it; the volume keeps the data.
-                pods::stop(&t, &refusal.message).await?;
-            }
-            publish_status(&t, &Outcome::Refused(refusal)).await?;
-            // A spec error waits for a spec change; a cluster problem (RuntimeClass, policy) is re-checked.
-            return Ok(if spec_error { Action::await_change() } else { Action::requeue(Duration::from_secs(60)) });
+    match place(&t, *plan).await {
+        Ok((seen, wait)) => {
+            let phase = publish_status(&t, &Outcome::Placed(seen)).await?;
+            Ok(requeue_after(ctx, dsb, phase, wait))
         }
-    };
-    match place(&t, plan).await {
-        Ok(seen) => Ok(requeue_after(publish_status(&t, &Outcome::Placed(seen)).await?)),
         Err(e @ Error::Foreign { .. }) => {
             // Someone else's object is in the way: nothing of it is changed; say so and look again.
             let refusal = plan::Refusal { reason: reason::CONFLICT, message: e.to_string(), spec_error: false };
             publish_status(&t, &Outcome::Refused(refusal)).await?;
-            Ok(Action::requeue(Duration::from_secs(60)))
+            Ok(Action::requeue(recheck_after(ctx.still_waiting(dsb))))
         }
         Err(e) => Err(e),
     }
 }
 
+/// What facts and plan say.
+enum Planned {
+    Plan(Box<plan::Plan>),
+    NamespaceGone,
+    Refused(plan::Refusal),
+}
+
+async fn planned(t: &Target<'_>, source: Source) -> Result<Planned> {
+    Ok(match facts::gather(t, source).await? {
+        facts::Gathered::Facts(facts) => match plan::resolve(t.dsb, &facts, &t.ctx.config) {
+            Ok(plan) => Planned::Plan(Box::new(plan)),
+            Err(refusal) => Planned::Refused(refusal),
+        },
+        facts::Gathered::NamespaceGone => Planned::NamespaceGone,
+        // Nothing is changed or stopped: the class may come back (it is watched).
+        facts::Gathered::NoClass(refusal) => Planned::Refused(refusal),
+    })
+}
+
+/// A sandbox the plan refuses. A policy refusal stops its engine (the volume keeps the data), but
+/// only once the live cluster confirms it: a cache that is behind must never stop an engine.
+async fn refused(t: &Target<'_>, mut refusal: plan::Refusal) -> Result<Action> {
+    let running = t.cached::<Pod>(&t.names.pod).is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+    if running && plan::is_policy_refusal(&refusal) {
+        match planned(t, Source::Live).await? {
+            Planned::Refused(live) if plan::is_policy_refusal(&live) => {
+                pods::stop(t, &live.message).await?;
+                refusal = live;
+            }
+            Planned::Refused(live) => refusal = live,
+            // The cache was behind; the next reconcile (its watch event is on the way) places it.
+            Planned::Plan(_) | Planned::NamespaceGone => return Ok(Action::requeue(Duration::from_secs(1))),
+        }
+    }
+    let spec_error = refusal.spec_error;
+    publish_status(t, &Outcome::Refused(refusal)).await?;
+    // A spec error waits for a spec change; a cluster problem (class, RuntimeClass, policy) is
+    // watched, and re-checked ever more rarely.
+    Ok(if spec_error {
+        t.ctx.done_waiting(t.dsb);
+        Action::await_change()
+    } else {
+        Action::requeue(recheck_after(t.ctx.still_waiting(t.dsb)))
+    })
+}
+
 /// The children, in order: the Service (its address goes into the server certificate), the
 /// certificates, the volume, then the engine pod, which needs all of them.
-async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<Observed> {
+async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<(Observed, Wait)> {
     let svc = service::ensure(t, &plan).await?;
     let tls = certs::ensure(t, &plan, &svc).await?;
     let storage = storage::ensure(t, &plan).await?;
-    let engine = engine::ensure(t, &plan, &tls, &svc).await?;
-    Ok(Observed { mode: plan.mode, class: plan.class, certificates: tls.status, storage, engine })
+    let (engine, wait) = engine::ensure(t, &plan, &tls, &svc).await?;
+    Ok((Observed { mode: plan.mode, class: plan.class, certificates: tls.status, storage, engine }, wait))
 }
 
-/// When to look again at a sandbox that reconciled fine: soon while it starts, rarely once Ready.
-pub fn requeue_after(phase: Phase) -> Action {
-    Action::requeue(match phase {
-        Phase::Ready => Duration::from_secs(120),
-        Phase::Provisioning => Duration::from_secs(5),
-        _ => Duration::from_secs(30),
+/// How often a Ready engine is asked over TLS whether it still answers (its pod's readiness is
+/// watched besides).
+pub const HEALTH_CADENCE: Duration = Duration::from_secs(300);
+
+/// When to look again at a sandbox that reconciled fine. Ready: the slow health cadence. Waiting
+/// for its pod, volume or the scheduler: their watch events wake it; the timer is only a fallback
+/// that backs off to 5 minutes. A pod that is ready while dockerd does not answer TLS yet: its own
+/// short, bounded backoff, since no watch event says when dockerd starts answering.
+pub fn requeue_after(ctx: &Context, dsb: &DockerSandbox, phase: Phase, wait: Wait) -> Action {
+    if phase == Phase::Ready {
+        ctx.done_waiting(dsb);
+        return Action::requeue(HEALTH_CADENCE);
+    }
+    let n = ctx.still_waiting(dsb);
+    Action::requeue(match wait {
+        Wait::ForDockerd => probe_after(n),
+        Wait::ForEvents => recheck_after(n),
     })
+}
+
+/// Fallback re-check after the `n`th reconcile in a row that found the sandbox waiting: 5 s,
+/// doubling, at most 5 min.
+pub fn recheck_after(n: u32) -> Duration {
+    super::context::backoff_after(n)
+}
+
+/// Next TLS probe after the `n`th unanswered one while the pod is ready: 1 s, doubling, at most 30 s.
+pub fn probe_after(n: u32) -> Duration {
+    Duration::from_secs((1u64 << n.saturating_sub(1).min(5)).min(30))
 }

@@ -4,36 +4,41 @@
 
 use k8s_openapi::api::core::v1::Service;
 
-use super::apply::{apply, get_child};
+use super::apply::{apply, current_for, ensure as apply_if_changed, stamped};
 use super::certs;
 use super::context::Target;
 use crate::error::Result;
 use crate::plan::Plan;
 use crate::resources::service;
 
-/// Applies the Service; returns it as stored (with its ClusterIP), for the certificate's SANs.
+/// Applies the Service (when it is not as wanted); returns it as stored (with its ClusterIP), for
+/// the certificate's SANs.
 pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Service> {
     let api = t.api::<Service>();
-    let mut desired = service::build(t.dsb, plan);
-    let current = get_child(&api, t.dsb, &t.names.service, false).await?;
-    let ip = match current.as_ref().and_then(|s| s.spec.as_ref()?.cluster_ip.clone()) {
+    // The stamp covers what the operator decides; the address is the Service's own.
+    let base = stamped(&service::build(t.dsb, plan));
+    let with_ip = |ip: Option<String>| {
+        let mut svc = base.clone();
+        if let Some(spec) = svc.spec.as_mut() {
+            spec.cluster_ip = ip;
+        }
+        svc
+    };
+    let current = current_for(t, &t.names.service, false, |c: Option<&Service>| with_ip(c.and_then(ip_of))).await?;
+    let ip = match current.as_ref().and_then(ip_of) {
         Some(ip) => Some(ip),
         None => certs::previous_cluster_ip(t, plan).await?,
     };
     let reused = current.is_none() && ip.is_some();
-    set_cluster_ip(&mut desired, ip);
-    match apply(&api, &desired).await {
+    match apply_if_changed(&api, &with_ip(ip), current).await {
         Err(e) if reused && e.is_permanent() => {
             // The old address is taken or outside the range: take a new one (and a new certificate).
-            set_cluster_ip(&mut desired, None);
-            apply(&api, &desired).await
+            apply(&api, &with_ip(None)).await
         }
         other => other,
     }
 }
 
-fn set_cluster_ip(svc: &mut Service, ip: Option<String>) {
-    if let Some(spec) = svc.spec.as_mut() {
-        spec.cluster_ip = ip;
-    }
+fn ip_of(svc: &Service) -> Option<String> {
+    svc.spec.as_ref()?.cluster_ip.clone()
 }

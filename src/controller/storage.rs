@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
 
-use super::apply::{apply, get_child};
+use super::apply::{current_for, ensure as apply_if_changed, stamped};
 use super::context::Target;
 use super::status::Storage;
 use crate::error::Result;
@@ -14,13 +14,14 @@ use crate::resources::pvc;
 /// Applies the claim; a change the StorageClass refuses (e.g. a resize it cannot do) keeps the
 /// engine on the volume it has, and says so.
 pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Storage> {
-    let Some(claim) = pvc::build(t.dsb, plan) else { return Ok(Storage::Ephemeral) };
+    let Some(claim) = pvc::build(t.dsb, plan).map(|c| stamped(&c)) else { return Ok(Storage::Ephemeral) };
     let api = t.api::<PersistentVolumeClaim>();
     // A Retain volume of an earlier sandbox with this name is adopted; anyone else's is left alone.
-    let existing = get_child(&api, t.dsb, &t.names.pvc, true).await?;
-    match apply(&api, &claim).await {
+    let existing = current_for(t, &t.names.pvc, true, |_| claim.clone()).await?;
+    let existed = existing.is_some();
+    match apply_if_changed(&api, &claim, existing).await {
         Ok(applied) => Ok(state(&applied)),
-        Err(e) if e.is_permanent() && existing.is_some() => Ok(Storage::Waiting(format!(
+        Err(e) if e.is_permanent() && existed => Ok(Storage::Waiting(format!(
             "PersistentVolumeClaim {} could not be updated to the spec: {}",
             t.names.pvc,
             e.api_message().unwrap_or_default()

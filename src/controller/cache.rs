@@ -1,0 +1,297 @@
+//! The reconciler's view of the cluster: reflector stores fed by the same watches that wake the
+//! controller. A reconcile reads its children, the namespace, the class, RuntimeClasses and nodes
+//! from here, so a sandbox whose children are as wanted costs no API request at all.
+//!
+//! A store can be behind the operator's own last write (the watch event is still on its way). The
+//! steps therefore decide from the cache, and only when that decision is a write (create, issue,
+//! restore, delete) re-read the object live and decide again: writes stay exact, idle costs nothing.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::node::v1::RuntimeClass;
+use kube::Resource;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::crd::DockerSandboxClass;
+
+/// The stores, one per watched scope for namespaced kinds (a lookup asks each; only the one of the
+/// object's namespace can hold it).
+#[derive(Clone)]
+pub struct Caches {
+    pods: Vec<Store<Pod>>,
+    services: Vec<Store<Service>>,
+    secrets: Vec<Store<Secret>>,
+    claims: Vec<Store<PersistentVolumeClaim>>,
+    namespaces: Vec<Store<PartialObjectMeta<Namespace>>>,
+    runtime_classes: Vec<Store<RuntimeClass>>,
+    classes: Vec<Store<DockerSandboxClass>>,
+    nodes: Vec<Store<Node>>,
+    synced: watch::Receiver<bool>,
+}
+
+/// The writers behind `Caches`, handed to the watches that feed them.
+pub struct Feeds {
+    /// Per scope, in the order of `controller::scopes`.
+    pub scopes: Vec<ScopeFeeds>,
+    /// RuntimeClasses.
+    pub runtime_classes: Writer<RuntimeClass>,
+    /// DockerSandboxClasses.
+    pub classes: Writer<DockerSandboxClass>,
+    /// Nodes.
+    pub nodes: Writer<Node>,
+    /// Set once every store has its first full list.
+    pub synced: watch::Sender<bool>,
+}
+
+/// The writers of one scope's namespaced stores.
+pub struct ScopeFeeds {
+    /// Engine pods.
+    pub pods: Writer<Pod>,
+    /// Services.
+    pub services: Writer<Service>,
+    /// Secrets.
+    pub secrets: Writer<Secret>,
+    /// Claims.
+    pub claims: Writer<PersistentVolumeClaim>,
+    /// The scope's namespaces (metadata only: labels and deletion).
+    pub namespaces: Writer<PartialObjectMeta<Namespace>>,
+}
+
+/// A kind the caches hold.
+pub trait Cached: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
+    /// Its stores.
+    fn stores(c: &Caches) -> &[Store<Self>];
+}
+
+macro_rules! cached {
+    ($($kind:ty => $field:ident),* $(,)?) => {
+        $(impl Cached for $kind {
+            fn stores(c: &Caches) -> &[Store<Self>] {
+                &c.$field
+            }
+        })*
+    };
+}
+
+cached!(
+    Pod => pods,
+    Service => services,
+    Secret => secrets,
+    PersistentVolumeClaim => claims,
+    PartialObjectMeta<Namespace> => namespaces,
+    RuntimeClass => runtime_classes,
+    DockerSandboxClass => classes,
+    Node => nodes,
+);
+
+impl Caches {
+    /// Empty stores for `scopes` watched scopes, and the writers that fill them.
+    pub fn new(scopes: usize) -> (Self, Feeds) {
+        let (synced_tx, synced) = watch::channel(false);
+        let mut caches = Self {
+            pods: vec![],
+            services: vec![],
+            secrets: vec![],
+            claims: vec![],
+            namespaces: vec![],
+            runtime_classes: vec![],
+            classes: vec![],
+            nodes: vec![],
+            synced,
+        };
+        let mut feeds_of_scopes = Vec::new();
+        for _ in 0..scopes.max(1) {
+            feeds_of_scopes.push(ScopeFeeds {
+                pods: pair(&mut caches.pods),
+                services: pair(&mut caches.services),
+                secrets: pair(&mut caches.secrets),
+                claims: pair(&mut caches.claims),
+                namespaces: pair(&mut caches.namespaces),
+            });
+        }
+        let feeds = Feeds {
+            scopes: feeds_of_scopes,
+            runtime_classes: pair(&mut caches.runtime_classes),
+            classes: pair(&mut caches.classes),
+            nodes: pair(&mut caches.nodes),
+            synced: synced_tx,
+        };
+        (caches, feeds)
+    }
+
+    /// Caches holding exactly `objects` (a snapshot, already synced): for tests of the reconciler.
+    /// Objects are told apart by their `kind`; other kinds are ignored.
+    #[doc(hidden)]
+    pub fn snapshot(objects: impl IntoIterator<Item = serde_json::Value>) -> Self {
+        let (caches, feeds) = Self::new(1);
+        let Feeds { mut scopes, mut runtime_classes, mut classes, mut nodes, synced } = feeds;
+        let mut scope = scopes.remove(0);
+        for w in [&mut runtime_classes as &mut dyn Init, &mut classes, &mut nodes] {
+            w.begin();
+        }
+        for w in [&mut scope.pods as &mut dyn Init, &mut scope.services, &mut scope.secrets, &mut scope.claims] {
+            w.begin();
+        }
+        scope.namespaces.begin();
+        for o in objects {
+            match o["kind"].as_str().unwrap_or_default() {
+                "Pod" => scope.pods.add(o),
+                "Service" => scope.services.add(o),
+                "Secret" => scope.secrets.add(o),
+                "PersistentVolumeClaim" => scope.claims.add(o),
+                "Namespace" => scope.namespaces.add(o),
+                "RuntimeClass" => runtime_classes.add(o),
+                "DockerSandboxClass" => classes.add(o),
+                "Node" => nodes.add(o),
+                _ => {}
+            }
+        }
+        for w in [&mut runtime_classes as &mut dyn Init, &mut classes, &mut nodes] {
+            w.end();
+        }
+        for w in [&mut scope.pods as &mut dyn Init, &mut scope.services, &mut scope.secrets, &mut scope.claims] {
+            w.end();
+        }
+        scope.namespaces.end();
+        let _ = synced.send(true);
+        // The stores keep their content when their writers go.
+        caches
+    }
+
+    /// Waits until every store has had its first full list; a reconcile before that would take
+    /// "not in the cache" for "does not exist" (and issue a new CA over an existing one).
+    pub async fn synced(&self) {
+        let mut rx = self.synced.clone();
+        // The sender lives as long as the controllers; if it is gone, nothing reconciles anyway.
+        let _ = rx.wait_for(|synced| *synced).await;
+    }
+
+    /// The object `name` of kind `K` in `namespace` (ignored for cluster-scoped kinds), if cached.
+    pub fn get<K: Cached>(&self, namespace: Option<&str>, name: &str) -> Option<Arc<K>> {
+        let mut key = ObjectRef::<K>::new(name);
+        if let Some(ns) = namespace {
+            key = key.within(ns);
+        }
+        K::stores(self).iter().find_map(|s| s.get(&key))
+    }
+
+    /// Every cached object of kind `K`.
+    pub fn all<K: Cached>(&self) -> Vec<Arc<K>> {
+        K::stores(self).iter().flat_map(Store::state).collect()
+    }
+}
+
+/// Waits for every store of `caches` to be filled, then says so on `synced`.
+pub async fn announce_synced(caches: Caches, synced: watch::Sender<bool>) {
+    // Each store has exactly this one waiter (kube's readiness future wakes one waiter only).
+    async fn all<K: Cached>(c: &Caches) {
+        for s in K::stores(c) {
+            let _ = s.wait_until_ready().await;
+        }
+    }
+    all::<Pod>(&caches).await;
+    all::<Service>(&caches).await;
+    all::<Secret>(&caches).await;
+    all::<PersistentVolumeClaim>(&caches).await;
+    all::<PartialObjectMeta<Namespace>>(&caches).await;
+    all::<RuntimeClass>(&caches).await;
+    all::<DockerSandboxClass>(&caches).await;
+    all::<Node>(&caches).await;
+    tracing::info!("caches synced: reconciling");
+    let _ = synced.send(true);
+}
+
+fn pair<K: Cached>(stores: &mut Vec<Store<K>>) -> Writer<K> {
+    let (reader, writer) = reflector::store();
+    stores.push(reader);
+    writer
+}
+
+/// A writer filled by hand (tests): a full list in three steps.
+trait Init {
+    fn begin(&mut self);
+    fn add(&mut self, obj: serde_json::Value);
+    fn end(&mut self);
+}
+
+impl<K: Cached> Init for Writer<K> {
+    fn begin(&mut self) {
+        self.apply_watcher_event(&kube::runtime::watcher::Event::Init);
+    }
+
+    fn add(&mut self, obj: serde_json::Value) {
+        match serde_json::from_value::<K>(obj) {
+            Ok(o) => self.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(o)),
+            Err(e) => tracing::warn!(error = %e, "snapshot object skipped"),
+        }
+    }
+
+    fn end(&mut self) {
+        self.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    }
+}
+
+/// Drops what the operator never reads from a node (the image list is most of its size).
+pub fn slim_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+        status.conditions = None;
+        status.volumes_attached = None;
+        status.volumes_in_use = None;
+    }
+}
+
+/// Marks a store that is not watched as filled (and empty).
+pub fn empty<K: Cached>(mut writer: Writer<K>) {
+    writer.begin();
+    writer.end();
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::ResourceExt;
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn snapshot_serves_objects_by_kind_namespace_and_name() {
+        let c = Caches::snapshot([
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "team-a"}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a", "labels": {"a": "b"}}}),
+            json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "sysbox-runc"}, "handler": "sysbox-runc"}),
+        ]);
+        c.synced().await;
+        assert!(c.get::<Service>(Some("team-a"), "web").is_some());
+        assert!(c.get::<Service>(Some("team-b"), "web").is_none(), "another namespace's name is not ours");
+        assert!(c.get::<Pod>(Some("team-a"), "web").is_none());
+        let ns = c.get::<PartialObjectMeta<Namespace>>(None, "team-a").expect("namespace");
+        assert_eq!(ns.labels().get("a").map(String::as_str), Some("b"));
+        assert!(c.get::<RuntimeClass>(None, "sysbox-runc").is_some());
+        assert_eq!(c.all::<RuntimeClass>().len(), 1);
+    }
+
+    #[test]
+    fn slim_node_keeps_the_runtime_and_labels() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n1", "labels": {"k": "v"}, "managedFields": [{"manager": "kubelet"}]},
+            "status": {"images": [{"names": ["a"]}], "nodeInfo": {"containerRuntimeVersion": "containerd://2.1",
+              "architecture": "", "bootID": "", "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": "",
+              "machineID": "", "operatingSystem": "", "osImage": "", "systemUUID": ""}}
+        }))
+        .expect("node");
+        let mut n = node;
+        slim_node(&mut n);
+        assert!(n.metadata.managed_fields.as_ref().is_none_or(Vec::is_empty));
+        let status = n.status.expect("status");
+        assert!(status.images.is_none());
+        assert_eq!(status.node_info.expect("info").container_runtime_version, "containerd://2.1");
+        assert_eq!(n.metadata.labels.expect("labels")["k"], "v");
+    }
+}
