@@ -135,6 +135,11 @@ pub struct Config {
     /// Reconciles that may run at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
+
+    /// Namespace of the operator's own pod (the chart sets it from the downward API). Every
+    /// engine's NetworkPolicy admits this namespace on port 2376, for the operator's TLS check.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub operator_namespace: Option<String>,
 }
 
 impl Config {

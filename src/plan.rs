@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 
 pub mod class;
 pub mod sysbox;
@@ -140,7 +141,27 @@ pub struct Plan {
     /// dockerd settings (`resources::daemon_json` renders them; `mtu: None` means "the pod
     /// interface's MTU, read at start").
     pub daemon: DaemonSpec,
+    /// The engine's NetworkPolicy.
+    pub network: NetworkPlan,
 }
+
+/// Who may reach the engine's port 2376 and where it may connect.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct NetworkPlan {
+    /// Peers admitted besides the sandbox's namespace: the class's, then the sandbox's.
+    pub allow_from: Vec<NetworkPolicyPeer>,
+    /// The operator's namespace (admitted for its TLS check), when known.
+    pub operator_namespace: Option<String>,
+    /// CIDRs the engine may not connect to.
+    pub egress_deny: Vec<String>,
+    /// When set, the only CIDRs it may connect to (minus `egress_deny`).
+    pub egress_allow: Option<Vec<String>>,
+    /// With an allow-list, whether DNS (port 53) stays open.
+    pub allow_dns: bool,
+}
+
+/// What egress denies when the class says nothing: link-local, where cloud metadata answers.
+pub const DEFAULT_EGRESS_DENY: &str = "169.254.0.0/16";
 
 /// Why a sandbox cannot be placed: a condition reason and a message that names the fix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +217,7 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
     let placement = class.placement(spec)?;
     let service = class.service(spec)?;
     let daemon = class.daemon(&spec.daemon)?;
+    let network = NetworkPlan { operator_namespace: config.operator_namespace.clone(), ..class.network(spec)? };
     let mode = resolve_isolation(sticky(spec.isolation, dsb), facts, config)?;
     Ok(Plan {
         mode,
@@ -207,6 +229,7 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
         storage,
         service,
         daemon,
+        network,
         credentials_generation: spec.credentials.generation,
         class: (class.name.clone(), class.generation),
     })

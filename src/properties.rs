@@ -150,6 +150,8 @@ proptest! {
         for s in [secret::ca(&dsb, &pem, plan.credentials_generation), secret::server(&dsb, "CA", &pem), secret::client(&dsb, "CA", &pem)] {
             prop_assert!(meta_is_valid(&s.metadata).is_ok(), "{:?}", meta_is_valid(&s.metadata));
         }
+        let np = crate::resources::network_policy::build(&dsb, &plan);
+        prop_assert!(meta_is_valid(&np.metadata).is_ok(), "{:?}", meta_is_valid(&np.metadata));
         let json: serde_json::Value = serde_json::from_str(&daemon_json::render(&plan.daemon)).expect("daemon.json is JSON");
         prop_assert!(json["bip"].is_string());
         // and the status computed from any outcome never panics
@@ -159,9 +161,10 @@ proptest! {
             certificates: crate::crd::CertificateStatus::default(),
             storage: crate::controller::status::Storage::Bound,
             engine: crate::controller::status::Engine::NotAnswering("starting".into()),
+            network: crate::resources::network_policy::describe(&dsb, &plan),
         };
         let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH);
-        let status = crate::controller::status::compute(&dsb, &crate::controller::status::Outcome::Placed(seen), &now);
+        let status = crate::controller::status::compute(&dsb, &crate::controller::status::Outcome::Placed(Box::new(seen)), &now);
         prop_assert_eq!(status.observed_generation, Some(1));
     }
 

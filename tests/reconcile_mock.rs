@@ -256,6 +256,9 @@ async fn first_reconcile_creates_every_child_in_pipeline_order() {
         "POST events",
         "GET persistentvolumeclaims/web-docker",
         "PATCH persistentvolumeclaims/web-docker",
+        // The NetworkPolicy is in place before the engine can serve.
+        "GET networkpolicies/web-engine",
+        "PATCH networkpolicies/web-engine",
         "GET pods/web-engine",
         "PATCH pods/web-engine",
         "POST events",
@@ -768,4 +771,41 @@ async fn an_image_the_class_does_not_allow_is_refused_before_anything_is_made() 
     assert_eq!(status["phase"], "Failed", "a spec the class refuses waits for a spec change");
     assert_eq!(status["conditions"][0]["reason"], "ImageNotAllowed");
     assert!(!api.take_calls().iter().any(|c| c.contains("services/") || c.contains("secrets/")));
+}
+
+#[tokio::test]
+async fn the_engine_gets_a_network_policy_that_is_put_back_when_edited() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{network: {allowFrom: [{namespaceSelector: {matchLabels: {team: ci}}}]}}");
+    let placed = api.placed(&dsb).await;
+    let np = api.object("networkpolicies/web-engine");
+    let from = &np["spec"]["ingress"][0]["from"];
+    assert_eq!(from[0], json!({"podSelector": {}}), "the sandbox's own namespace");
+    assert_eq!(from[1], json!({"namespaceSelector": {"matchLabels": {"team": "ci"}}}));
+    assert_eq!(np["spec"]["egress"][0]["to"][0]["ipBlock"]["except"], json!(["169.254.0.0/16"]));
+    let status = &api.object("dockersandboxes/web")["status"]["network"];
+    assert_eq!(status["egress"], "everywhere except 169.254.0.0/16");
+    api.with(|s| {
+        s.objects.get_mut("networkpolicies/web-engine").expect("np")["spec"]["ingress"][0]["from"] =
+            json!([{"namespaceSelector": {}}]);
+    });
+    api.reconcile(&placed, config(true)).await.expect("second");
+    assert!(api.take_writes().contains(&"PATCH networkpolicies/web-engine".to_string()));
+    assert_eq!(api.object("networkpolicies/web-engine")["spec"]["ingress"][0]["from"][1], from[1], "put back");
+}
+
+#[tokio::test]
+async fn a_class_that_forbids_more_peers_refuses_allow_from_before_anything_is_made() {
+    let api = Fake::new(opted_in());
+    api.with(|s| {
+        s.objects.get_mut("dockersandboxclasses/standard").expect("class")["spec"]["network"] =
+            json!({"allowTenantPeers": false});
+    });
+    api.reconcile(&sandbox("{network: {allowFrom: [{namespaceSelector: {}}]}}"), config(true))
+        .await
+        .expect("reconcile");
+    let status = &api.object("dockersandboxes/web")["status"];
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["conditions"][0]["reason"], "NetworkNotAllowed");
+    assert!(!api.take_calls().iter().any(|c| c.contains("networkpolicies/") || c.contains("pods/")));
 }

@@ -10,6 +10,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::Resource;
 use kube::core::PartialObjectMeta;
@@ -27,6 +28,7 @@ pub struct Caches {
     services: Vec<Store<Service>>,
     secrets: Vec<Store<Secret>>,
     claims: Vec<Store<PersistentVolumeClaim>>,
+    policies: Vec<Store<NetworkPolicy>>,
     namespaces: Vec<Store<PartialObjectMeta<Namespace>>>,
     runtime_classes: Vec<Store<RuntimeClass>>,
     classes: Vec<Store<DockerSandboxClass>>,
@@ -58,6 +60,8 @@ pub struct ScopeFeeds {
     pub secrets: Writer<Secret>,
     /// Claims.
     pub claims: Writer<PersistentVolumeClaim>,
+    /// NetworkPolicies.
+    pub policies: Writer<NetworkPolicy>,
     /// The scope's namespaces (metadata only: labels and deletion).
     pub namespaces: Writer<PartialObjectMeta<Namespace>>,
 }
@@ -83,6 +87,7 @@ cached!(
     Service => services,
     Secret => secrets,
     PersistentVolumeClaim => claims,
+    NetworkPolicy => policies,
     PartialObjectMeta<Namespace> => namespaces,
     RuntimeClass => runtime_classes,
     DockerSandboxClass => classes,
@@ -98,6 +103,7 @@ impl Caches {
             services: vec![],
             secrets: vec![],
             claims: vec![],
+            policies: vec![],
             namespaces: vec![],
             runtime_classes: vec![],
             classes: vec![],
@@ -111,6 +117,7 @@ impl Caches {
                 services: pair(&mut caches.services),
                 secrets: pair(&mut caches.secrets),
                 claims: pair(&mut caches.claims),
+                policies: pair(&mut caches.policies),
                 namespaces: pair(&mut caches.namespaces),
             });
         }
@@ -134,7 +141,13 @@ impl Caches {
         for w in [&mut runtime_classes as &mut dyn Init, &mut classes, &mut nodes] {
             w.begin();
         }
-        for w in [&mut scope.pods as &mut dyn Init, &mut scope.services, &mut scope.secrets, &mut scope.claims] {
+        for w in [
+            &mut scope.pods as &mut dyn Init,
+            &mut scope.services,
+            &mut scope.secrets,
+            &mut scope.claims,
+            &mut scope.policies,
+        ] {
             w.begin();
         }
         scope.namespaces.begin();
@@ -144,6 +157,7 @@ impl Caches {
                 "Service" => scope.services.add(o),
                 "Secret" => scope.secrets.add(o),
                 "PersistentVolumeClaim" => scope.claims.add(o),
+                "NetworkPolicy" => scope.policies.add(o),
                 "Namespace" => scope.namespaces.add(o),
                 "RuntimeClass" => runtime_classes.add(o),
                 "DockerSandboxClass" => classes.add(o),
@@ -154,7 +168,13 @@ impl Caches {
         for w in [&mut runtime_classes as &mut dyn Init, &mut classes, &mut nodes] {
             w.end();
         }
-        for w in [&mut scope.pods as &mut dyn Init, &mut scope.services, &mut scope.secrets, &mut scope.claims] {
+        for w in [
+            &mut scope.pods as &mut dyn Init,
+            &mut scope.services,
+            &mut scope.secrets,
+            &mut scope.claims,
+            &mut scope.policies,
+        ] {
             w.end();
         }
         scope.namespaces.end();
@@ -198,6 +218,7 @@ pub async fn announce_synced(caches: Caches, synced: watch::Sender<bool>) {
     all::<Service>(&caches).await;
     all::<Secret>(&caches).await;
     all::<PersistentVolumeClaim>(&caches).await;
+    all::<NetworkPolicy>(&caches).await;
     all::<PartialObjectMeta<Namespace>>(&caches).await;
     all::<RuntimeClass>(&caches).await;
     all::<DockerSandboxClass>(&caches).await;

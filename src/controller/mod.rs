@@ -6,6 +6,7 @@ mod certs;
 pub mod context;
 mod engine;
 mod facts;
+mod network;
 pub mod pods;
 mod probe;
 mod publish;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::store::Writer;
@@ -80,6 +82,7 @@ pub fn controllers(
             .owns_stream(feed(f.services, watcher(api::<Service>(c, scope), children.clone())))
             .owns_stream(feed(f.secrets, watcher(api::<Secret>(c, scope), children.clone())))
             .owns_stream(feed(f.claims, watcher(api::<PersistentVolumeClaim>(c, scope), children.clone())))
+            .owns_stream(feed(f.policies, watcher(api::<NetworkPolicy>(c, scope), children.clone())))
             // A namespace's labels decide privileged opt-in: a change re-plans its sandboxes.
             .watches_stream(
                 feed(f.namespaces, watcher(Api::<PartialObjectMeta<Namespace>>::all(c.clone()), namespace_watch)),

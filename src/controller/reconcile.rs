@@ -16,7 +16,7 @@ use super::engine::Wait;
 use super::facts::Source;
 use super::publish::publish_status;
 use super::status::{Observed, Outcome};
-use super::{certs, engine, facts, pods, service, storage};
+use super::{certs, engine, facts, network, pods, service, storage};
 use crate::crd::conditions::reason;
 use crate::crd::{DockerSandbox, Phase};
 use crate::error::{Error, Result};
@@ -66,7 +66,7 @@ async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
     };
     match place(&t, *plan).await {
         Ok((seen, wait)) => {
-            let phase = publish_status(&t, &Outcome::Placed(seen)).await?;
+            let phase = publish_status(&t, &Outcome::Placed(Box::new(seen))).await?;
             Ok(requeue_after(ctx, dsb, phase, wait))
         }
         Err(e @ Error::Foreign { .. }) => {
@@ -126,13 +126,15 @@ async fn refused(t: &Target<'_>, mut refusal: plan::Refusal) -> Result<Action> {
 }
 
 /// The children, in order: the Service (its address goes into the server certificate), the
-/// certificates, the volume, then the engine pod, which needs all of them.
+/// certificates, the volume, the NetworkPolicy (in place before the engine can serve), then the
+/// engine pod, which needs all of them.
 async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<(Observed, Wait)> {
     let svc = service::ensure(t, &plan).await?;
     let tls = certs::ensure(t, &plan, &svc).await?;
     let storage = storage::ensure(t, &plan).await?;
+    let network = network::ensure(t, &plan).await?;
     let (engine, wait) = engine::ensure(t, &plan, &tls, &svc).await?;
-    Ok((Observed { mode: plan.mode, class: plan.class, certificates: tls.status, storage, engine }, wait))
+    Ok((Observed { mode: plan.mode, class: plan.class, certificates: tls.status, storage, engine, network }, wait))
 }
 
 /// How often a Ready engine is asked over TLS whether it still answers (its pod's readiness is

@@ -3,7 +3,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::conditions::{self, Cond, reason};
-use crate::crd::{CertificateStatus, DockerSandbox, DockerSandboxStatus, Phase};
+use crate::crd::{CertificateStatus, DockerSandbox, DockerSandboxStatus, NetworkStatus, Phase};
 use crate::plan::{Mode, Refusal};
 use crate::resources::Names;
 
@@ -47,6 +47,8 @@ pub struct Observed {
     pub storage: Storage,
     /// The engine.
     pub engine: Engine,
+    /// What the engine's NetworkPolicy lets through.
+    pub network: NetworkStatus,
 }
 
 /// How a reconcile ended, for status.
@@ -57,7 +59,7 @@ pub enum Outcome {
     /// The sandbox cannot be placed; nothing was created.
     Refused(Refusal),
     /// The children were applied; this is what they do.
-    Placed(Observed),
+    Placed(Box<Observed>),
 }
 
 /// The status for `dsb` after `outcome`; conditions keep their transition times from the current
@@ -91,6 +93,7 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 client_secret_name: None,
                 docker_version: old.docker_version,
                 certificates: None,
+                network: old.network,
                 observed_generation: generation,
                 conditions: conditions::merge(&old.conditions, &conds, generation, now),
             }
@@ -114,6 +117,7 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 client_secret_name: Some(names.client_secret.clone()),
                 docker_version: answering.or(old.docker_version),
                 certificates: Some(seen.certificates.clone()),
+                network: Some(seen.network.clone()),
                 observed_generation: generation,
                 conditions: conditions::merge(&old.conditions, &conds, generation, now),
             }
@@ -182,13 +186,14 @@ mod tests {
     }
 
     fn seen(engine: Engine, storage: Storage) -> Outcome {
-        Outcome::Placed(Observed {
+        Outcome::Placed(Box::new(Observed {
             mode: Mode::Privileged,
             class: ("default".into(), 1),
             certificates: certs(),
             storage,
             engine,
-        })
+            network: NetworkStatus::default(),
+        }))
     }
 
     fn cond<'a>(s: &'a DockerSandboxStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {

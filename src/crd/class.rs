@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
@@ -83,6 +84,58 @@ pub struct DockerSandboxClassSpec {
     /// Namespaces whose sandboxes may use this class. Unset: every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
+
+    /// Who may reach the engines, and where their nested containers may go.
+    #[serde(default)]
+    pub network: ClassNetwork,
+}
+
+/// Network settings of a class: the engine's NetworkPolicy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassNetwork {
+    /// Clients every engine of the class admits on port 2376 besides its own namespace (for
+    /// example a CI namespace), in NetworkPolicy peer form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub allow_from: Vec<NetworkPolicyPeer>,
+
+    /// Whether sandboxes may open port 2376 to more clients (`spec.network.allowFrom`). Default true.
+    #[serde(default = "yes")]
+    pub allow_tenant_peers: bool,
+
+    /// Where engines, and so every nested container, may connect.
+    #[serde(default)]
+    pub egress: ClassEgress,
+}
+
+impl Default for ClassNetwork {
+    fn default() -> Self {
+        Self { allow_from: Vec::new(), allow_tenant_peers: true, egress: ClassEgress::default() }
+    }
+}
+
+/// Egress of a class's engines.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassEgress {
+    /// CIDRs engines may not connect to. Unset: `[169.254.0.0/16]`, the link-local range where
+    /// cloud metadata endpoints answer; `[]` denies nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("network.egress.deny entries must be CIDRs such as 169.254.0.0/16"))]
+    pub deny: Option<Vec<String>>,
+
+    /// An allow-list: when set, engines may connect only to these CIDRs (minus `deny`), plus DNS
+    /// (port 53) when `allowDNS` is true: e.g. the registry mirror's address. Unset: everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("network.egress.allow entries must be CIDRs such as 10.20.0.0/16"))]
+    pub allow: Option<Vec<String>>,
+
+    /// With an allow-list, whether DNS (port 53, UDP and TCP) stays open to every address. Default true.
+    #[serde(default = "yes", rename = "allowDNS")]
+    pub allow_dns: bool,
 }
 
 /// An isolation mode a class allows.
@@ -216,6 +269,12 @@ pub struct ClassDaemon {
     /// Whether sandboxes may add registry mirrors and insecure registries of their own. Default true.
     #[serde(default = "yes")]
     pub allow_tenant_registries: bool,
+}
+
+impl Default for ClassEgress {
+    fn default() -> Self {
+        Self { deny: None, allow: None, allow_dns: true }
+    }
 }
 
 fn yes() -> bool {

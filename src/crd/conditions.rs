@@ -37,6 +37,8 @@ pub mod reason {
     pub const STORAGE_NOT_ALLOWED: &str = "StorageNotAllowed";
     /// The class does not let sandboxes add registries.
     pub const REGISTRY_NOT_ALLOWED: &str = "RegistryNotAllowed";
+    /// The class does not let sandboxes open port 2376 to more clients.
+    pub const NETWORK_NOT_ALLOWED: &str = "NetworkNotAllowed";
     /// The sandbox's name cannot name its children (admission refuses such names; older objects may have them).
     pub const INVALID_NAME: &str = "InvalidName";
     /// The spec has a value admission should have refused.

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -106,6 +107,30 @@ pub struct DockerSandboxSpec {
     /// The sandbox's TLS credentials.
     #[serde(default, skip_serializing_if = "CredentialsSpec::is_default")]
     pub credentials: CredentialsSpec,
+
+    /// Who may connect to the engine. Its port 2376 is open to pods of the sandbox's own namespace
+    /// (and the operator's); `allowFrom` opens it to more. Where nested containers may connect is
+    /// the class's `network.egress`.
+    #[serde(default, skip_serializing_if = "NetworkSpec::is_default")]
+    pub network: NetworkSpec,
+}
+
+/// Who may connect to the engine's port 2376 besides the sandbox's own namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// More clients, in NetworkPolicy peer form: `namespaceSelector` and/or `podSelector`, or an
+    /// `ipBlock` (e.g. `{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ci}}}`).
+    /// The class may forbid this (`network.allowTenantPeers: false`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub allow_from: Vec<NetworkPolicyPeer>,
+}
+
+impl NetworkSpec {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// The sandbox's TLS credentials.
@@ -359,10 +384,26 @@ pub struct DockerSandboxStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// What the engine's NetworkPolicy lets through: who may connect to port 2376, and where nested
+    /// containers may connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStatus>,
     /// Ready, IsolationResolved, TLSReady, StorageBound and EngineReady, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::conditions::schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// The engine's NetworkPolicy in words.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkStatus {
+    /// The NetworkPolicy (same name as the engine pod).
+    pub policy: String,
+    /// Who may connect to port 2376.
+    pub ingress: String,
+    /// Where the engine and its nested containers may connect.
+    pub egress: String,
 }
 
 /// Expiry times (RFC 3339) of the sandbox's certificates.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::{Placement, Refusal, ServicePlan};
+use super::{DEFAULT_EGRESS_DENY, NetworkPlan, Placement, Refusal, ServicePlan};
 use crate::crd::conditions::reason;
 use crate::crd::{ClassIsolation, DaemonSpec, DockerSandboxClassSpec, DockerSandboxSpec, ServiceType, StorageType};
 
@@ -203,6 +203,32 @@ impl ClassFacts {
         out.registry_mirrors = merged(&d.registry_mirrors, &spec.registry_mirrors);
         out.insecure_registries = merged(&d.insecure_registries, &spec.insecure_registries);
         Ok(out)
+    }
+
+    /// The engine's NetworkPolicy: the class's peers, then the sandbox's where allowed; egress as
+    /// the class says (by default everything but link-local).
+    pub fn network(&self, spec: &DockerSandboxSpec) -> Result<NetworkPlan, Refusal> {
+        let n = &self.spec.network;
+        if !spec.network.allow_from.is_empty() && !n.allow_tenant_peers {
+            return Err(refuse(
+                reason::NETWORK_NOT_ALLOWED,
+                format!(
+                    "spec.network.allowFrom is set, but DockerSandboxClass {} does not let sandboxes open port 2376 \
+                     to more clients (network.allowTenantPeers is false); remove allowFrom or ask the platform team",
+                    self.name
+                ),
+            ));
+        }
+        let mut allow_from = n.allow_from.clone();
+        allow_from.extend(spec.network.allow_from.iter().filter(|p| !n.allow_from.contains(p)).cloned());
+        let deny = n.egress.deny.clone().unwrap_or_else(|| vec![DEFAULT_EGRESS_DENY.to_string()]);
+        Ok(NetworkPlan {
+            allow_from,
+            operator_namespace: None,
+            egress_deny: deny,
+            egress_allow: n.egress.allow.clone(),
+            allow_dns: n.egress.allow_dns,
+        })
     }
 }
 

@@ -91,6 +91,11 @@ watched namespace. Only what the reconciler calls; see the comments for why each
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Each engine's NetworkPolicy (who may reach port 2376, where nested containers may go): applied like
+# the other children, going with the sandbox through its owner reference.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 {{- if eq .Values.operator.engineProbe "port-forward" }}
 # engineProbe=port-forward: the readiness probe reaches dockerd through the API server.
 - apiGroups: [""]
