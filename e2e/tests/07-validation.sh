@@ -32,6 +32,7 @@ INVALID=(
   "pool-size-below-prefix|defaultAddressPools|  daemon: {defaultAddressPools: [{base: 10.0.0.0/16, size: 8}]}"
   "pool-ipv6|defaultAddressPools|  daemon: {defaultAddressPools: [{base: \"fd00::/48\", size: 24}]}"
   "mtu-above-9000|spec\.daemon\.mtu|  daemon: {mtu: 9100}"
+  "storage-size-exponent-and-suffix|spec\.storage\.size|  storage: {size: 1e3Gi}"
 )
 
 # case name | regex | spec lines at creation (valid) | spec lines of the change (must be refused)
@@ -103,6 +104,25 @@ if ! out=$(sandbox_manifest "$ns" valid-defaults "$(cat <<'YAML'
 YAML
 )" | kubectl apply --dry-run=server -f - 2>&1); then
   problems+=("valid sandbox refused: $out")
+fi
+
+# Accepted, but the operator cannot do it: shrinking a size that was never set (the operator's
+# default applied). The engine keeps its volume and the condition names the size to set.
+sandbox_apply "$ns" shrink "  storage: {type: Persistent}"
+wait_for 120 "claim shrink-docker" kubectl get pvc -n "$ns" shrink-docker >/dev/null ||
+  problems+=("shrink: no claim shrink-docker")
+default_size=$(kubectl get pvc -n "$ns" shrink-docker -o 'jsonpath={.spec.resources.requests.storage}')
+kubectl patch "$DSB" -n "$ns" shrink --type=merge -p '{"spec":{"storage":{"size":"1Gi"}}}' >&2 ||
+  problems+=("shrink: a size below the default was refused at admission (the API server cannot know the default)")
+storage_says_shrink() {
+  dsb_get "$ns" shrink '{.status.conditions[?(@.type=="StorageBound")].message}' | grep -q "cannot shrink"
+}
+if wait_for 120 "StorageBound says the volume cannot shrink" storage_says_shrink; then
+  log "ok   shrink: $(dsb_get "$ns" shrink '{.status.conditions[?(@.type=="StorageBound")].message}')"
+  assert_eq "shrink: the claim keeps its size" "$default_size" \
+    "$(kubectl get pvc -n "$ns" shrink-docker -o 'jsonpath={.spec.resources.requests.storage}')"
+else
+  problems+=("shrink: no StorageBound condition explaining it: $(dsb_conditions "$ns" shrink 2>&1)")
 fi
 
 if ((${#problems[@]})); then

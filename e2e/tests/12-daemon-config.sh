@@ -56,3 +56,9 @@ assert_match "registryMirrors in docker info" 'https://mirror\.example\.com' "$i
 assert_match "insecureRegistries in docker info" 'registry\.internal:5000' "$info"
 logs=$(kubectl logs -n "$ns" tuned-engine -c dockerd --tail=2000)
 assert_match "logLevel debug -> dockerd logs at debug level" 'level=debug' "$logs"
+
+# --- an MTU above the pod's own: accepted by the schema (576-9000), refused by the engine at start
+# with the reason, which the operator quotes in the condition.
+sandbox_apply "$ns" jumbo "$(printf '  storage: {type: Ephemeral, size: 1Gi}\n  daemon: {mtu: 9000}')"
+expect_condition "$ns" jumbo CrashLoopBackOff "daemon\.mtu 9000 is above the pod network's MTU $pod_mtu"
+kubectl delete "$DSB" -n "$ns" jumbo --wait=false >&2

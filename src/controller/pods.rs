@@ -161,7 +161,13 @@ pub fn state(pod: &Pod) -> PodState {
         if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
             let reason = w.reason.clone().unwrap_or_default();
             if STUCK.contains(&reason.as_str()) {
-                let message = format!("container {}: {reason}: {}", cs.name, w.message.clone().unwrap_or_default());
+                // A container that says why it stopped (its termination message) is quoted.
+                let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()).and_then(|t| t.message.clone());
+                let detail = last.map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
+                let message = match detail {
+                    Some(why) => format!("container {}: {reason}: {why}", cs.name),
+                    None => format!("container {}: {reason}: {}", cs.name, w.message.clone().unwrap_or_default()),
+                };
                 return PodState::Broken { reason, message };
             }
         }
@@ -266,6 +272,24 @@ mod tests {
                 other => panic!("{reason}: expected Broken, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_crash_loop_quotes_the_containers_own_reason() {
+        let mut p = pod("a", "Running");
+        let mut cs = waiting_container("CrashLoopBackOff");
+        cs.last_state = Some(ContainerState {
+            terminated: Some(k8s_openapi::api::core::v1::ContainerStateTerminated {
+                exit_code: 1,
+                message: Some("daemon.mtu 9000 is above the pod network's MTU 1400\n".into()),
+                ..Default::default()
+            }),
+            ..ContainerState::default()
+        });
+        p.status.as_mut().expect("status").container_statuses = Some(vec![cs]);
+        let PodState::Broken { reason, message } = state(&p) else { panic!("broken") };
+        assert_eq!(reason, "CrashLoopBackOff");
+        assert_eq!(message, "container dockerd: CrashLoopBackOff: daemon.mtu 9000 is above the pod network's MTU 1400");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::context::Target;
 use super::status::Storage;
 use crate::error::Result;
 use crate::plan::Plan;
+use crate::plan::class::quantity;
 use crate::resources::pvc;
 
 /// Applies the claim; a change the StorageClass refuses (e.g. a resize it cannot do) keeps the
@@ -18,6 +19,10 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Storage> {
     let api = t.api::<PersistentVolumeClaim>();
     // A Retain volume of an earlier sandbox with this name is adopted; anyone else's is left alone.
     let existing = current_for(t, &t.names.pvc, true, |_| claim.clone()).await?;
+    if let Some(why) = existing.as_ref().and_then(|c| shrinks(c, &claim)) {
+        // The API server would refuse it; the engine keeps the volume it has.
+        return Ok(Storage::Waiting(why));
+    }
     let existed = existing.is_some();
     match apply_if_changed(&api, &claim, existing).await {
         Ok(applied) => Ok(state(&applied)),
@@ -28,6 +33,23 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Storage> {
         ))),
         Err(e) => Err(e),
     }
+}
+
+/// Why applying `desired` to `current` would shrink the volume, which no StorageClass can do (most
+/// often: `storage.size` was never set, the operator's default made it bigger, and now a smaller size
+/// is set).
+pub fn shrinks(current: &PersistentVolumeClaim, desired: &PersistentVolumeClaim) -> Option<String> {
+    let size = |c: &PersistentVolumeClaim| {
+        c.spec.as_ref()?.resources.as_ref()?.requests.as_ref()?.get("storage").map(|q| q.0.clone())
+    };
+    let (have, want) = (size(current)?, size(desired)?);
+    (quantity(&want)? < quantity(&have)?).then(|| {
+        format!(
+            "storage.size {want} is smaller than the volume's {have} (when storage.size is not set, the operator's \
+             default size applies), and a volume cannot shrink; set storage.size to {have} or more. The engine keeps \
+             its volume"
+        )
+    })
 }
 
 /// What a claim's status means for the sandbox.
@@ -50,6 +72,7 @@ pub fn state(claim: &PersistentVolumeClaim) -> Storage {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::PersistentVolumeClaimStatus;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
@@ -69,6 +92,26 @@ mod tests {
             Storage::Waiting(m) => m,
             other => panic!("expected Waiting, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_smaller_size_than_the_volume_has_is_explained_not_applied() {
+        let sized = |s: &str| {
+            let mut c = claim(Some("Bound"), false);
+            c.spec = Some(k8s_openapi::api::core::v1::PersistentVolumeClaimSpec {
+                resources: Some(k8s_openapi::api::core::v1::VolumeResourceRequirements {
+                    requests: Some([("storage".to_string(), Quantity(s.to_string()))].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            c
+        };
+        let m = shrinks(&sized("20Gi"), &sized("10Gi")).expect("shrink");
+        assert!(m.starts_with("storage.size 10Gi is smaller than the volume's 20Gi"), "{m}");
+        assert!(m.contains("set storage.size to 20Gi or more"), "{m}");
+        assert_eq!(shrinks(&sized("20Gi"), &sized("20480Mi")), None, "same size in other units");
+        assert_eq!(shrinks(&sized("20Gi"), &sized("30Gi")), None, "growing is fine");
     }
 
     #[test]

@@ -22,12 +22,18 @@ pub const GRACE_SECONDS: i64 = 60;
 
 /// Starts dockerd the way docker:dind does, with the operator's certificates instead of generated
 /// ones. The MTU defaults to the pod interface's (the default route's device), and applies to the
-/// default bridge and to every network users create later.
+/// default bridge and to every network users create later. An MTU above the pod's own would drop
+/// nested containers' large packets: the engine refuses to start and says why (its termination
+/// message, which the operator puts into the sandbox's condition).
 pub const START_SCRIPT: &str = r#"set -eu
-mtu="${DOCKERSANDBOX_MTU:-}"
-if [ -z "$mtu" ]; then
-  dev="$(awk '$2 == "00000000" { print $1; exit }' /proc/net/route 2>/dev/null || true)"
-  mtu="$(cat "/sys/class/net/${dev:-eth0}/mtu" 2>/dev/null || echo 1500)"
+dev="$(awk '$2 == "00000000" { print $1; exit }' /proc/net/route 2>/dev/null || true)"
+pod_mtu="$(cat "/sys/class/net/${dev:-eth0}/mtu" 2>/dev/null || echo 1500)"
+mtu="${DOCKERSANDBOX_MTU:-$pod_mtu}"
+if [ "$mtu" -gt "$pod_mtu" ]; then
+  why="daemon.mtu $mtu is above the pod network's MTU $pod_mtu, so nested containers' large packets would be dropped; set daemon.mtu to $pod_mtu or less, or leave it unset"
+  echo "dockersandbox: $why" >&2
+  echo "$why" > /dev/termination-log 2>/dev/null || true
+  exit 1
 fi
 # Nested containers run with oom_score_adj 0, while the kubelet gives a Burstable pod's processes a
 # high score: without this the pod's memory limit kills dockerd instead of a nested hog. Lowering
