@@ -13,16 +13,6 @@ KC=$STATE/kubeconfig
 SYSTEM_NS='^(default|kube-system|kube-public|kube-node-lease|local-path-storage)$'
 kubectl_() { timeout 20 "$BIN/kubectl" --kubeconfig "$KC" --request-timeout=10s "$@"; }
 
-stop() {  # stop NAME [GRACE_SECONDS]
-  local name=$1 grace=${2:-10} pid
-  pid=$(pid_alive "$name") || { rm -f "$PIDS/$name.pid"; return 0; }
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null
-  for ((i = 0; i < grace * 5; i++)); do [[ -d /proc/$pid ]] || break; sleep 0.2; done
-  if [[ -d /proc/$pid ]]; then log "$name still running after ${grace}s; SIGKILL"; kill -KILL "$pid" 2>/dev/null; sleep 0.3; fi
-  rm -f "$PIDS/$name.pid"
-}
-
 # ---------------------------------------------------------------- 1. workloads, through the API
 api_up=0
 if [[ -x $BIN/kubectl && -f $KC ]] && pid_alive kube-apiserver >/dev/null && kubectl_ get --raw /readyz >/dev/null 2>&1; then api_up=1; fi
@@ -71,18 +61,7 @@ stop kube-controller-manager; stop kube-scheduler
 stop kube-apiserver 5   # CI state is disposable; it can take 60 s with open watches
 stop etcd
 stop containerd
-# Leftover shims of OUR containerd (matched by their -address argument, not by name alone).
-for p in /proc/[0-9]*; do
-  [[ $(readlink "$p/exe" 2>/dev/null) == */containerd-shim-runc-v2 ]] || continue
-  tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "-address $CTRD_SOCK" || continue
-  log "killing leftover shim ${p#/proc/}"; kill -KILL "${p#/proc/}" 2>/dev/null
-done
-# Any process still inside the kubepods cgroups belongs to a pod of this cluster.
-for cg in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
-  [[ -d $cg ]] || continue
-  mapfile -t pids < <(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
-  ((${#pids[@]})) && { log "killing ${#pids[@]} process(es) left in $cg"; kill -KILL "${pids[@]}" 2>/dev/null; }
-done
+kill_pod_processes
 sleep 0.5
 
 # ---------------------------------------------------------------- 4. host cleanup

@@ -34,3 +34,39 @@ pid_alive() {
   [[ ${exe##*/} == "$1" || ${exe##*/} == "${1} (deleted)" ]] || return 1
   echo "$pid"
 }
+
+stop() {  # stop NAME [GRACE_SECONDS]: SIGTERM the recorded process, SIGKILL after the grace
+  local name=$1 grace=${2:-10} pid i
+  pid=$(pid_alive "$name") || { rm -f "$PIDS/$name.pid"; return 0; }
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null
+  for ((i = 0; i < grace * 5; i++)); do [[ -d /proc/$pid ]] || break; sleep 0.2; done
+  if [[ -d /proc/$pid ]]; then log "$name still running after ${grace}s; SIGKILL"; kill -KILL "$pid" 2>/dev/null; sleep 0.3; fi
+  rm -f "$PIDS/$name.pid"
+}
+
+start() {  # start NAME BINARY ARGS... (detached; pid and command line recorded, for restart.sh)
+  local name=$1; shift
+  echo "=== $(date -Is) starting: $*" >>"$LOGS/$name.log"
+  printf '%s\0' "$@" >"$PIDS/$name.cmd"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+}
+
+kill_pod_processes() {  # SIGKILL our containerd's shims and every process in the kubepods cgroups
+  local p cg pids
+  # Shims of OUR containerd (matched by their -address argument, not by name alone).
+  for p in /proc/[0-9]*; do
+    [[ $(readlink "$p/exe" 2>/dev/null) == */containerd-shim-runc-v2 ]] || continue
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "-address $CTRD_SOCK" || continue
+    log "killing shim ${p#/proc/}"; kill -KILL "${p#/proc/}" 2>/dev/null
+  done
+  # Any process inside the kubepods cgroups belongs to a pod of this cluster.
+  for cg in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
+    [[ -d $cg ]] || continue
+    mapfile -t pids < <(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+    ((${#pids[@]})) && { log "killing ${#pids[@]} process(es) in $cg"; kill -KILL "${pids[@]}" 2>/dev/null; }
+  done
+  return 0
+}
+

@@ -37,13 +37,6 @@ wait_for() {
   fail "timed out after ${TIMEOUT}s waiting for $what"
 }
 
-start() {  # start NAME BINARY ARGS... (detached; pid recorded)
-  local name=$1; shift
-  echo "=== $(date -Is) starting: $*" >>"$LOGS/$name.log"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$PIDS/$name.pid"
-}
-
 kubectl_() { "$BIN/kubectl" --kubeconfig "$KC" "$@"; }
 curl_api() { curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://127.0.0.1:6443$1"; }
 
