@@ -183,8 +183,9 @@ for img in "$DSB_CACHE"/images/*.oci.tar; do
     fail "ctr images import $img (see $LOGS/containerd-import.log)"
   n=$((n + 1))
 done
-ctr -a "$CTRD_SOCK" -n k8s.io images ls -q | grep -qxF "$PAUSE_IMAGE" ||
-  fail "sandbox image $PAUSE_IMAGE not present after import (have: $(ctr -a "$CTRD_SOCK" -n k8s.io images ls -q | tr '\n' ' '))"
+# (the list is read whole first: `ctr ... | grep -q` under pipefail fails when grep exits early)
+have=$(ctr -a "$CTRD_SOCK" -n k8s.io images ls -q)
+grep -qxF "$PAUSE_IMAGE" <<<"$have" || fail "sandbox image $PAUSE_IMAGE not present after import (have: $(tr '\n' ' ' <<<"$have"))"
 log "imported $n image archive(s) ($(since))"
 
 # ---------------------------------------------------------------- 5. etcd
