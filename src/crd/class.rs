@@ -122,14 +122,14 @@ pub struct ClassEgress {
     /// CIDRs engines may not connect to. Unset: `[169.254.0.0/16]`, the link-local range where
     /// cloud metadata endpoints answer; `[]` denies nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 32), inner(length(max = 43)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("network.egress.deny entries must be CIDRs such as 169.254.0.0/16"))]
     pub deny: Option<Vec<String>>,
 
     /// An allow-list: when set, engines may connect only to these CIDRs (minus `deny`), plus DNS
     /// (port 53) when `allowDNS` is true: e.g. the registry mirror's address. Unset: everywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 32), inner(length(max = 43)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("network.egress.allow entries must be CIDRs such as 10.20.0.0/16"))]
     pub allow: Option<Vec<String>>,
 
