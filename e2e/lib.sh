@@ -10,6 +10,7 @@
 #   E2E_DIND_IMAGE        engine image (spec.image) and docker client pod image
 #   E2E_OPERATOR_IMAGE    operator image installed by run-tests.sh
 #   E2E_NESTED_IMAGE_TAR  docker-load-able tar holding dsb-e2e/busybox:nested
+#   E2E_BUSYBOX_IMAGE     busybox image for helper pods (listeners, TCP probes)
 #   E2E_TIMEOUT           seconds to wait for a sandbox to become Ready (default 240)
 #   E2E_ARTIFACTS         where logs and diagnostics go (default /tmp/dsb-e2e-artifacts)
 #   E2E_KEEP_NAMESPACES   1 = never delete test namespaces; "on-failure" = keep them when a test fails
@@ -32,6 +33,8 @@ E2E_DIND_IMAGE=${E2E_DIND_IMAGE:-localhost/dockersandbox/dind:e2e}
 E2E_OPERATOR_IMAGE=${E2E_OPERATOR_IMAGE:-localhost/dockersandbox/operator:dev}
 E2E_NESTED_IMAGE_TAR=${E2E_NESTED_IMAGE_TAR:-$DSB_CACHE/images/nested-busybox.docker.tar}
 E2E_NESTED_IMAGE=${E2E_NESTED_IMAGE:-dsb-e2e/busybox:nested}
+# A small image with busybox (nc, sh) for helper pods; the local cluster builds it (e2e/images).
+E2E_BUSYBOX_IMAGE=${E2E_BUSYBOX_IMAGE:-localhost/dockersandbox/busybox:e2e}
 E2E_TIMEOUT=${E2E_TIMEOUT:-240}
 E2E_ARTIFACTS=${E2E_ARTIFACTS:-/tmp/dsb-e2e-artifacts}
 E2E_OPERATOR_NAMESPACE=${E2E_OPERATOR_NAMESPACE:-dockersandbox-system}

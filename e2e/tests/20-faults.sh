@@ -146,8 +146,12 @@ log "fault: keep's PersistentVolume lost, then restored"
 pv=$(kubectl get pvc -n "$ns" keep-docker -o 'jsonpath={.spec.volumeName}')
 saved=$(kubectl get pv "$pv" -o json |
   jq 'del(.metadata.uid, .metadata.resourceVersion, .metadata.creationTimestamp, .metadata.managedFields, .metadata.finalizers, .status)')
+# Deleted first (then no controller may add a finalizer back), then its pv-protection finalizer
+# dropped: the volume is gone from under the bound claim.
+kubectl delete pv "$pv" --wait=false >&2
 kubectl patch pv "$pv" --type merge -p '{"metadata":{"finalizers":null}}' >&2
-kubectl delete pv "$pv" --wait=true --timeout=60s >&2
+pv_gone() { ! kubectl get pv "$pv" >/dev/null 2>&1; }
+wait_for 60 "PersistentVolume $pv gone" pv_gone || fail "the PersistentVolume could not be removed"
 lost_told() {
   dsb_get "$ns" keep '{.status.conditions[?(@.type=="StorageBound")].message}' | grep -q "lost its volume"
 }
