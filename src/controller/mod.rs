@@ -81,7 +81,12 @@ pub fn controllers(
             .owns_stream(feed(f.pods, watcher(api::<Pod>(c, scope), children.clone())))
             .owns_stream(feed(f.services, watcher(api::<Service>(c, scope), children.clone())))
             .owns_stream(feed(f.secrets, watcher(api::<Secret>(c, scope), children.clone())))
-            .owns_stream(feed(f.claims, watcher(api::<PersistentVolumeClaim>(c, scope), children.clone())))
+            // A Retain claim has no owner reference (it outlives the sandbox): it is mapped by its
+            // labels, so a claim that binds, is lost or goes still wakes its sandbox.
+            .watches_stream(
+                feed(f.claims, watcher(api::<PersistentVolumeClaim>(c, scope), children.clone())),
+                |claim| labelled_owner(&claim),
+            )
             .owns_stream(feed(f.policies, watcher(api::<NetworkPolicy>(c, scope), children.clone())))
             // A namespace's labels decide privileged opt-in: a change re-plans its sandboxes.
             .watches_stream(
@@ -168,6 +173,12 @@ fn wake(wakes: &[Wake], pick: impl Fn(&Store<DockerSandbox>) -> Vec<ObjectRef<Do
     }
 }
 
+/// The sandbox a child names in its `app.kubernetes.io/instance` label (every child carries it).
+fn labelled_owner<K: Resource>(child: &K) -> Option<ObjectRef<DockerSandbox>> {
+    let name = child.labels().get("app.kubernetes.io/instance")?;
+    Some(ObjectRef::new(name).within(&child.namespace()?))
+}
+
 /// Sandboxes in namespace `ns`.
 fn in_namespace(cache: &Store<DockerSandbox>, ns: &str) -> Vec<ObjectRef<DockerSandbox>> {
     cache
@@ -199,4 +210,18 @@ fn waiting(cache: &Store<DockerSandbox>) -> Vec<ObjectRef<DockerSandbox>> {
         .filter(|d| d.status.as_ref().and_then(|s| s.phase) != Some(Phase::Ready))
         .map(|d| ObjectRef::from_obj(d.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_without_owner_reference_maps_to_its_sandbox_by_label() {
+        let mut claim = PersistentVolumeClaim::default();
+        claim.metadata.namespace = Some("team-a".into());
+        assert_eq!(labelled_owner(&claim), None, "no label, no sandbox");
+        claim.metadata.labels = Some([("app.kubernetes.io/instance".to_string(), "web".to_string())].into());
+        assert_eq!(labelled_owner(&claim), Some(ObjectRef::new("web").within("team-a")));
+    }
 }
