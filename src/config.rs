@@ -136,6 +136,21 @@ pub struct Config {
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
 
+    /// Leader election: only the replica holding the Lease reconciles; the others wait as standby
+    /// and take over when it goes. Needs the namespace (`POD_NAMESPACE`) for the Lease. The chart
+    /// turns it on; a developer's `cargo run -- run` leaves it off.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the Lease the replicas compete for.
+    #[arg(long, env = "LEADER_ELECTION_LEASE", default_value = "dockersandbox-operator")]
+    pub lease_name: String,
+
+    /// Seconds a leader's Lease stays valid without renewal: the longest a standby waits after the
+    /// leader died without releasing it. The leader renews it a third of this time before expiry.
+    #[arg(long, env = "LEADER_ELECTION_LEASE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(3..=300))]
+    pub lease_seconds: u64,
+
     /// Namespace of the operator's own pod (the chart sets it from the downward API). Every
     /// engine's NetworkPolicy admits this namespace on port 2376, for the operator's TLS check.
     #[arg(long, env = "POD_NAMESPACE")]

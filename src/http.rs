@@ -23,6 +23,8 @@ pub struct AppState {
     pub stores: Vec<Store<DockerSandbox>>,
     /// Set once every cache has synced.
     pub ready: Arc<AtomicBool>,
+    /// Who leads (leader election), for /readyz.
+    pub role: crate::leader::Role,
 }
 
 /// The router.
@@ -34,11 +36,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Ready (200) once the API server answers, leader or standby: a standby is healthy, and a rollout
+/// of 2 replicas must finish. The body says which.
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
+        (StatusCode::OK, format!("ready: {}", s.role.get()))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "watch caches are not synced yet")
+        (StatusCode::SERVICE_UNAVAILABLE, "the API server cannot be reached yet".to_string())
     }
 }
 

@@ -10,6 +10,7 @@ pub mod crd;
 pub mod docs;
 pub mod error;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod plan;
 #[cfg(test)]

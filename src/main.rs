@@ -8,6 +8,7 @@ use dockersandbox_operator::config::{Cli, Command, Config, CrdKind, LogFormat};
 use dockersandbox_operator::controller::{self, Caches, Context, controllers};
 use dockersandbox_operator::crd::DockerSandbox;
 use dockersandbox_operator::http::{AppState, serve};
+use dockersandbox_operator::leader;
 use dockersandbox_operator::metrics::Metrics;
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -64,20 +65,74 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::default());
     let http_addr = config.http_addr;
     let scopes = config.watched_namespaces();
+    let role = if config.leader_election { leader::Role::default() } else { leader::Role::single() };
+    let mut election = elect(&client, &config, &metrics, &role).await?;
+    metrics.set_leader(election.is_none());
     let (caches, feeds) = Caches::new(controller::scopes(&scopes).len());
     let ctx = Arc::new(Context::new(client.clone(), config, metrics.clone(), caches));
     let (stores, controllers) = controllers(ctx, feeds, shutdown.clone());
 
     let ready = Arc::new(AtomicBool::new(false));
-    let state = AppState { metrics, stores, ready: ready.clone() };
+    let state = AppState { metrics, stores, ready: ready.clone(), role };
     let http = tokio::spawn(serve(http_addr, state, shutdown.clone()));
     tokio::spawn(signals(shutdown.clone()));
     tokio::spawn(readiness(client, scopes, ready));
-    controllers.await;
+    let mut lost = false;
+    match election.as_mut() {
+        None => controllers.await,
+        // A standby reconciles nothing; it serves /readyz and waits for the Lease.
+        Some(e) => tokio::select! {
+            won = e.acquired() => if won {
+                tokio::select! {
+                    _ = controllers => {}
+                    _ = e.lost() => lost = true,
+                }
+            },
+            _ = shutdown.cancelled() => {}
+        },
+    }
     shutdown.cancel();
+    if let Some(e) = election {
+        e.resign().await;
+    }
+    if lost {
+        // Another replica may be reconciling already: stop now, the kubelet restarts this one as standby.
+        return Err("lost the Lease while leading; exiting so that two replicas never reconcile at once".into());
+    }
     http.await??;
     info!("stopped");
     Ok(())
+}
+
+/// Joins the leader election when it is on.
+async fn elect(
+    client: &Client,
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    role: &leader::Role,
+) -> Result<Option<leader::Election>, Box<dyn std::error::Error>> {
+    if !config.leader_election {
+        return Ok(None);
+    }
+    let namespace = config.operator_namespace.clone().ok_or(
+        "leader election needs the operator's namespace for its Lease: set POD_NAMESPACE or --operator-namespace",
+    )?;
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .ok_or("leader election needs POD_NAME (the replica's identity)")?;
+    info!(lease = %config.lease_name, %namespace, %identity, seconds = config.lease_seconds, "joining the leader election");
+    let e = leader::Election::join(
+        client.clone(),
+        &namespace,
+        &config.lease_name,
+        &identity,
+        config.lease_seconds,
+        role.clone(),
+        metrics.clone(),
+    )
+    .await?;
+    Ok(Some(e))
 }
 
 /// Marks the operator ready once it can list DockerSandboxes in every watched scope (API server
