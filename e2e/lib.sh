@@ -380,6 +380,50 @@ load_nested_image() {
 engine_exec() { local ns=$1 name=$2; shift 2; kubectl exec -n "$ns" "$name-engine" -c dockerd -- "$@"; }
 
 # ---------------------------------------------------------------------------------------------
+# NetworkPolicy
+
+# netpol_enforced: whether the cluster's network plugin enforces NetworkPolicy, tried for real (once
+# per test): in a throwaway namespace, a listener pod behind a deny-all-ingress policy must refuse a
+# client pod's TCP connection that succeeds without the policy. Sets NETPOL_WHY when it does not.
+NETPOL_WHY=""
+_netpol_reach() { kubectl exec -n "$_NETPOL_NS" client -- nc -z -w 2 "$_NETPOL_IP" 8080 >/dev/null 2>&1; }
+_netpol_blocked() { ! _netpol_reach; }
+netpol_enforced() {
+  [[ -n "${_NETPOL_ENFORCED:-}" ]] && return "$_NETPOL_ENFORCED"
+  local pns p script='while true; do echo ok | nc -l -p 8080 >/dev/null 2>&1 || sleep 1; done'
+  ns_new pns netpol-probe
+  _NETPOL_NS=$pns
+  for p in listener client; do
+    kubectl run -n "$pns" "$p" --image="$E2E_BUSYBOX_IMAGE" --image-pull-policy=IfNotPresent --restart=Never \
+      --labels="probe=$p" --command -- sh -c "$script" >/dev/null
+  done
+  kubectl wait -n "$pns" pod/listener pod/client --for=condition=Ready --timeout=120s >/dev/null 2>&1 ||
+    { NETPOL_WHY="the probe pods did not start"; _NETPOL_ENFORCED=1; return 1; }
+  _NETPOL_IP=$(kubectl get pod -n "$pns" listener -o 'jsonpath={.status.podIP}')
+  if ! retry 5 _netpol_reach >/dev/null; then
+    NETPOL_WHY="the probe could not connect even without a policy"; _NETPOL_ENFORCED=1; return 1
+  fi
+  kubectl apply -n "$pns" -f - >/dev/null <<'YAML'
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-ingress}
+spec: {podSelector: {matchLabels: {probe: listener}}, policyTypes: [Ingress]}
+YAML
+  if wait_for 30 "a deny-all NetworkPolicy blocks the probe" _netpol_blocked; then
+    _NETPOL_ENFORCED=0
+  else
+    NETPOL_WHY="a deny-all-ingress NetworkPolicy did not block a TCP connection within 30s"
+    _NETPOL_ENFORCED=1
+  fi
+  return "$_NETPOL_ENFORCED"
+}
+
+# skip_unless_netpol: skip the test (with the reason) on a cluster that does not enforce NetworkPolicy.
+skip_unless_netpol() {
+  netpol_enforced || skip "the cluster does not enforce NetworkPolicy: $NETPOL_WHY"
+}
+
+# ---------------------------------------------------------------------------------------------
 # operator
 
 # operator_pods: pod/NAME of every operator pod (none when the operator is not installed)

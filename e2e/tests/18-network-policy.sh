@@ -61,7 +61,7 @@ restored() { kubectl get networkpolicy -n "$ns" web-engine -o json | jq -e '.spe
 wait_for 60 "the edited NetworkPolicy put back" restored || fail "the NetworkPolicy was not restored"
 
 # --- what the traffic does, where the cluster enforces NetworkPolicy
-netpol_enforced || skip "the cluster does not enforce NetworkPolicy ($NETPOL_WHY); the objects are right"
+netpol_enforced || skip "the cluster does not enforce NetworkPolicy ($NETPOL_WHY); the objects above are right"
 ip=$(kubectl get svc -n "$ns" web -o 'jsonpath={.spec.clusterIP}')
 busybox_pod "$other" probe
 tcp_closed() { ! kubectl exec -n "$other" probe -- nc -z -w 3 "$ip" 2376; }
