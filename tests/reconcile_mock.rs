@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dockersandbox_operator::config::Config;
+use dockersandbox_operator::controller::context::RecentWrites;
 use dockersandbox_operator::controller::{Caches, Context, reconcile::reconcile};
 use dockersandbox_operator::crd::DockerSandbox;
 use dockersandbox_operator::metrics::Metrics;
@@ -119,6 +120,8 @@ fn default_class() -> Value {
 /// An in-memory API server for one reconcile at a time.
 struct Fake {
     state: Arc<Mutex<State>>,
+    /// What the operator wrote, across reconciles (one process).
+    recent: Arc<RecentWrites>,
 }
 
 impl Fake {
@@ -129,7 +132,7 @@ impl Fake {
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a", "labels": namespace_labels}}),
         );
         state.objects.insert("dockersandboxclasses/standard".into(), default_class());
-        Self { state: Arc::new(Mutex::new(state)) }
+        Self { state: Arc::new(Mutex::new(state)), recent: Arc::default() }
     }
 
     fn with(&self, f: impl FnOnce(&mut State)) {
@@ -194,7 +197,8 @@ impl Fake {
             seen.into_values().collect()
         };
         let caches = Caches::snapshot(snapshot);
-        let ctx = Arc::new(Context::new(Client::new(service, "team-a"), config, Arc::new(Metrics::default()), caches));
+        let ctx = Context::new(Client::new(service, "team-a"), config, Arc::new(Metrics::default()), caches);
+        let ctx = Arc::new(ctx.with_recent(self.recent.clone()));
         let result = reconcile(Arc::new(dsb.clone()), ctx).await.map_err(|e| e.to_string());
         server.await.expect("api server");
         result
@@ -238,28 +242,21 @@ async fn first_reconcile_creates_every_child_in_pipeline_order() {
     let dsb = sandbox("{}");
     let action = api.reconcile(&dsb, config(true)).await.expect("reconcile");
     assert_eq!(action, Action::requeue(Duration::from_secs(5)), "the fallback re-check starts at 5 s");
-    // The facts (namespace, class, RuntimeClass) come from the caches. Each child missing from the
-    // cache is read once live before it is written: the cache may be behind the operator's writes.
+    // The facts (namespace, class, RuntimeClass) and the children come from the caches: nothing is
+    // read, only written (a child this process wrote lately would be re-read live first).
     let expected = calls(&[
         // Service first: its ClusterIP goes into the server certificate.
-        "GET services/web",
         "PATCH services/web",
         // CA, then whether a client Secret already existed (it did not: no CARegenerated warning).
-        "GET secrets/web-ca",
         "PATCH secrets/web-ca",
         "GET secrets/web-client",
-        "GET secrets/web-server",
         "PATCH secrets/web-server",
         "POST events",
-        "GET secrets/web-client",
         "PATCH secrets/web-client",
         "POST events",
-        "GET persistentvolumeclaims/web-docker",
         "PATCH persistentvolumeclaims/web-docker",
         // The NetworkPolicy is in place before the engine can serve.
-        "GET networkpolicies/web-engine",
         "PATCH networkpolicies/web-engine",
-        "GET pods/web-engine",
         "PATCH pods/web-engine",
         "POST events",
         "PATCH dockersandboxes/web/status",

@@ -17,12 +17,15 @@ use crate::error::{Error, Result};
 use crate::plan::class::quantity;
 use crate::resources::claim;
 
-/// Applies `obj` with server-side apply and returns what the server stored.
-pub async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K>
+/// Applies `obj` (a child of the target) with server-side apply and returns what the server stored.
+pub async fn apply<K>(t: &Target<'_>, obj: &K) -> Result<K>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
+    let api = t.api::<K>();
     let name = obj.name_any();
+    // Remembered before the request: if it times out, it may still have happened.
+    t.ctx.recent.wrote(&K::kind(&()), &t.names.namespace, &name);
     let mut body = serde_json::to_value(obj).map_err(|e| Error::Kube {
         action: "serialize",
         kind: K::kind(&()).to_string(),
@@ -58,7 +61,9 @@ pub async fn current<K: Cached + Resource<Scope = NamespaceResourceScope>>(
     writes: impl Fn(Option<&K>) -> bool,
 ) -> Result<Option<K>> {
     let cached = t.ctx.caches.get::<K>(Some(&t.names.namespace), name).map(|o| (*o).clone());
-    let found = if writes(cached.as_ref()) { get(&t.api::<K>(), name).await? } else { cached };
+    // Only an object this process wrote lately can be newer than the cache says.
+    let behind = || t.ctx.recent.has(&K::kind(&()), &t.names.namespace, name);
+    let found = if writes(cached.as_ref()) && behind() { get(&t.api::<K>(), name).await? } else { cached };
     if let Some(obj) = &found {
         claim(t.dsb, obj.meta(), adoptable).map_err(|why| Error::Foreign {
             kind: K::kind(&()).to_string(),
@@ -86,18 +91,26 @@ pub async fn live<K: Cached + Resource<Scope = NamespaceResourceScope>>(
     name: &str,
     adoptable: bool,
 ) -> Result<Option<K>> {
-    current(t, name, adoptable, |_: Option<&K>| true).await
+    let found = get(&t.api::<K>(), name).await?;
+    if let Some(obj) = &found {
+        claim(t.dsb, obj.meta(), adoptable).map_err(|why| Error::Foreign {
+            kind: K::kind(&()).to_string(),
+            name: name.to_string(),
+            why,
+        })?;
+    }
+    Ok(found)
 }
 
 /// Applies `desired` (built `stamped`) unless `current` already has it (then `current` is the
 /// answer): a sandbox whose children are as wanted costs no write.
-pub async fn ensure<K>(api: &Api<K>, desired: &K, current: Option<K>) -> Result<K>
+pub async fn ensure<K>(t: &Target<'_>, desired: &K, current: Option<K>) -> Result<K>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
     match current {
         Some(c) if up_to_date(desired, &c) => Ok(c),
-        _ => apply(api, desired).await,
+        _ => apply(t, desired).await,
     }
 }
 
@@ -141,12 +154,13 @@ fn looks_like_quantity(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_digit())
 }
 
-/// Deletes an object; one that is already gone is fine.
-pub async fn delete<K>(api: &Api<K>, name: &str) -> Result<()>
+/// Deletes a child of the target; one that is already gone is fine.
+pub async fn delete<K>(t: &Target<'_>, name: &str) -> Result<()>
 where
-    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
-    match api.delete(name, &DeleteParams::background()).await {
+    t.ctx.recent.wrote(&K::kind(&()), &t.names.namespace, name);
+    match t.api::<K>().delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(Error::kube("delete", K::kind(&()), name)(e)),

@@ -49,7 +49,6 @@ async fn keep_or_issue(
     issue: impl FnOnce() -> Result<Pem, TlsError>,
     build: impl Fn(&Pem) -> Secret,
 ) -> Result<Kept> {
-    let api = t.api::<Secret>();
     // Keeping what is stored, as it is stored, needs no request; anything else is decided on the
     // live Secret (the cache may not have the operator's own last write yet).
     let keeps = |s: &Secret| {
@@ -63,13 +62,13 @@ async fn keep_or_issue(
     if let Some((pem, info)) = stored.as_ref().and_then(|p| Some((p.clone(), keep(p)?))) {
         let desired = build(&pem);
         if secret.as_ref().is_some_and(|s| s.data != desired.data || s.type_ != desired.type_) {
-            apply(&api, &desired).await?;
+            apply(t, &desired).await?;
             t.normal(reason::SECRET_RESTORED, format!("Secret {name} was edited; its content was put back")).await;
         }
         return Ok(Kept { pem, info, issued: false, replaced: false, before: secret });
     }
     let pem = issue()?;
-    apply(&api, &build(&pem)).await?;
+    apply(t, &build(&pem)).await?;
     let info = tls::inspect(&pem.cert)?;
     Ok(Kept { pem, info, issued: true, replaced: stored.is_some(), before: secret })
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::core::{DynamicObject, NamespaceResourceScope};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -39,6 +39,34 @@ pub struct Context {
     /// The status last written per sandbox: the sandbox cache can be behind it, and writing it again
     /// (with its Event) would be noise.
     published: Mutex<HashMap<(String, String), (String, DockerSandboxStatus)>>,
+    /// Children this process wrote recently: only for those can the cache be behind the truth.
+    pub recent: Arc<RecentWrites>,
+}
+
+/// The children (kind, namespace, name) this process wrote in the last `RECENT` seconds. A cache
+/// can be behind only on writes it has not seen yet; everybody else's were listed or watched before
+/// the caches said they were synced. So only these are re-read live before a decision to write.
+#[derive(Default)]
+pub struct RecentWrites(Mutex<HashMap<(String, String, String), Instant>>);
+
+/// How long a write of ours may take to come back through a watch.
+pub const RECENT: Duration = Duration::from_secs(60);
+
+impl RecentWrites {
+    /// Records a write of `kind` `namespace`/`name`, and forgets the ones older than `RECENT`.
+    pub fn wrote(&self, kind: &str, namespace: &str, name: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        map.retain(|_, at| now.duration_since(*at) < RECENT);
+        map.insert((kind.to_string(), namespace.to_string(), name.to_string()), now);
+    }
+
+    /// Whether this process wrote it within `RECENT`.
+    pub fn has(&self, kind: &str, namespace: &str, name: &str) -> bool {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (kind.to_string(), namespace.to_string(), name.to_string());
+        map.get(&key).is_some_and(|at| at.elapsed() < RECENT)
+    }
 }
 
 impl Context {
@@ -62,7 +90,16 @@ impl Context {
             failures: Mutex::default(),
             waits: Mutex::default(),
             published: Mutex::default(),
+            recent: Arc::default(),
         }
+    }
+
+    /// This context, remembering the writes in `recent` (tests that run one context per reconcile
+    /// share it, as one long-running process would).
+    #[doc(hidden)]
+    pub fn with_recent(mut self, recent: Arc<RecentWrites>) -> Self {
+        self.recent = recent;
+        self
     }
 
     /// Publishes an event on `dsb`; a failure to publish is logged, never fatal.
@@ -268,6 +305,16 @@ mod tests {
         assert_eq!(t.api::<k8s_openapi::api::core::v1::Pod>().resource_url(), "/api/v1/namespaces/team-a/pods");
         dsb.metadata.namespace = None;
         assert!(Target::new(&dsb, &ctx).is_none());
+    }
+
+    #[test]
+    fn recent_writes_are_known_by_kind_namespace_and_name() {
+        let recent = RecentWrites::default();
+        assert!(!recent.has("Secret", "team-a", "web-ca"));
+        recent.wrote("Secret", "team-a", "web-ca");
+        assert!(recent.has("Secret", "team-a", "web-ca"));
+        assert!(!recent.has("Secret", "team-b", "web-ca"), "another namespace");
+        assert!(!recent.has("Pod", "team-a", "web-ca"), "another kind");
     }
 
     #[test]

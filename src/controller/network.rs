@@ -1,8 +1,6 @@
 //! Step: the engine's NetworkPolicy (who may reach port 2376, where nested containers may go).
 //! A child like the others: owned, labelled, put back when edited, never taken over.
 
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-
 use super::apply::{current_for, ensure as apply_if_changed, stamped};
 use super::context::Target;
 use crate::crd::NetworkStatus;
@@ -14,6 +12,6 @@ use crate::resources::network_policy;
 pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<NetworkStatus> {
     let desired = stamped(&network_policy::build(t.dsb, plan));
     let current = current_for(t, &t.names.pod, false, |_| desired.clone()).await?;
-    apply_if_changed(&t.api::<NetworkPolicy>(), &desired, current).await?;
+    apply_if_changed(t, &desired, current).await?;
     Ok(network_policy::describe(t.dsb, plan))
 }

@@ -79,7 +79,7 @@ pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
     // Observing or waiting reads the cache; anything that writes looks at the live pod first.
     let writes = |c: Option<&Pod>| c.is_none_or(|p| matches!(decide(p, desired), Step::Roll(_) | Step::Recreate(_)));
     let Some(current) = current(t, &name, false, writes).await? else {
-        return create(t, &api, desired).await;
+        return create(t, desired).await;
     };
     match decide(&current, desired) {
         Step::WaitForStop(why) => Ok(PodState::Waiting(why)),
@@ -91,15 +91,15 @@ pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
                     "the spec change cannot be applied: the API server would refuse the new engine pod ({refused}); the running engine is kept until the spec is fixed"
                 ),
             }),
-            Ok(()) => replace(t, &api, &name, why).await,
+            Ok(()) => replace(t, &name, why).await,
         },
-        Step::Recreate(why) => replace(t, &api, &name, why).await,
+        Step::Recreate(why) => replace(t, &name, why).await,
         Step::Observe => Ok(state(&current)),
     }
 }
 
-async fn replace(t: &Target<'_>, api: &Api<Pod>, name: &str, why: String) -> Result<PodState> {
-    delete(api, name).await?;
+async fn replace(t: &Target<'_>, name: &str, why: String) -> Result<PodState> {
+    delete::<Pod>(t, name).await?;
     t.normal(reason::ENGINE_RECREATING, why.clone()).await;
     Ok(PodState::Waiting(why))
 }
@@ -118,13 +118,12 @@ async fn admitted(api: &Api<Pod>, desired: &Pod) -> Result<Result<(), String>> {
 
 /// Stops the engine pod, if there is one, because policy no longer allows it (`why`).
 pub async fn stop(t: &Target<'_>, why: &str) -> Result<()> {
-    let api = t.api::<Pod>();
     let running = |c: Option<&Pod>| c.is_some_and(|p| p.metadata.deletion_timestamp.is_none());
     let Some(pod) = current(t, &t.names.pod, false, running).await? else { return Ok(()) };
     if pod.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
-    delete(&api, &t.names.pod).await?;
+    delete::<Pod>(t, &t.names.pod).await?;
     let note = format!(
         "stopped the engine pod {}, which policy no longer allows; the volume keeps its data: {why}",
         t.names.pod
@@ -133,8 +132,8 @@ pub async fn stop(t: &Target<'_>, why: &str) -> Result<()> {
     Ok(())
 }
 
-async fn create(t: &Target<'_>, api: &Api<Pod>, desired: &Pod) -> Result<PodState> {
-    match apply(api, desired).await {
+async fn create(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
+    match apply(t, desired).await {
         Ok(_) => {
             t.normal(reason::ENGINE_CREATED, format!("created engine pod {}", desired.name_any())).await;
             Ok(PodState::Waiting("the engine pod was created; dockerd is starting".into()))

@@ -14,7 +14,6 @@ use crate::resources::service;
 /// Applies the Service (when it is not as wanted); returns it as stored (with its ClusterIP), for
 /// the certificate's SANs.
 pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Service> {
-    let api = t.api::<Service>();
     // The stamp covers what the operator decides; the address is the Service's own.
     let base = stamped(&service::build(t.dsb, plan));
     let with_ip = |ip: Option<String>| {
@@ -30,10 +29,10 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Service> {
         None => certs::previous_cluster_ip(t, plan).await?,
     };
     let reused = current.is_none() && ip.is_some();
-    match apply_if_changed(&api, &with_ip(ip), current).await {
+    match apply_if_changed(t, &with_ip(ip), current).await {
         Err(e) if reused && e.is_permanent() => {
             // The old address is taken or outside the range: take a new one (and a new certificate).
-            apply(&api, &with_ip(None)).await
+            apply(t, &with_ip(None)).await
         }
         other => other,
     }

@@ -16,7 +16,6 @@ use crate::resources::pvc;
 /// engine on the volume it has, and says so.
 pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Storage> {
     let Some(claim) = pvc::build(t.dsb, plan).map(|c| stamped(&c)) else { return Ok(Storage::Ephemeral) };
-    let api = t.api::<PersistentVolumeClaim>();
     // A Retain volume of an earlier sandbox with this name is adopted; anyone else's is left alone.
     let existing = current_for(t, &t.names.pvc, true, |_| claim.clone()).await?;
     if let Some(why) = existing.as_ref().and_then(|c| shrinks(c, &claim)) {
@@ -24,7 +23,7 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Storage> {
         return Ok(Storage::Waiting(why));
     }
     let existed = existing.is_some();
-    match apply_if_changed(&api, &claim, existing).await {
+    match apply_if_changed(t, &claim, existing).await {
         Ok(applied) => Ok(state(&applied)),
         Err(e) if e.is_permanent() && existed => Ok(Storage::Waiting(format!(
             "PersistentVolumeClaim {} could not be updated to the spec: {}",
