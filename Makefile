@@ -6,6 +6,8 @@
 #   make e2e        the e2e suite (local cluster, or $KUBECONFIG with E2E_USE_KUBECONFIG=1)
 #   make demo       the one-command demo: cluster, operator, a sandbox, docker version through it
 #   make bench      benchmark: time to Ready with and without the operator, operator memory
+#   make bench-scale  scale benchmark: 1000 sandboxes (E2E_SCALE_N) on KWOK fake nodes: creation
+#                   rate vs a plain client, API requests at steady state, memory, failover
 #   make generate   regenerate crds/, the chart's CRD copy and manifests/install.yaml
 SHELL := /bin/bash
 DSB_CACHE ?= /var/cache/dockersandbox
@@ -13,7 +15,7 @@ export DSB_CACHE
 export CARGO_TARGET_DIR ?= $(DSB_CACHE)/cargo-target
 CARGO ?= cargo
 
-.PHONY: test unit lint shellcheck check-manifests e2e demo bench generate release cluster-up cluster-down
+.PHONY: test unit lint shellcheck check-manifests e2e demo bench bench-scale generate release cluster-up cluster-down
 
 test: unit e2e
 
@@ -49,6 +51,10 @@ demo: release
 
 bench: release
 	bash e2e/run.sh --bench
+
+bench-scale: release
+	$(CARGO) build --locked --release --example plain_client
+	bash e2e/run.sh --bench-scale
 
 cluster-up:
 	bash e2e/cluster/up.sh

@@ -386,7 +386,15 @@ engine_exec() { local ns=$1 name=$2; shift 2; kubectl exec -n "$ns" "$name-engin
 # per test): in a throwaway namespace, a listener pod behind a deny-all-ingress policy must refuse a
 # client pod's TCP connection that succeeds without the policy. Sets NETPOL_WHY when it does not.
 NETPOL_WHY=""
-_netpol_reach() { kubectl exec -n "$_NETPOL_NS" client -- nc -z -w 2 "$_NETPOL_IP" 8080 >/dev/null 2>&1; }
+
+# tcp_connects NS POD IP PORT: whether a TCP connection from busybox pod NS/POD to IP:PORT opens
+# (busybox nc has no -z: a connection that opens and then idles until `timeout` counts too).
+tcp_connects() {
+  local rc=0
+  kubectl exec -n "$1" "$2" -- timeout 6 nc -w 3 "$3" "$4" >/dev/null 2>&1 || rc=$?
+  ((rc == 0 || rc == 124 || rc == 143))
+}
+_netpol_reach() { tcp_connects "$_NETPOL_NS" client "$_NETPOL_IP" 8080; }
 _netpol_blocked() { ! _netpol_reach; }
 netpol_enforced() {
   [[ -n "${_NETPOL_ENFORCED:-}" ]] && return "$_NETPOL_ENFORCED"

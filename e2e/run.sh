@@ -13,6 +13,7 @@ export E2E_ARTIFACTS=${E2E_ARTIFACTS:-/tmp/dsb-e2e-artifacts}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 mode=tests
 [ "${1:-}" = "--bench" ] && { mode=bench; shift; }
+[ "${1:-}" = "--bench-scale" ] && { mode=bench-scale; shift; }
 mkdir -p "$E2E_ARTIFACTS"
 t0=$SECONDS
 stamp() { printf '[e2e %4ss] %s\n' "$((SECONDS - t0))" "$*"; }
@@ -61,6 +62,9 @@ stamp "helm: $("$HELM" version --short 2>/dev/null || echo "$HELM")"
 if [ "$mode" = bench ]; then
   stamp "benchmark"
   bash "$E2E_DIR/bench.sh" "$@"
+elif [ "$mode" = bench-scale ]; then
+  stamp "scale benchmark"
+  bash "$E2E_DIR/bench-scale.sh" "$@"
 else
   stamp "e2e tests"
   bash "$E2E_DIR/run-tests.sh" "$@"

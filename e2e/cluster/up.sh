@@ -170,6 +170,7 @@ render 10-dsb-bridge.conflist "$STATE/cni/net.d/10-dsb-bridge.conflist"
 render kubelet.yaml "$STATE/config/kubelet.yaml"
 render kube-proxy.yaml "$STATE/config/kube-proxy.yaml"
 render kube-scheduler.yaml "$STATE/config/kube-scheduler.yaml"
+render audit-policy.yaml "$STATE/config/audit-policy.yaml"
 
 # ---------------------------------------------------------------- 4. containerd + images
 mkdir -p "$STATE/containerd"
@@ -212,6 +213,8 @@ start kube-apiserver "$BIN/kube-apiserver" \
   --service-cluster-ip-range="$SERVICE_CIDR" \
   --endpoint-reconciler-type=lease \
   --event-ttl=2h --profiling=false \
+  --audit-policy-file="$STATE/config/audit-policy.yaml" --audit-log-path="$LOGS/audit-operator.log" \
+  --audit-log-format=json --audit-log-maxsize=200 --audit-log-maxbackup=1 \
   --shutdown-delay-duration=0s --shutdown-watch-termination-grace-period=0s
 wait_for kube-apiserver "kube-apiserver /readyz" curl_api /readyz
 log "kube-apiserver up ($(since))"

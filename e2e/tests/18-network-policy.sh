@@ -64,7 +64,7 @@ wait_for 60 "the edited NetworkPolicy put back" restored || fail "the NetworkPol
 netpol_enforced || skip "the cluster does not enforce NetworkPolicy ($NETPOL_WHY); the objects above are right"
 ip=$(kubectl get svc -n "$ns" web -o 'jsonpath={.spec.clusterIP}')
 busybox_pod "$other" probe
-tcp_closed() { ! kubectl exec -n "$other" probe -- nc -z -w 3 "$ip" 2376; }
+tcp_closed() { ! tcp_connects "$other" probe "$ip" 2376; }
 still_true 10 tcp_closed || fail "a pod in another namespace could open a TCP connection to $ip:2376"
 log "ok: TCP connect from namespace $other refused"
 kubectl patch "$DSB" -n "$ns" web --type merge -p \
@@ -77,7 +77,7 @@ log "ok: after allowFrom, docker version from $other: $out"
 busybox_pod "$target" listener 'while true; do echo hello | nc -l -p 8080 >/dev/null 2>&1 || sleep 1; done'
 lip=$(kubectl get pod -n "$target" listener -o 'jsonpath={.status.podIP}')
 load_nested_image "$other" client
-nested_reaches() { cdocker "$other" client run --rm "$E2E_NESTED_IMAGE" nc -z -w 3 "$lip" 8080; }
+nested_reaches() { cdocker "$other" client run --rm "$E2E_NESTED_IMAGE" nc -w 3 "$lip" 8080 </dev/null; }
 wait_for 60 "a nested container reaches the listener (not denied yet)" nested_reaches ||
   fail "the nested container cannot reach $lip:8080 before any deny"
 class_apply "[\"169.254.0.0/16\", \"$lip/32\"]"

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Scale benchmark (`make bench-scale`; prints figures, asserts nothing about time): N sandboxes
+# (default 1000) whose engine pods land on fake nodes simulated by KWOK, against the cluster in
+# $KUBECONFIG with the operator installed by the chart (as run.sh --bench-scale does). In one run:
+#   1. creation: seconds until every sandbox has all its children (Service, 3 Secrets,
+#      NetworkPolicy, Pod), and the seconds a plain client (examples/plain_client.rs) takes to create
+#      the same objects with the same concurrency; the ratio is the figure;
+#   2. steady state, N pending (pods that no node fits): API requests/s and writes/s attributed to
+#      the operator (API server audit log, e2e/cluster/config/audit-policy.yaml), by verb/resource;
+#   3. steady state, N running on KWOK nodes (pods Running and Ready; no dockerd answers behind them);
+#   4. operator peak RSS (VmHWM of its process on this node, and its own metric), reconcile p50/p99
+#      from its histogram;
+#   5. failover: 2 replicas, the leader killed without releasing the Lease: seconds until another
+#      replica leads and has reconciled.
+# Options: E2E_SCALE_N (1000), E2E_SCALE_NODES (10 fake nodes), E2E_SCALE_WINDOW (60 s per
+# steady-state window), E2E_SCALE_CONCURRENCY (the operator's --concurrency, 8), E2E_SKIP_INSTALL=1.
+# Needs: jq, the local cluster's audit log ($DSB_E2E_STATE/logs/audit-operator.log) for 2-3
+# (elsewhere those rows say "no audit log").
+set -o errexit -o nounset -o pipefail
+E2E_TEST_NAME=bench-scale
+source "$(dirname "$0")/lib.sh"
+
+N=${1:-${E2E_SCALE_N:-1000}}
+NODES=${E2E_SCALE_NODES:-10}
+WINDOW=${E2E_SCALE_WINDOW:-60}
+C=${E2E_SCALE_CONCURRENCY:-8}
+AUDIT=${E2E_AUDIT_LOG:-$DSB_E2E_STATE/logs/audit-operator.log}
+KWOK=$(bash "$E2E_DIR/tools/install-kwok.sh" | tail -n 1)
+ns=dsb-bench-scale plain_ns=dsb-bench-plain class=bench-kwok
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+row() { printf '%-58s %s\n' "$1" "$2"; }
+RESULTS=()
+result() { RESULTS+=("$(row "$1" "$2")"); log "$1: $2"; }
+
+if [[ "${E2E_SKIP_INSTALL:-0}" != 1 ]]; then
+  log "installing the operator (concurrency $C)"
+  helm_operator --set "operator.concurrency=$C" >"$E2E_ARTIFACTS/bench-scale-helm.log" 2>&1 ||
+    { cat "$E2E_ARTIFACTS/bench-scale-helm.log" >&2; fail "operator install failed"; }
+fi
+
+# --- KWOK: fake nodes that take pods -----------------------------------------------------------------
+kwok_log=$E2E_ARTIFACTS/bench-scale-kwok.log
+"$KWOK" --kubeconfig="$KUBECONFIG" --manage-all-nodes=false \
+  --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --cidr=10.250.0.0/16 >"$kwok_log" 2>&1 &
+kwok_pid=$!
+cleanup() {
+  # KWOK stays until the pods on its nodes are gone (it is what finishes their deletion).
+  kubectl delete namespace "$ns" "$plain_ns" --wait=true --timeout=180s >/dev/null 2>&1 || true
+  kubectl delete "$DSB_CLASS" "$class" --ignore-not-found >/dev/null 2>&1 || true
+  kubectl delete nodes -l type=kwok --wait=false >/dev/null 2>&1 || true
+  kill "$kwok_pid" 2>/dev/null || true
+  helm_set --set replicaCount=1 >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+for ((i = 0; i < NODES; i++)); do
+  cat <<YAML
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
+  labels: {type: kwok, kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
+spec:
+  taints: [{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]
+status:
+  allocatable: {cpu: "1000", memory: 4Ti, pods: "1000"}
+  capacity: {cpu: "1000", memory: 4Ti, pods: "1000"}
+---
+YAML
+done | kubectl apply -f - >/dev/null
+nodes_ready() { (($(kubectl get nodes -l type=kwok --no-headers 2>/dev/null | grep -c ' Ready ') == NODES)); }
+wait_for 120 "$NODES KWOK nodes Ready" nodes_ready || fail "KWOK nodes not Ready; see $kwok_log"
+
+# A class for the bench: privileged engines (no sysbox here) on the fake nodes, or (placement
+# nowhere) pending forever; ephemeral storage (fake nodes have no volumes).
+class_apply() {  # class_apply NODE_SELECTOR_VALUE
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: dockersandbox.dev/v1alpha1
+kind: DockerSandboxClass
+metadata: {name: $class}
+spec:
+  isolation: [privileged]
+  image: {allowed: ["*"]}
+  placement:
+    nodeSelector: {type: $1}
+    tolerations: [{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}]
+  storage: {allowedTypes: [Ephemeral]}
+YAML
+}
+class_apply nowhere
+kubectl create namespace "$ns" >/dev/null
+kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=privileged >/dev/null
+
+# --- 1. creation ---------------------------------------------------------------------------------------
+children_of_all() {  # prints how many sandboxes have all 6 children
+  kubectl get pods,services,secrets,networkpolicies -n "$ns" -l app.kubernetes.io/managed-by=dockersandbox-operator \
+    -o json | jq '[.items[].metadata.labels["app.kubernetes.io/instance"]] | group_by(.) | map(select(length == 6)) | length'
+}
+all_children() { (($(children_of_all) >= N)); }
+audit_mark() { [[ -f $AUDIT ]] && wc -l <"$AUDIT" || echo 0; }
+log "applying $N sandboxes"
+mark=$(audit_mark)
+t0=$(now)
+for ((i = 0; i < N; i++)); do
+  printf 'apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {name: s%04d, namespace: %s}\n' "$i" "$ns"
+  printf 'spec: {className: %s, image: %s, imagePullPolicy: IfNotPresent, storage: {type: Ephemeral, size: 1Gi}}\n---\n' "$class" "$E2E_DIND_IMAGE"
+done | kubectl apply --server-side -f - >/dev/null
+applied=$(now)
+wait_for 1800 "all $N sandboxes have their 6 children" all_children || log "WARNING: only $(children_of_all)/$N complete"
+done_at=$(now)
+op_create=$(secs "$t0" "$done_at")
+result "sandboxes applied (kubectl, one request each)" "$(secs "$t0" "$applied") s"
+result "operator: children of $N sandboxes ($((N * 6)) objects)" "$op_create s"
+creation_requests=$(($( [[ -f $AUDIT ]] && wc -l <"$AUDIT" || echo 0) - mark))
+
+kubectl create namespace "$plain_ns" >/dev/null
+PLAIN=${E2E_PLAIN_CLIENT:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/plain_client}
+[[ -x $PLAIN ]] || fail "no plain client at $PLAIN (make bench-scale builds it: cargo build --release --example plain_client)"
+plain=$("$PLAIN" "$plain_ns" "$N" "$C" type=nowhere 2>>"$E2E_ARTIFACTS/bench-scale-plain.log") ||
+  fail "plain client failed; see $E2E_ARTIFACTS/bench-scale-plain.log"
+result "plain client: the same $((N * 6)) objects, concurrency $C" "$plain s"
+result "creation rate, operator / plain client (target >= 0.7)" "$(awk -v o="$op_create" -v p="$plain" 'BEGIN { printf "%.2f", p / o }')"
+[[ -f $AUDIT ]] && result "operator API requests during creation (all verbs but watch)" "$creation_requests"
+kubectl delete namespace "$plain_ns" --wait=false >/dev/null
+
+# --- 2./3. steady state, from the audit log --------------------------------------------------------
+# window LABEL: requests by the operator in the next $WINDOW seconds (watches excluded: they are
+# long-lived streams, not polling), per second, split into reads and writes, top verb/resource.
+window() {
+  local label=$1 from lines
+  if [[ ! -f $AUDIT ]]; then result "$label" "no audit log ($AUDIT)"; return; fi
+  from=$(wc -l <"$AUDIT")
+  sleep "$WINDOW"
+  lines=$(tail -n +"$((from + 1))" "$AUDIT" | jq -c 'select(.verb != "watch") | {verb, r: (.objectRef.resource // "") + (if .objectRef.subresource then "/" + .objectRef.subresource else "" end)}' || true)
+  local total writes
+  total=$(grep -c . <<<"$lines" || true)
+  writes=$(grep -cE '"verb":"(create|update|patch|delete|deletecollection)"' <<<"$lines" || true)
+  result "$label: requests/s (writes/s)" "$(awk -v t="$total" -v w="$writes" -v s="$WINDOW" 'BEGIN { printf "%.2f (%.2f)", t / s, w / s }')"
+  if ((total > 0)); then
+    log "$label, by verb and resource: $(jq -r '"\(.verb) \(.r)"' <<<"$lines" | sort | uniq -c | sort -rn | head -5 | tr -s ' ' | tr '\n' ';')"
+  fi
+}
+log "steady state with $N pending sandboxes (no node fits their pods): ${WINDOW}s after a 30s settle"
+sleep 30
+window "steady, $N pending"
+
+log "moving the engines onto the KWOK nodes (class placement type=kwok): pods recreated, Running, Ready"
+class_apply kwok
+running_all() {
+  (($(kubectl get pods -n "$ns" -l app.kubernetes.io/component=engine --field-selector=status.phase=Running \
+    --no-headers 2>/dev/null | wc -l) >= N))
+}
+t1=$(now)
+wait_for 1800 "$N engine pods Running on KWOK nodes" running_all || log "WARNING: not all engine pods Running"
+result "engines rolled onto KWOK nodes (class change -> $N pods Running)" "$(secs "$t1" "$(now)") s"
+sleep 30
+window "steady, $N running on KWOK (dockerd never answers)"
+
+# --- 4. memory and reconcile latency --------------------------------------------------------------------
+op_pod=$(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" -o jsonpath='{.items[0].metadata.name}')
+metrics=$(kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/pods/$op_pod:8080/proxy/metrics")
+peak=$(awk '/^dockersandbox_process_peak_resident_memory_bytes /{ printf "%.1f", $2 / 1048576 }' <<<"$metrics")
+result "operator peak RSS at $N (its metric; target <= 48 MiB)" "${peak:-?} MiB"
+pid=$(pgrep -f 'dockersandbox-operator run' | head -1 || true)
+if [[ -n $pid ]]; then result "operator VmHWM (from /proc on this node)" "$(awk '/VmHWM/{ printf "%.1f MiB", $2 / 1024 }' "/proc/$pid/status")"; fi
+quantile() {  # quantile Q: from the histogram buckets (upper bound of the bucket holding it)
+  awk -v q="$1" '/^dockersandbox_reconcile_duration_seconds_bucket/ {
+      match($0, /le="[^"]+"/); le = substr($0, RSTART + 4, RLENGTH - 5); n = $NF; les[++k] = le; cs[k] = n; total = n }
+    END { for (i = 1; i <= k; i++) if (cs[i] >= q * total) { print les[i]; exit } }' <<<"$metrics"
+}
+count=$(awk '/^dockersandbox_reconcile_duration_seconds_count/{ print $2 }' <<<"$metrics")
+result "reconciles so far; p50 / p99 (histogram bucket bounds, s)" "${count:-?}; $(quantile 0.5) / $(quantile 0.99)"
+
+# --- 5. failover ------------------------------------------------------------------------------------
+if helm get values "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" -a 2>/dev/null | grep -q '^leaderElection:'; then
+  helm_set --set replicaCount=2 >/dev/null
+  lease_holder() { kubectl get lease -n "$E2E_OPERATOR_NAMESPACE" dockersandbox-operator -o 'jsonpath={.spec.holderIdentity}' 2>/dev/null; }
+  two() { (($(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" --no-headers | grep -c ' 1/1 ') == 2)); }
+  wait_for 180 "2 operator replicas ready" two || true
+  leader=$(lease_holder)
+  killed=$(now)
+  kubectl delete pod -n "$E2E_OPERATOR_NAMESPACE" "$leader" --grace-period=0 --force >/dev/null 2>&1
+  moved() { local h; h=$(lease_holder); [[ -n $h && $h != "$leader" ]]; }
+  wait_for 120 "another replica leads" moved || true
+  new=$(lease_holder)
+  synced() { kubectl logs -n "$E2E_OPERATOR_NAMESPACE" "$new" 2>/dev/null | grep -q "caches synced"; }
+  wait_for 120 "the new leader reconciles" synced || true
+  stamp=$(kubectl logs -n "$E2E_OPERATOR_NAMESPACE" "$new" | grep -m1 "caches synced" | grep -oE '^[0-9T:.-]+Z' || true)
+  if [[ -n $stamp ]]; then
+    result "failover at $N: leader killed -> new leader reconciling (target <= 15 s)" "$(secs "$killed" "$(date -d "$stamp" +%s.%N)") s"
+  else
+    result "failover" "no 'caches synced' line from $new"
+  fi
+else
+  result "failover" "skipped (the chart has no leader election)"
+fi
+
+echo
+echo "== bench-scale: N=$N sandboxes, $NODES KWOK nodes, operator concurrency $C, $(nproc) cores, $(date -u +%F)"
+printf '%s\n' "${RESULTS[@]}"
