@@ -41,7 +41,16 @@ fi
 
 # --- KWOK: fake nodes that take pods -----------------------------------------------------------------
 kwok_log=$E2E_ARTIFACTS/bench-scale-kwok.log
-"$KWOK" --kubeconfig="$KUBECONFIG" --manage-all-nodes=false \
+# KWOK's own "fast" stages (nodes become Ready and keep a heartbeat; pods become Running and Ready
+# at once), from the module it was built from.
+command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
+kwok_src=$(go mod download -json "sigs.k8s.io/kwok@${KWOK_VERSION:-v0.8.0}" | jq -r .Dir)
+stages=$E2E_ARTIFACTS/bench-scale-kwok-stages.yaml
+for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml pod/fast/pod-ready.yaml \
+  pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+  cat "$kwok_src/kustomize/stage/$f"; echo "---"
+done >"$stages"
+"$KWOK" --kubeconfig="$KUBECONFIG" --config="$stages" --manage-all-nodes=false \
   --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --cidr=10.250.0.0/16 >"$kwok_log" 2>&1 &
 kwok_pid=$!
 cleanup() {
