@@ -19,6 +19,7 @@ work=$(mktemp -d)
 on_exit "rm -rf '$work'"
 mkdir -p "$work/bin"
 ln -s "$plugin" "$work/bin/kubectl-dsb"
+ln -s "$plugin" "$work/bin/kubectl_complete-dsb"
 export PATH="$work/bin:$PATH" DOCKER_CONFIG="$work/docker-config" DOCKER_BUILDKIT=0
 unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_CONTEXT
 log "plugin $plugin, $("$DOCKER" --version)"
@@ -52,6 +53,7 @@ assert_match "ls row" "^$name +Ready +(privileged|sysbox) +tcp://$name\.$ns\.svc
   "$(grep "^$name " <<<"$out")"
 assert_match "ls -A" "^$ns +$name +Ready" "$(kubectl dsb ls -A | grep -E "^$ns ")"
 assert_match "bash completion" 'kubectl-dsb' "$(kubectl dsb completion bash | head -n 40)"
+assert_match "kubectl completes sandbox names" "^$name\$" "$(kubectl __complete dsb connect -n "$ns" "" 2>/dev/null)"
 
 # --- clear errors
 expect_error "missing sandbox" "DockerSandbox nosuch not found in namespace $ns" kubectl dsb connect nosuch -n "$ns"

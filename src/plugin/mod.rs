@@ -7,11 +7,13 @@
 //! - `files`: the certificate bundle and the docker context on this machine;
 //! - `tunnel`: the local listener, one port-forward stream per client connection;
 //! - `connect`: `connect` / `disconnect` (foreground, or `--background` with a pid file);
-//! - `commands`: `env`, `bundle`, `ls`, `logs`, `completion`.
+//! - `commands`: `env`, `bundle`, `ls`, `logs`, `completion`;
+//! - `complete`: `kubectl dsb <TAB>` through kubectl (as `kubectl_complete-dsb`).
 
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod complete;
 pub mod connect;
 pub mod error;
 pub mod files;
