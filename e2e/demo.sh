@@ -74,7 +74,7 @@ cat <<EOT
 
 In the cluster, clients use the endpoint from status: DOCKER_HOST=$(kubectl -n "$NS" get dsb "$NAME" -o jsonpath='{.status.endpoint}')
 From this machine, put the plugin on PATH (export PATH=$CARGO_TARGET_DIR/release:\$PATH) and use the context,
-or eval "\$(kubectl dsb env $NAME -n $NS)". Stop the tunnel with: kubectl dsb disconnect $NAME -n $NS
+or eval "\$(kubectl dsb env $NAME -n $NS)". A tunnel, if one runs, stops with: kubectl dsb disconnect $NAME -n $NS
 EOT
 say "docker --context dsb-$NS-$NAME version"
 docker --context "dsb-$NS-$NAME" version
