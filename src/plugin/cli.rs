@@ -79,13 +79,12 @@ pub enum TunnelMode {
 pub struct ConnectArgs {
     #[command(flatten)]
     pub target: Target,
-    /// Local port of the tunnel (0: any free port). Default: the port the sandbox's docker context
-    /// already uses, so the context keeps working across reconnects; else any free port.
+    /// Local port of the tunnel on 127.0.0.1 (0: any free port). Default: the port the sandbox's
+    /// docker context already uses, so the context keeps working across reconnects; else any free
+    /// port. (Only loopback: the engine's certificate names 127.0.0.1, and nothing else on the
+    /// network should reach the tunnel.)
     #[arg(short, long)]
     pub port: Option<u16>,
-    /// Local address of the tunnel.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub address: std::net::IpAddr,
     /// Whether to tunnel.
     #[arg(long, value_enum, default_value_t)]
     pub tunnel: TunnelMode,
@@ -179,7 +178,6 @@ mod tests {
         let Command::Connect(c) = cli.command else { panic!("not connect: {:?}", cli.command) };
         assert_eq!(c.target.name, "web");
         assert_eq!(c.port, None);
-        assert_eq!(c.address.to_string(), "127.0.0.1");
         assert_eq!(c.tunnel, TunnelMode::Auto);
         assert!(!c.background && !c.background_child);
     }
@@ -199,11 +197,9 @@ mod tests {
 
     #[test]
     fn connect_options() {
-        let cli = parse(&["connect", "web", "--port", "0", "--tunnel", "always", "--background", "--address", "::1"])
-            .expect("parses");
+        let cli = parse(&["connect", "web", "--port", "0", "--tunnel", "always", "--background"]).expect("parses");
         let Command::Connect(c) = cli.command else { panic!("not connect") };
         assert_eq!((c.port, c.tunnel, c.background), (Some(0), TunnelMode::Always, true));
-        assert_eq!(c.address.to_string(), "::1");
     }
 
     #[test]

@@ -38,19 +38,8 @@ pub fn want(args: &[String]) -> Want {
         None => (&[][..], ""),
     };
     let root = Cli::command();
-    let flags_with_values = [
-        "-n",
-        "--namespace",
-        "--context",
-        "--kubeconfig",
-        "-p",
-        "--port",
-        "--address",
-        "--tunnel",
-        "-o",
-        "--format",
-        "--tail",
-    ];
+    let flags_with_values =
+        ["-n", "--namespace", "--context", "--kubeconfig", "-p", "--port", "--tunnel", "-o", "--format", "--tail"];
     let mut sub: Option<&str> = None;
     let (mut positionals, mut namespace, mut i) = (0, None, 0);
     while i < before.len() {

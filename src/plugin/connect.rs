@@ -107,7 +107,7 @@ pub async fn connect(global: &Global, args: &ConnectArgs) -> Result<()> {
         .port
         .or_else(|| files::context_host(&local.docker_config, &local.context).and_then(|h| files::loopback_port(&h)))
         .unwrap_or(0);
-    let listener = tunnel::bind(SocketAddr::new(args.address, port)).await?;
+    let listener = tunnel::bind(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))).await?;
     let addr = listener.local_addr().map_err(|e| Error::Other(format!("cannot read the listener's address: {e}")))?;
     publish(&local, &dsb, &certs, &files::tcp_host(addr))?;
     let engine = Engine { pods: cluster.api(), pod: names.pod.clone(), namespace: names.namespace.clone() };

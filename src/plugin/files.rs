@@ -78,7 +78,9 @@ fn private_dir(dir: &Path) -> Result<()> {
 /// Writes `content` to `path` with `mode`, through a temporary file and a rename, so a docker
 /// client reading the file never sees half of it.
 fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    // unique per process: `env` and `connect` may write the same directory at once
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let _ = fs::remove_file(&tmp);
     let mut f =
         OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(io("cannot write", &tmp))?;
