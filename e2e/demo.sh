@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one-command demo (`make demo`): a cluster (the local one, or $KUBECONFIG with
 # E2E_USE_KUBECONFIG=1), the operator installed with its Helm chart, an example sandbox, and a
-# docker client talking to it over mutual TLS. Leaves everything running and prints how to use it.
+# docker client talking to it over mutual TLS through `kubectl dsb connect` (the plugin). Leaves
+# everything running and prints how to use it.
 set -euo pipefail
 E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$E2E_DIR/.." && pwd)
@@ -18,8 +19,8 @@ E2E_TEST_NAME=demo
 source "$E2E_DIR/lib.sh"
 NS=${DEMO_NAMESPACE:-demo}
 NAME=${DEMO_SANDBOX:-demo}
-PORT=${DEMO_PORT:-12376}
-CERTS=${DEMO_CERTS:-$HOME/.docker/dockersandbox/$NS/$NAME}
+# the tunnel's local port (default: the one the sandbox's docker context has, else a free one)
+PORT=${DEMO_PORT:-}
 say() { printf '\n==> %s\n' "$*"; }
 
 if [ "${E2E_USE_KUBECONFIG:-0}" != 1 ]; then
@@ -61,27 +62,19 @@ if ! kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Ready "dsb/$NAME" --
 fi
 kubectl -n "$NS" get dsb "$NAME"
 
-say "client certificates into $CERTS"
-secret=$(kubectl -n "$NS" get dsb "$NAME" -o jsonpath='{.status.clientSecretName}')
-mkdir -p "$CERTS" && chmod 700 "$CERTS"
-for f in ca.pem cert.pem key.pem; do
-  kubectl -n "$NS" get secret "$secret" -o "jsonpath={.data.${f//./\\.}}" | base64 -d >"$CERTS/$f"
-done
-chmod 600 "$CERTS/key.pem"
-
-endpoint=$(kubectl -n "$NS" get dsb "$NAME" -o jsonpath='{.status.endpoint}')
-say "port-forward svc/$NAME $PORT:2376 (the Service is not reachable from outside the cluster)"
-pkill -f "port-forward.*svc/$NAME $PORT:2376" 2>/dev/null || true
-nohup kubectl -n "$NS" port-forward "svc/$NAME" "$PORT:2376" >"/tmp/dockersandbox-demo-port-forward.log" 2>&1 &
-for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.2; done
+# The plugin, built by `make release` next to the operator: `kubectl dsb` finds it on PATH.
+export PATH="$CARGO_TARGET_DIR/release:$PATH"
+command -v docker >/dev/null 2>&1 || PATH="$(dirname "$(bash "$E2E_DIR/tools/install-docker-cli.sh" | tail -n 1)"):$PATH"
+# a tunnel left by an earlier demo would hold the context's port
+kubectl dsb disconnect "$NAME" -n "$NS" >/dev/null 2>&1 || true
+say "kubectl dsb connect $NAME -n $NS --background (certificates, docker context dsb-$NS-$NAME, a tunnel if needed)"
+kubectl dsb connect "$NAME" -n "$NS" --background ${PORT:+--port "$PORT"}
 
 cat <<EOT
 
-In the cluster, clients use the endpoint from status: DOCKER_HOST=$endpoint
-From this machine, through the port-forward:
-
-export DOCKER_HOST=tcp://localhost:$PORT DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$CERTS
+In the cluster, clients use the endpoint from status: DOCKER_HOST=$(kubectl -n "$NS" get dsb "$NAME" -o jsonpath='{.status.endpoint}')
+From this machine, put the plugin on PATH (export PATH=$CARGO_TARGET_DIR/release:\$PATH) and use the context,
+or eval "\$(kubectl dsb env $NAME -n $NS)". A tunnel, if one runs, stops with: kubectl dsb disconnect $NAME -n $NS
 EOT
-export DOCKER_HOST=tcp://localhost:$PORT DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$CERTS
-say "docker version"
-docker version
+say "docker --context dsb-$NS-$NAME version"
+docker --context "dsb-$NS-$NAME" version

@@ -2,7 +2,8 @@
 //! reachable over mutual TLS.
 //!
 //! Pure parts (`crd`, `plan`, `resources`, `tls`, `controller::status`) build the desired state;
-//! `controller::reconcile` is the one place that applies it.
+//! `controller::reconcile` is the one place that applies it. `plugin` is the `kubectl dsb` client
+//! (the second binary, `kubectl-dsb`).
 
 pub mod config;
 pub mod controller;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod plugin;
 #[cfg(test)]
 mod properties;
 pub mod resources;

@@ -1,0 +1,248 @@
+//! The smaller commands: `env`, `bundle`, `ls`, `logs` and `completion`. Their output is built by
+//! pure functions, tested without a cluster.
+
+use std::io::Write;
+use std::path::Path;
+
+use futures::{AsyncBufReadExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{ListParams, LogParams};
+
+use super::cli::{BundleArgs, Cli, CompletionArgs, EnvArgs, EnvFormat, Global, LogsArgs, LsArgs};
+use super::cluster::{Cluster, ready_condition};
+use super::connect::{Local, direct_address};
+use super::error::{Error, Result, api, is_not_found};
+use super::files;
+use crate::crd::DockerSandbox;
+use crate::resources::Names;
+
+/// `kubectl dsb env NAME`: the exports for the tunnel that runs, else for the ClusterIP when it is
+/// reachable from here; writes the certificates they point at.
+pub async fn env(global: &Global, args: &EnvArgs) -> Result<()> {
+    let cluster = Cluster::new(global).await?;
+    let dsb = cluster.ready_sandbox(&args.target.name).await?;
+    let names = Names::of(&dsb);
+    let local = Local::of(&names.namespace, &names.service)?;
+    let host = match local.running_tunnel() {
+        Some((_, host)) => host,
+        None => match direct_address(&cluster, &dsb).await? {
+            Some(addr) => files::tcp_host(addr),
+            None => {
+                return Err(Error::Other(format!(
+                    "the engine of {ns}/{n} is not reachable from here (no TCP connection to its Service's ClusterIP) \
+                     and no tunnel runs: start one with `kubectl dsb connect {n} -n {ns} --background`, then run env again",
+                    ns = names.namespace,
+                    n = names.service
+                )));
+            }
+        },
+    };
+    files::write_bundle(&local.dir, &cluster.client_certs(&dsb).await?)?;
+    print!("{}", env_text(args.format, &host, &local.dir));
+    Ok(())
+}
+
+/// The three variables a docker client needs, as `export` lines or JSON.
+pub fn env_text(format: EnvFormat, host: &str, cert_path: &Path) -> String {
+    let vars = [
+        ("DOCKER_HOST", host.to_string()),
+        ("DOCKER_TLS_VERIFY", "1".into()),
+        ("DOCKER_CERT_PATH", cert_path.display().to_string()),
+    ];
+    match format {
+        EnvFormat::Sh => vars.iter().map(|(k, v)| format!("export {k}={}\n", sh_quote(v))).collect(),
+        EnvFormat::Json => {
+            let map: serde_json::Map<String, serde_json::Value> =
+                vars.into_iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v))).collect();
+            format!("{}\n", serde_json::Value::Object(map))
+        }
+    }
+}
+
+/// `value` quoted for sh (single quotes; an embedded quote becomes '\'').
+fn sh_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// `kubectl dsb bundle NAME DIR`.
+pub async fn bundle(global: &Global, args: &BundleArgs) -> Result<()> {
+    let cluster = Cluster::new(global).await?;
+    let dsb = cluster.sandbox(&args.target.name).await?;
+    files::write_bundle(&args.dir, &cluster.client_certs(&dsb).await?)?;
+    let names = Names::of(&dsb);
+    println!(
+        "Wrote {dir}/ca.pem, cert.pem and key.pem (0600): the client certificate of {}/{}.\n\
+         export DOCKER_HOST={} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={dir}",
+        names.namespace,
+        names.service,
+        names.endpoint(),
+        dir = args.dir.display()
+    );
+    Ok(())
+}
+
+/// `kubectl dsb ls [-A]`.
+pub async fn ls(global: &Global, args: &LsArgs) -> Result<()> {
+    let cluster = Cluster::new(global).await?;
+    let api: Api<DockerSandbox> = match args.all_namespaces {
+        true => Api::all(cluster.client.clone()),
+        false => cluster.api(),
+    };
+    let scope = if args.all_namespaces { "all namespaces".to_string() } else { cluster.namespace.clone() };
+    let list = api.list(&ListParams::default()).await.map_err(api_list(&scope))?;
+    if list.items.is_empty() {
+        eprintln!(
+            "No DockerSandboxes found in {}.",
+            if args.all_namespaces { scope } else { format!("namespace {scope}") }
+        );
+        return Ok(());
+    }
+    print!("{}", table(&list.items, args.all_namespaces, jiff::Timestamp::now()));
+    Ok(())
+}
+
+fn api_list(scope: &str) -> impl FnOnce(kube::Error) -> Error + use<> {
+    let scope = scope.to_string();
+    move |e| match api("list", "dockersandboxes", "", &scope)(e) {
+        Error::Forbidden { message, .. } => Error::Other(format!("cannot list dockersandboxes in {scope}: {message}")),
+        Error::Api { message, .. } => Error::Other(format!("cannot list dockersandboxes in {scope}: {message}")),
+        other => other,
+    }
+}
+
+/// The `ls` table: columns aligned, the namespace first with `-A`.
+pub fn table(items: &[DockerSandbox], with_namespace: bool, now: jiff::Timestamp) -> String {
+    let mut rows =
+        vec![["NAMESPACE", "NAME", "PHASE", "ISOLATION", "ENDPOINT", "VERSION", "AGE"].map(String::from).to_vec()];
+    for dsb in items {
+        let status = dsb.status.clone().unwrap_or_default();
+        let dash = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
+        rows.push(vec![
+            dsb.metadata.namespace.clone().unwrap_or_default(),
+            dsb.metadata.name.clone().unwrap_or_default(),
+            dash(status.phase.map(|p| p.as_str().to_string())),
+            dash(status.isolation),
+            dash(status.endpoint),
+            dash(status.docker_version),
+            dsb.metadata.creation_timestamp.as_ref().map_or("-".into(), |t| age(now, t.0)),
+        ]);
+    }
+    let skip = usize::from(!with_namespace);
+    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = (skip..7).map(|c| format!("{:w$}", row[c], w = widths[c])).collect();
+        out += cells.join("   ").trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+/// kubectl's short age: 45s, 12m, 5h, 3d.
+pub fn age(now: jiff::Timestamp, then: jiff::Timestamp) -> String {
+    let secs = now.as_second().saturating_sub(then.as_second()).max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 120 * 60 => format!("{}m", s / 60),
+        s if s < 48 * 3600 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// `kubectl dsb logs NAME`: the dockerd container's log of pod NAME-engine.
+pub async fn logs(global: &Global, args: &LogsArgs) -> Result<()> {
+    let cluster = Cluster::new(global).await?;
+    let dsb = cluster.sandbox(&args.target.name).await?;
+    let names = Names::of(&dsb);
+    let params = LogParams {
+        container: Some("dockerd".into()),
+        follow: args.follow,
+        tail_lines: args.tail,
+        previous: args.previous,
+        ..LogParams::default()
+    };
+    let pods: Api<Pod> = cluster.api();
+    let stream = pods.log_stream(&names.pod, &params).await.map_err(|e| match e {
+        e if is_not_found(&e) => Error::Other(format!(
+            "the sandbox {}/{} has no engine pod {} now; its {}",
+            names.namespace,
+            names.service,
+            names.pod,
+            ready_condition(&dsb)
+        )),
+        e => api("get", "pods/log", &names.pod, &names.namespace)(e),
+    })?;
+    let mut lines = stream.lines();
+    let mut stdout = std::io::stdout().lock();
+    while let Some(line) = lines.try_next().await.map_err(|e| Error::Other(format!("reading the log: {e}")))? {
+        if writeln!(stdout, "{line}").is_err() {
+            break; // e.g. `| head`
+        }
+    }
+    Ok(())
+}
+
+/// `kubectl dsb completion SHELL`.
+pub fn completion(args: &CompletionArgs) {
+    use clap::CommandFactory;
+    clap_complete::generate(args.shell, &mut Cli::command(), "kubectl-dsb", &mut std::io::stdout());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_for_shells_and_json() {
+        let sh = env_text(EnvFormat::Sh, "tcp://127.0.0.1:12376", Path::new("/home/a b/.docker/dsb/ns/web"));
+        assert_eq!(
+            sh,
+            "export DOCKER_HOST='tcp://127.0.0.1:12376'\nexport DOCKER_TLS_VERIFY='1'\nexport DOCKER_CERT_PATH='/home/a b/.docker/dsb/ns/web'\n"
+        );
+        let json = env_text(EnvFormat::Json, "tcp://10.96.0.5:2376", Path::new("/c"));
+        let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"DOCKER_HOST": "tcp://10.96.0.5:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/c"})
+        );
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn ages_like_kubectl() {
+        let now = jiff::Timestamp::from_second(1_000_000).expect("ts");
+        let ago = |s: i64| age(now, jiff::Timestamp::from_second(1_000_000 - s).expect("ts"));
+        assert_eq!(
+            [ago(0), ago(119), ago(120), ago(7199), ago(7200), ago(172_799), ago(172_800)],
+            ["0s", "119s", "2m", "119m", "2h", "47h", "2d"]
+        );
+    }
+
+    #[test]
+    fn ls_table() {
+        let yaml = |name: &str, ns: &str, status: &str| -> DockerSandbox {
+            serde_saphyr::from_str(&format!(
+                "apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {{name: {name}, namespace: {ns}, creationTimestamp: '1970-01-01T00:00:00Z'}}\nspec: {{}}\nstatus: {status}\n"
+            ))
+            .expect("fixture")
+        };
+        let items = [
+            yaml(
+                "web",
+                "team-a",
+                "{phase: Ready, isolation: privileged, endpoint: 'tcp://web.team-a.svc:2376', dockerVersion: 26.1.5}",
+            ),
+            yaml("ci", "b", "{phase: Pending}"),
+        ];
+        let now = jiff::Timestamp::from_second(300).expect("ts");
+        assert_eq!(
+            table(&items, false, now),
+            "NAME   PHASE     ISOLATION    ENDPOINT                    VERSION   AGE\n\
+             web    Ready     privileged   tcp://web.team-a.svc:2376   26.1.5    5m\n\
+             ci     Pending   -            -                           -         5m\n"
+        );
+        assert!(table(&items, true, now).starts_with("NAMESPACE   NAME   PHASE"));
+        assert!(table(&items, true, now).contains("\nteam-a      web    Ready"));
+    }
+}
