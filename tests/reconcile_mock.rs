@@ -242,21 +242,29 @@ async fn first_reconcile_creates_every_child_in_pipeline_order() {
     let dsb = sandbox("{}");
     let action = api.reconcile(&dsb, config(true)).await.expect("reconcile");
     assert_eq!(action, Action::requeue(Duration::from_secs(5)), "the fallback re-check starts at 5 s");
-    // The facts (namespace, class, RuntimeClass) and the children come from the caches: nothing is
-    // read, only written (a child this process wrote lately would be re-read live first).
+    // The facts (namespace, class, RuntimeClass) come from the caches. A child the cache does not
+    // have is read live before it is created: the cache holds only labelled children, and an
+    // unlabelled object of that name (someone else's) must not be taken over.
     let expected = calls(&[
         // Service first: its ClusterIP goes into the server certificate.
+        "GET services/web",
         "PATCH services/web",
         // CA, then whether a client Secret already existed (it did not: no CARegenerated warning).
+        "GET secrets/web-ca",
         "PATCH secrets/web-ca",
         "GET secrets/web-client",
+        "GET secrets/web-server",
         "PATCH secrets/web-server",
         "POST events",
+        "GET secrets/web-client",
         "PATCH secrets/web-client",
         "POST events",
+        "GET persistentvolumeclaims/web-docker",
         "PATCH persistentvolumeclaims/web-docker",
         // The NetworkPolicy is in place before the engine can serve.
+        "GET networkpolicies/web-engine",
         "PATCH networkpolicies/web-engine",
+        "GET pods/web-engine",
         "PATCH pods/web-engine",
         "POST events",
         "PATCH dockersandboxes/web/status",
@@ -585,6 +593,8 @@ async fn a_planted_secret_is_a_conflict_and_is_left_untouched() {
                          "data": {"ca.pem": "cGxhbnRlZA==", "ca-key.pem": "cGxhbnRlZA=="}});
     api.with(|s| {
         s.objects.insert("secrets/web-ca".into(), planted.clone());
+        // unlabelled: the operator's label-selected cache never sees it
+        s.behind.insert("secrets/web-ca".into(), None);
     });
     let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
     assert_eq!(action, Action::requeue(Duration::from_secs(5)));

@@ -61,9 +61,12 @@ pub async fn current<K: Cached + Resource<Scope = NamespaceResourceScope>>(
     writes: impl Fn(Option<&K>) -> bool,
 ) -> Result<Option<K>> {
     let cached = t.ctx.caches.get::<K>(Some(&t.names.namespace), name).map(|o| (*o).clone());
-    // Only an object this process wrote lately can be newer than the cache says.
+    // The cache holds only labelled children: an object of that name without our labels (someone
+    // else's) is invisible to it, so "missing" is confirmed live before anything is created. An object
+    // it does hold can be newer than cached only if this process wrote it lately.
     let behind = || t.ctx.recent.has(&K::kind(&()), &t.names.namespace, name);
-    let found = if writes(cached.as_ref()) && behind() { get(&t.api::<K>(), name).await? } else { cached };
+    let live = writes(cached.as_ref()) && (cached.is_none() || behind());
+    let found = if live { get(&t.api::<K>(), name).await? } else { cached };
     if let Some(obj) = &found {
         claim(t.dsb, obj.meta(), adoptable).map_err(|why| Error::Foreign {
             kind: K::kind(&()).to_string(),
