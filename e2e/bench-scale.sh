@@ -141,7 +141,7 @@ window() {
   if [[ ! -f $AUDIT ]]; then result "$label" "no audit log ($AUDIT)"; return; fi
   from=$(wc -l <"$AUDIT")
   sleep "$WINDOW"
-  lines=$(tail -n +"$((from + 1))" "$AUDIT" | jq -c 'select(.verb != "watch") | {verb, r: (.objectRef.resource // "") + (if .objectRef.subresource then "/" + .objectRef.subresource else "" end)}' || true)
+  lines=$(tail -n +"$((from + 1))" "$AUDIT" | jq -c 'select(.verb != "watch") | {verb, r: ((.objectRef.resource // "") + (if .objectRef.subresource then "/" + .objectRef.subresource else "" end))}' || true)
   local total writes
   total=$(grep -c . <<<"$lines" || true)
   writes=$(grep -cE '"verb":"(create|update|patch|delete|deletecollection)"' <<<"$lines" || true)
@@ -189,7 +189,7 @@ if helm get values "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" -a 2>/dev/null | 
   wait_for 180 "2 operator replicas ready" two || true
   leader=$(lease_holder)
   killed=$(now)
-  kubectl delete pod -n "$E2E_OPERATOR_NAMESPACE" "$leader" --grace-period=0 --force >/dev/null 2>&1
+  kubectl delete pod -n "$E2E_OPERATOR_NAMESPACE" "$leader" --grace-period=0 --force >/dev/null 2>&1 || true
   moved() { local h; h=$(lease_holder); [[ -n $h && $h != "$leader" ]]; }
   wait_for 120 "another replica leads" moved || true
   new=$(lease_holder)
