@@ -27,6 +27,10 @@ struct State {
     events: Vec<(String, String)>,
     /// Calls to refuse: `METHOD short-path` → (HTTP code, message).
     refuse: BTreeMap<String, (u16, String)>,
+    /// Calls to refuse the next times they come, one answer each time.
+    refuse_next: BTreeMap<String, Vec<(u16, String)>>,
+    /// The ClusterIP a Service created without one gets (10.96.0.10 when unset).
+    free_ip: Option<String>,
     /// What the operator's caches show instead of the stored object (`None`: not yet seen), as
     /// when a watch event is still on its way.
     behind: BTreeMap<String, Option<Value>>,
@@ -57,6 +61,9 @@ fn respond(state: &mut State, method: &Method, key: &str, query: &str, body: &[u
     state.calls.push(call.clone());
     if let Some((code, message)) = state.refuse.get(&call) {
         return (*code, status(*code, message));
+    }
+    if let Some((code, message)) = state.refuse_next.get_mut(&call).and_then(|l| (!l.is_empty()).then(|| l.remove(0))) {
+        return (code, status(code, &message));
     }
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match *method {
@@ -97,8 +104,10 @@ fn respond(state: &mut State, method: &Method, key: &str, query: &str, body: &[u
             let mut obj = parsed;
             obj["metadata"]["uid"] = json!(format!("uid-{key}"));
             if key.starts_with("services/") {
-                obj["spec"]["clusterIP"] = json!("10.96.0.10");
-                obj["spec"]["clusterIPs"] = json!(["10.96.0.10"]);
+                let asked = obj["spec"]["clusterIP"].as_str().map(str::to_string);
+                let ip = asked.or_else(|| state.free_ip.clone()).unwrap_or_else(|| "10.96.0.10".into());
+                obj["spec"]["clusterIP"] = json!(ip);
+                obj["spec"]["clusterIPs"] = json!([ip]);
             }
             if key.starts_with("persistentvolumeclaims/") {
                 obj["status"] = json!({"phase": "Bound"});
@@ -815,4 +824,52 @@ async fn a_class_that_forbids_more_peers_refuses_allow_from_before_anything_is_m
     assert_eq!(status["phase"], "Failed");
     assert_eq!(status["conditions"][0]["reason"], "NetworkNotAllowed");
     assert!(!api.take_calls().iter().any(|c| c.contains("networkpolicies/") || c.contains("pods/")));
+}
+
+/// The API server's answer while a deleted Service still holds its address.
+fn address_held(ip: &str) -> (u16, String) {
+    (
+        422,
+        format!(
+            "Service \"web\" is invalid: spec.clusterIPs: Invalid value: [\"{ip}\"]: failed to allocate IP {ip}: provided IP is already allocated"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_deleted_service_comes_back_with_its_address_once_the_api_server_frees_it() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    let placed = api.placed(&dsb).await;
+    let pod = api.object("pods/web-engine");
+    api.with(|s| {
+        s.objects.remove("services/web");
+        s.refuse_next.insert("PATCH services/web".into(), vec![address_held("10.96.0.10"); 2]);
+        s.free_ip = Some("10.96.0.99".into());
+    });
+    api.reconcile(&placed, config(true)).await.expect("second");
+    assert_eq!(api.object("services/web")["spec"]["clusterIP"], json!("10.96.0.10"));
+    let writes: Vec<String> =
+        api.take_writes().into_iter().filter(|w| !w.contains("/status") && w != "POST events").collect();
+    assert_eq!(writes, calls(&["PATCH services/web"; 3]), "asked again, nothing else written");
+    assert_eq!(api.object("pods/web-engine"), pod, "the engine keeps its certificate and keeps running");
+    assert!(!api.take_events().iter().any(|(r, _)| r == "ServerCertificateIssued"));
+}
+
+#[tokio::test]
+async fn a_service_whose_address_stays_taken_gets_a_new_one_and_a_new_certificate() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    let placed = api.placed(&dsb).await;
+    api.with(|s| {
+        s.objects.remove("services/web");
+        s.refuse_next.insert("PATCH services/web".into(), vec![address_held("10.96.0.10"); 7]);
+        s.free_ip = Some("10.96.0.99".into());
+    });
+    api.reconcile(&placed, config(true)).await.expect("second");
+    assert_eq!(api.object("services/web")["spec"]["clusterIP"], json!("10.96.0.99"));
+    assert!(
+        api.take_events().iter().any(|(r, _)| r == "ServerCertificateIssued"),
+        "the certificate follows the address"
+    );
 }

@@ -2,6 +2,9 @@
 //! certificate, so a Service deleted by hand comes back with the address it had (when it is still
 //! free) and the engine keeps running with its certificate.
 
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
 use k8s_openapi::api::core::v1::Service;
 
 use super::apply::{apply, current_for, ensure as apply_if_changed, stamped};
@@ -29,13 +32,28 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Service> {
         None => certs::previous_cluster_ip(t, plan).await?,
     };
     let reused = current.is_none() && ip.is_some();
-    match apply_if_changed(t, &with_ip(ip), current).await {
-        Err(e) if reused && e.is_permanent() => {
+    if !reused {
+        return apply_if_changed(t, &with_ip(ip), current).await;
+    }
+    // The API server announces a deleted Service before it frees its address (by tens of
+    // milliseconds), and the operator answers the announcement at once: the address it asks for
+    // back can still be held by the Service it replaces. Asked again for about 3 s.
+    let again = ExponentialBuilder::default().with_min_delay(Duration::from_millis(50)).with_max_times(6);
+    let asked = with_ip(ip.clone());
+    let created = (|| apply(t, &asked)).retry(again).when(address_held).await;
+    match created {
+        Err(e) if e.is_permanent() => {
             // The old address is taken or outside the range: take a new one (and a new certificate).
+            tracing::info!(address = ip.as_deref().unwrap_or_default(), reason = %e, "the Service gets a new address");
             apply(t, &with_ip(None)).await
         }
         other => other,
     }
+}
+
+/// Whether the API server refused a ClusterIP because a Service still holds it.
+fn address_held(e: &crate::error::Error) -> bool {
+    e.api_message().is_some_and(|m| m.contains("already allocated"))
 }
 
 fn ip_of(svc: &Service) -> Option<String> {
