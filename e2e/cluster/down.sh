@@ -70,6 +70,9 @@ awk '{print $2}' /proc/self/mounts | grep -E "^(/run/containerd|$KUBELET_ROOT|$S
   while read -r m; do umount -l "$(printf '%b' "$m")" 2>/dev/null; done
 for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/{print $1}'); do ip netns del "$ns" 2>/dev/null; done
 ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
+# nftables: the NetworkPolicy agent's table (its queue rules would hold back the next cluster's pods
+# until a new agent replaces them)
+{ command -v nft >/dev/null && nft delete table inet kube-network-policies 2>/dev/null; } || true
 # iptables: rules jumping to KUBE-/CNI-/DSB- chains, then those chains (both backends, v4 and v6)
 for ipt in iptables ip6tables iptables-legacy ip6tables-legacy; do
   command -v "$ipt" >/dev/null || continue

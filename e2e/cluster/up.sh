@@ -56,7 +56,8 @@ addons() {
   for ns in $(kubectl_ create --dry-run=client -f - -o jsonpath='{.kind}/{.metadata.namespace}{"\n"}' <<<"$manifests" 2>/dev/null |
               awk -F/ '($1=="Deployment"||$1=="DaemonSet"||$1=="StatefulSet") && $2!=""{print $2}' | sort -u); do
     log "waiting for workloads in namespace $ns"
-    kubectl_ -n "$ns" rollout status deploy --timeout="${TIMEOUT}s" >&2 ||
+    { kubectl_ -n "$ns" rollout status deploy --timeout="${TIMEOUT}s" >&2 &&
+      { [[ -z $(kubectl_ -n "$ns" get ds -o name) ]] || kubectl_ -n "$ns" rollout status ds --timeout="${TIMEOUT}s" >&2; }; } ||
       { kubectl_ -n "$ns" get pods -o wide >&2 || true; kubectl_ -n "$ns" describe pods >&2 || true; fail "addons in $ns not ready"; }
   done
 }
