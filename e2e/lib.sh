@@ -398,7 +398,7 @@ _netpol_reach() { tcp_connects "$_NETPOL_NS" client "$_NETPOL_IP" 8080; }
 _netpol_blocked() { ! _netpol_reach; }
 netpol_enforced() {
   [[ -n "${_NETPOL_ENFORCED:-}" ]] && return "$_NETPOL_ENFORCED"
-  local pns p script='while true; do echo ok | nc -l -p 8080 >/dev/null 2>&1 || sleep 1; done'
+  local pns p script='trap "exit 0" TERM; while true; do (echo ok | nc -l -p 8080 >/dev/null 2>&1 || sleep 1) & wait $!; done'
   ns_new pns netpol-probe
   _NETPOL_NS=$pns
   for p in listener client; do

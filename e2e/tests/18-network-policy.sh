@@ -74,7 +74,7 @@ out=$(retry 20 cdocker "$other" client version --format '{{.Server.Version}}') |
 log "ok: after allowFrom, docker version from $other: $out"
 
 # egress: a listener the test starts (a pod it owns) on an address the class then denies
-busybox_pod "$target" listener 'while true; do echo hello | nc -l -p 8080 >/dev/null 2>&1 || sleep 1; done'
+busybox_pod "$target" listener 'trap "exit 0" TERM; while true; do (echo hello | nc -l -p 8080 >/dev/null 2>&1 || sleep 1) & wait $!; done'
 lip=$(kubectl get pod -n "$target" listener -o 'jsonpath={.status.podIP}')
 load_nested_image "$other" client
 nested_reaches() { cdocker "$other" client run --rm "$E2E_NESTED_IMAGE" nc -w 3 "$lip" 8080 </dev/null; }
@@ -86,3 +86,25 @@ wait_for 90 "the class's deny of $lip/32 blocks the nested container" denied || 
 class_apply '["169.254.0.0/16"]'
 wait_for 90 "allowed again once the class lifts the deny" nested_reaches || fail "the listener stayed unreachable"
 log "network isolation enforced: ingress from other namespaces refused, allowFrom opens it, class egress deny applies to nested containers"
+
+# --- the chart's NetworkPolicy for the operator itself (networkPolicy.enabled, off by default):
+# metrics only from networkPolicy.metricsFrom; egress only to the API server, engines and DNS,
+# which is enough for the operator to do its work.
+restore_chart_policy() { helm_set --set networkPolicy.enabled=false || log "WARNING: could not turn networkPolicy.enabled off"; }
+on_exit restore_chart_policy
+helm_set --set networkPolicy.enabled=true \
+  --set-json "networkPolicy.metricsFrom=[{\"namespaceSelector\":{\"matchLabels\":{\"kubernetes.io/metadata.name\":\"$target\"}}}]" ||
+  fail "helm upgrade with networkPolicy.enabled=true failed"
+kubectl get networkpolicy -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" -o name | grep -q . ||
+  fail "no NetworkPolicy for the operator after networkPolicy.enabled=true"
+kubectl rollout status -n "$E2E_OPERATOR_NAMESPACE" "$(operator_deployment)" --timeout=180s >&2 || fail "operator rollout did not finish"
+sandbox_apply "$ns" behind "$(printf '  className: %s\n  storage: {type: Ephemeral, size: 1Gi}' "$class")"
+wait_ready "$ns" behind   # the API server and the engine's TLS check are reachable from behind the policy
+opip=$(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" --field-selector=status.phase=Running \
+  -o 'jsonpath={.items[0].status.podIP}')
+[[ -n "$opip" ]] || fail "no running operator pod"
+wait_for 30 "metrics reachable from $target (metricsFrom)" tcp_connects "$target" listener "$opip" 8080 ||
+  fail "networkPolicy.metricsFrom does not let $target reach the operator's metrics"
+metrics_closed() { ! tcp_connects "$other" probe "$opip" 8080; }
+still_true 10 metrics_closed || fail "a pod in $other reached the operator's metrics port"
+log "ok: the operator's own NetworkPolicy: it still works, metrics only from metricsFrom"
