@@ -124,9 +124,11 @@ impl Context {
         backoff_after(*n)
     }
 
-    /// Forgets failures of `dsb` after a successful reconcile.
+    /// Forgets failures of `dsb` after a successful reconcile. Only failures: the waits (the
+    /// re-check and probe backoff) and the last published status outlive a success.
     pub fn succeeded(&self, dsb: &DockerSandbox) {
-        self.forget(&ObjectRef::from_obj(dsb).erase());
+        let k = key(&ObjectRef::from_obj(dsb).erase());
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
     }
 
     /// Forgets everything kept about a sandbox that is gone (the controller found no object to
@@ -281,6 +283,27 @@ mod tests {
         assert_eq!(ctx.backoff(&b).as_secs(), 5, "another sandbox's failures do not count");
         ctx.succeeded(&a);
         assert_eq!(ctx.backoff(&a).as_secs(), 5, "a success starts over");
+    }
+
+    #[tokio::test]
+    async fn a_successful_reconcile_keeps_the_wait_count_and_the_published_status() {
+        // Every reconcile of a waiting sandbox succeeds; its re-check delay must still grow (when
+        // a success reset it, 1000 engines whose dockerd did not answer were probed every second).
+        let ctx = context();
+        let dsb = minimal();
+        let waits: Vec<u32> = (0..4)
+            .map(|_| {
+                let n = ctx.still_waiting(&dsb);
+                ctx.succeeded(&dsb);
+                n
+            })
+            .collect();
+        assert_eq!(waits, [1, 2, 3, 4]);
+        ctx.published(&dsb, DockerSandboxStatus::default());
+        ctx.succeeded(&dsb);
+        assert!(ctx.last_published(&dsb).is_some(), "the status last written is still known");
+        ctx.done_waiting(&dsb);
+        assert_eq!(ctx.still_waiting(&dsb), 1, "Ready starts the next wait over");
     }
 
     #[tokio::test]
