@@ -193,7 +193,7 @@ if helm get values "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" -a 2>/dev/null | 
   moved() { local h; h=$(lease_holder); [[ -n $h && $h != "$leader" ]]; }
   wait_for 120 "another replica leads" moved || true
   new=$(lease_holder)
-  synced() { kubectl logs -n "$E2E_OPERATOR_NAMESPACE" "$new" 2>/dev/null | grep -q "caches synced"; }
+  synced() { kubectl logs -n "$E2E_OPERATOR_NAMESPACE" "$new" 2>/dev/null | grep "caches synced" >/dev/null; }  # not -q: with pipefail, kubectl's SIGPIPE would make a match count as a miss
   wait_for 120 "the new leader reconciles" synced || true
   stamp=$(kubectl logs -n "$E2E_OPERATOR_NAMESPACE" "$new" | grep -m1 "caches synced" | grep -oE '^[0-9T:.-]+Z' || true)
   if [[ -n $stamp ]]; then
