@@ -268,6 +268,14 @@ pub fn slim_node(node: &mut Node) {
     }
 }
 
+/// Drops what the reconciler never reads from a cached engine pod: its spec (containers, volumes,
+/// probes, tolerations: most of a pod's size, and at 1000 sandboxes a good part of the operator's
+/// memory). Whether the pod is the one wanted is read from its spec-hash annotation, its state from
+/// its status; a decision to replace or stop it reads the pod live.
+pub fn slim_pod(pod: &mut Pod) {
+    pod.spec = None;
+}
+
 /// Marks a store that is not watched as filled (and empty).
 pub fn empty<K: Cached>(mut writer: Writer<K>) {
     writer.begin();
@@ -280,6 +288,27 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_slim_pod_decides_and_reads_as_the_full_pod() {
+        use crate::controller::pods::{decide, state};
+        let full: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-engine", "annotations": {"dockersandbox.dev/spec-hash": "abc"}},
+            "spec": {"containers": [{"name": "dockerd", "image": "docker:dind", "args": ["--tlsverify"]}],
+                     "volumes": [{"name": "data", "emptyDir": {}}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .expect("pod");
+        let mut slim = full.clone();
+        slim_pod(&mut slim);
+        assert!(slim.spec.is_none());
+        assert_eq!(state(&slim), state(&full));
+        for wanted in ["abc", "other"] {
+            let mut desired = full.clone();
+            desired.annotations_mut().insert("dockersandbox.dev/spec-hash".into(), wanted.into());
+            assert_eq!(decide(&slim, &desired), decide(&full, &desired), "wanted hash {wanted}");
+        }
+    }
 
     #[tokio::test]
     async fn snapshot_serves_objects_by_kind_namespace_and_name() {

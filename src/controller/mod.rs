@@ -78,7 +78,8 @@ pub fn controllers(
             None => watcher::Config::default(),
         };
         let controller = controller
-            .owns_stream(feed(f.pods, watcher(api::<Pod>(c, scope), children.clone())))
+            // Pods without their spec: only metadata and status are read from the cache.
+            .owns_stream(feed(f.pods, watcher(api::<Pod>(c, scope), children.clone()).modify(cache::slim_pod)))
             .owns_stream(feed(f.services, watcher(api::<Service>(c, scope), children.clone())))
             .owns_stream(feed(f.secrets, watcher(api::<Secret>(c, scope), children.clone())))
             // A Retain claim has no owner reference (it outlives the sandbox): it is mapped by its
