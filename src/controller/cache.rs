@@ -292,20 +292,22 @@ mod tests {
     #[test]
     fn a_slim_pod_decides_and_reads_as_the_full_pod() {
         use crate::controller::pods::{decide, state};
-        let full: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "web-engine", "annotations": {"dockersandbox.dev/spec-hash": "abc"}},
+        use crate::crd::SPEC_HASH_ANNOTATION;
+        let mut full: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-engine"},
             "spec": {"containers": [{"name": "dockerd", "image": "docker:dind", "args": ["--tlsverify"]}],
                      "volumes": [{"name": "data", "emptyDir": {}}]},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
         }))
         .expect("pod");
+        full.annotations_mut().insert(SPEC_HASH_ANNOTATION.into(), "abc".into());
         let mut slim = full.clone();
         slim_pod(&mut slim);
         assert!(slim.spec.is_none());
         assert_eq!(state(&slim), state(&full));
         for wanted in ["abc", "other"] {
             let mut desired = full.clone();
-            desired.annotations_mut().insert("dockersandbox.dev/spec-hash".into(), wanted.into());
+            desired.annotations_mut().insert(SPEC_HASH_ANNOTATION.into(), wanted.into());
             assert_eq!(decide(&slim, &desired), decide(&full, &desired), "wanted hash {wanted}");
         }
     }
