@@ -36,12 +36,15 @@ pub struct Context {
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Reconciles in a row that found the sandbox still waiting (not Ready), for the re-check delay.
     waits: Mutex<HashMap<(String, String), u32>>,
-    /// The status last written per sandbox: the sandbox cache can be behind it, and writing it again
-    /// (with its Event) would be noise.
-    published: Mutex<HashMap<(String, String), (String, DockerSandboxStatus)>>,
+    /// The status last written per sandbox (uid, status, when): the sandbox cache can be behind it
+    /// for a moment, and writing it again (with its Event) would be noise.
+    published: Mutex<HashMap<(String, String), Published>>,
     /// Children this process wrote recently: only for those can the cache be behind the truth.
     pub recent: Arc<RecentWrites>,
 }
+
+/// A status this process wrote: the sandbox's uid, the status, when.
+type Published = (String, DockerSandboxStatus, Instant);
 
 /// The children (kind, namespace, name) this process wrote in the last `RECENT` seconds. A cache
 /// can be behind only on writes it has not seen yet; everybody else's were listed or watched before
@@ -153,18 +156,26 @@ impl Context {
         self.waits.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(&ObjectRef::from_obj(dsb).erase()));
     }
 
-    /// The status this operator last wrote for `dsb` (this very object: same uid), if any.
+    /// The status this operator wrote for `dsb` (this very object: same uid) within `RECENT`, if
+    /// any. Later the cache has seen that write, and the cached status is the truth (so a status
+    /// someone else changed is written again).
     pub fn last_published(&self, dsb: &DockerSandbox) -> Option<DockerSandboxStatus> {
+        self.published_within(dsb, RECENT)
+    }
+
+    fn published_within(&self, dsb: &DockerSandbox, window: Duration) -> Option<DockerSandboxStatus> {
         let published = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        let (uid, status) = published.get(&key(&ObjectRef::from_obj(dsb).erase()))?;
-        (Some(uid) == dsb.metadata.uid.as_ref()).then(|| status.clone())
+        let (uid, status, at) = published.get(&key(&ObjectRef::from_obj(dsb).erase()))?;
+        (Some(uid) == dsb.metadata.uid.as_ref() && at.elapsed() < window).then(|| status.clone())
     }
 
     /// Records the status just written for `dsb`.
     pub fn published(&self, dsb: &DockerSandbox, status: DockerSandboxStatus) {
         let uid = dsb.metadata.uid.clone().unwrap_or_default();
         let key = key(&ObjectRef::from_obj(dsb).erase());
-        self.published.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (uid, status));
+        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        published.retain(|_, (_, _, at)| at.elapsed() < RECENT);
+        published.insert(key, (uid, status, Instant::now()));
     }
 
     /// How many sandboxes have anything on record (failures, waits, statuses).
@@ -302,6 +313,7 @@ mod tests {
         ctx.published(&dsb, DockerSandboxStatus::default());
         ctx.succeeded(&dsb);
         assert!(ctx.last_published(&dsb).is_some(), "the status last written is still known");
+        assert!(ctx.published_within(&dsb, Duration::ZERO).is_none(), "once the cache has caught up, it is the truth");
         ctx.done_waiting(&dsb);
         assert_eq!(ctx.still_waiting(&dsb), 1, "Ready starts the next wait over");
     }
