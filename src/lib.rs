@@ -17,6 +17,7 @@ pub mod plan;
 pub mod plugin;
 #[cfg(test)]
 mod properties;
+pub mod quantity;
 pub mod resources;
 pub mod tls;
 

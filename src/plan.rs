@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequire
 use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 
 pub mod class;
+pub mod image;
 pub mod sysbox;
 
 pub use class::ClassFacts;
@@ -200,7 +201,7 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
     let class = &facts.class;
     class.admits_namespace(&facts.namespace, &facts.namespace_labels)?;
     let size = spec.storage.size.clone().unwrap_or_else(|| config.default_storage_size.clone());
-    if !is_quantity(&size) {
+    if !crate::quantity::parse(&size).is_some_and(|v| !v.is_negative()) {
         return Err(spec_error(reason::INVALID_SPEC, format!("storage.size {size:?} is not a quantity such as 20Gi")));
     }
     let storage_class = class
@@ -396,16 +397,6 @@ pub fn is_sandbox_name(name: &str) -> bool {
         && b[0].is_ascii_lowercase()
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[b.len() - 1] != b'-'
-}
-
-/// A Kubernetes quantity: digits, an optional fraction, an optional suffix.
-pub fn is_quantity(s: &str) -> bool {
-    const SUFFIXES: [&str; 14] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "m", ""];
-    let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (number, suffix) = s.split_at(number_end);
-    let valid_number =
-        !number.is_empty() && number.matches('.').count() <= 1 && !number.starts_with('.') && !number.ends_with('.');
-    valid_number && SUFFIXES.contains(&suffix)
 }
 
 #[cfg(test)]
@@ -628,15 +619,5 @@ mod tests {
         let r = resolve(&dsb, &crate::resources::testing::privileged_ok(), &Config::for_tests()).expect_err("refused");
         assert_eq!(r.reason, "InvalidSpec");
         assert!(r.message.contains("such as the first one (198.18.0.1/24)"), "{}", r.message);
-    }
-
-    #[test]
-    fn quantities() {
-        for ok in ["20Gi", "1", "1.5Ti", "500M", "100m"] {
-            assert!(is_quantity(ok), "{ok}");
-        }
-        for bad in ["", "big", "Gi", "1.2.3Gi", ".5Gi", "10GB", "-1Gi"] {
-            assert!(!is_quantity(bad), "{bad}");
-        }
     }
 }

@@ -14,7 +14,7 @@ use super::cache::Cached;
 use super::context::Target;
 use crate::crd::FIELD_MANAGER;
 use crate::error::{Error, Result};
-use crate::plan::class::quantity;
+use crate::quantity::parse as quantity;
 use crate::resources::claim;
 
 /// Applies `obj` (a child of the target) with server-side apply and returns what the server stored.
@@ -146,7 +146,9 @@ fn contains(have: &Value, want: &Value) -> bool {
         (Value::Array(h), Value::Array(w)) => h.len() == w.len() && h.iter().zip(w).all(|(hv, wv)| contains(hv, wv)),
         (Value::String(h), Value::String(w)) => {
             h == w
-                || matches!((quantity(h), quantity(w)), (Some(a), Some(b)) if (a - b).abs() <= f64::EPSILON * a.abs().max(1.0) && looks_like_quantity(h) && looks_like_quantity(w))
+                || (looks_like_quantity(h)
+                    && looks_like_quantity(w)
+                    && quantity(h).is_some_and(|a| quantity(w) == Some(a)))
         }
         _ => have == want,
     }

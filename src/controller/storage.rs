@@ -9,7 +9,7 @@ use super::context::Target;
 use super::status::Storage;
 use crate::error::Result;
 use crate::plan::Plan;
-use crate::plan::class::quantity;
+use crate::quantity::parse as quantity;
 use crate::resources::pvc;
 
 /// Applies the claim; a change the StorageClass refuses (e.g. a resize it cannot do) keeps the

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::{DEFAULT_EGRESS_DENY, NetworkPlan, Placement, Refusal, ServicePlan};
+use super::{DEFAULT_EGRESS_DENY, NetworkPlan, Placement, Refusal, ServicePlan, image};
 use crate::crd::conditions::reason;
 use crate::crd::{ClassIsolation, DaemonSpec, DockerSandboxClassSpec, DockerSandboxSpec, ServiceType, StorageType};
+use crate::quantity;
 
 /// The class a sandbox uses, as read from the cluster.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -50,7 +51,7 @@ impl ClassFacts {
     pub fn image(&self, wanted: Option<&str>, operator_default: &str) -> Result<String, Refusal> {
         let default = self.spec.image.default.clone().unwrap_or_else(|| operator_default.to_string());
         let Some(wanted) = wanted else { return Ok(default) };
-        if wanted == default || self.spec.image.allowed.iter().any(|p| pattern_matches(p, wanted)) {
+        if wanted == default || self.spec.image.allowed.iter().any(|p| image::matches(p, wanted)) {
             return Ok(wanted.to_string());
         }
         let allowed = if self.spec.image.allowed.is_empty() {
@@ -65,32 +66,59 @@ impl ClassFacts {
     }
 
     /// Engine resources: the sandbox's or the class's default, within the class's maximum; an
-    /// engine without a memory limit gets the maximum memory as its limit.
+    /// engine without a memory limit gets the maximum memory as its limit. A sandbox may name `cpu`
+    /// and `memory`, and any other resource only where the class's `max` lists it; a quantity the
+    /// parser cannot read is refused, never compared as if it were small.
     pub fn resources(&self, wanted: Option<&ResourceRequirements>) -> Result<Option<ResourceRequirements>, Refusal> {
-        let mut r = wanted.cloned().or_else(|| self.spec.resources.default.clone());
-        let max = &self.spec.resources.max;
-        if max.is_empty() {
-            return Ok(r);
+        if let Some(w) = wanted {
+            self.check_tenant_resources(w)?;
         }
-        let res = r.get_or_insert_with(ResourceRequirements::default);
-        for (which, values) in [("limits", &res.limits), ("requests", &res.requests)] {
+        let mut r = wanted.cloned().or_else(|| self.spec.resources.default.clone());
+        if let Some(memory) = self.spec.resources.max.get("memory") {
+            let res = r.get_or_insert_with(ResourceRequirements::default);
+            res.limits.get_or_insert_with(BTreeMap::new).entry("memory".into()).or_insert_with(|| memory.clone());
+        }
+        Ok(r)
+    }
+
+    fn check_tenant_resources(&self, wanted: &ResourceRequirements) -> Result<(), Refusal> {
+        let max = &self.spec.resources.max;
+        let not_allowed = |m: String| Err(refuse(reason::RESOURCES_NOT_ALLOWED, m));
+        if wanted.claims.as_ref().is_some_and(|c| !c.is_empty()) {
+            return not_allowed("spec.resources.claims is set, but engines cannot use dynamic resource claims".into());
+        }
+        for (which, values) in [("limits", &wanted.limits), ("requests", &wanted.requests)] {
             for (name, q) in values.iter().flatten() {
-                let Some(cap) = max.get(name) else { continue };
-                if quantity(&q.0).zip(quantity(&cap.0)).is_some_and(|(v, c)| v > c) {
-                    return Err(refuse(
-                        reason::RESOURCES_NOT_ALLOWED,
-                        format!(
-                            "spec.resources.{which}.{name} {} is above the {} that DockerSandboxClass {} allows",
-                            q.0, cap.0, self.name
-                        ),
+                let field = format!("spec.resources.{which}.{name}");
+                let cap = max.get(name);
+                if cap.is_none() && !matches!(name.as_str(), "cpu" | "memory") {
+                    let listed = if max.is_empty() { "none".to_string() } else { keys(max) };
+                    return not_allowed(format!(
+                        "{field} is set, but DockerSandboxClass {} does not list {name} in resources.max (engines \
+                         may use cpu, memory and what the class lists: {listed})",
+                        self.name
+                    ));
+                }
+                let Some(value) = quantity::parse(&q.0).filter(|v| !v.is_negative()) else {
+                    return not_allowed(format!("{field} {:?} is not a quantity such as 2Gi or 500m", q.0));
+                };
+                let Some(cap) = cap else { continue };
+                let Some(limit) = quantity::parse(&cap.0) else {
+                    return not_allowed(format!(
+                        "DockerSandboxClass {} caps {name} at {:?}, which is not a quantity; ask the platform team to fix \
+                         the class",
+                        self.name, cap.0
+                    ));
+                };
+                if value > limit {
+                    return not_allowed(format!(
+                        "{field} {} is above the {} that DockerSandboxClass {} allows",
+                        q.0, cap.0, self.name
                     ));
                 }
             }
         }
-        if let Some(memory) = max.get("memory") {
-            res.limits.get_or_insert_with(BTreeMap::new).entry("memory".into()).or_insert_with(|| memory.clone());
-        }
-        Ok(r)
+        Ok(())
     }
 
     /// Placement: the class's, plus the sandbox's where the class lets tenants choose.
@@ -165,7 +193,7 @@ impl ClassFacts {
             ));
         }
         if let Some(max) = &st.max_size
-            && quantity(size).zip(quantity(&max.0)).is_some_and(|(v, m)| v > m)
+            && quantity::parse(&max.0).is_none_or(|m| quantity::parse(size).is_none_or(|v| v > m))
         {
             return Err(refuse(
                 reason::STORAGE_NOT_ALLOWED,
@@ -238,50 +266,8 @@ fn merged(first: &[String], then: &[String]) -> Vec<String> {
     out
 }
 
-/// Whether `s` matches `pattern`, where `*` matches any run of characters (including none).
-pub fn pattern_matches(pattern: &str, s: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == s;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !s.starts_with(first) || s.len() < first.len() + last.len() || !s.ends_with(last) {
-        return false;
-    }
-    let mut rest = &s[first.len()..s.len() - last.len()];
-    for part in &parts[1..parts.len() - 1] {
-        match rest.find(part) {
-            Some(i) => rest = &rest[i + part.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
-/// A quantity's value (`4Gi`, `500m`, `1.5`, `2e3`), for comparisons; `None` when malformed.
-pub fn quantity(q: &str) -> Option<f64> {
-    const SUFFIXES: [(&str, f64); 13] = [
-        ("Ki", 1024.0),
-        ("Mi", 1_048_576.0),
-        ("Gi", 1_073_741_824.0),
-        ("Ti", 1_099_511_627_776.0),
-        ("Pi", 1_125_899_906_842_624.0),
-        ("Ei", 1_152_921_504_606_846_976.0),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-        ("m", 1e-3),
-    ];
-    let q = q.trim();
-    for (suffix, factor) in SUFFIXES {
-        if let Some(n) = q.strip_suffix(suffix) {
-            return n.parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| v * factor);
-        }
-    }
-    q.parse::<f64>().ok().filter(|v| v.is_finite())
+fn keys<V>(map: &BTreeMap<String, V>) -> String {
+    map.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
 /// Whether `labels` satisfy a label selector (matchLabels and matchExpressions).
@@ -330,35 +316,53 @@ mod tests {
     }
 
     #[test]
-    fn patterns_match_runs_of_characters() {
-        for (p, s) in [
-            ("docker:*-dind", "docker:28.5.2-dind"),
-            ("registry.corp/dind@sha256:*", "registry.corp/dind@sha256:abc"),
-            ("*", "anything"),
-            ("a*b*c", "aXXbYYc"),
-            ("exact:1", "exact:1"),
-        ] {
-            assert!(pattern_matches(p, s), "{p} ~ {s}");
+    fn unreadable_quantities_and_unlisted_resources_are_refused() {
+        let mut spec = DockerSandboxClassSpec::default();
+        spec.resources.max = [("memory".to_string(), Quantity("2Gi".into()))].into();
+        let c = class(spec);
+        let r = c.resources(Some(&limits(&[("memory", "64000000000000000u")]))).expect_err("64 GB in micro-units");
+        assert_eq!(
+            r.message,
+            "spec.resources.limits.memory 64000000000000000u is above the 2Gi that DockerSandboxClass strict allows"
+        );
+        let r = c.resources(Some(&limits(&[("memory", "2Gx")]))).expect_err("unreadable");
+        assert_eq!(r.message, "spec.resources.limits.memory \"2Gx\" is not a quantity such as 2Gi or 500m");
+        let r = c.resources(Some(&limits(&[("cpu", "-1")]))).expect_err("negative");
+        assert!(r.message.contains("is not a quantity"), "{}", r.message);
+        for name in ["nvidia.com/gpu", "hugepages-2Mi", "ephemeral-storage"] {
+            let r = c.resources(Some(&limits(&[(name, "1")]))).expect_err(name);
+            assert_eq!(r.reason, "ResourcesNotAllowed");
+            assert_eq!(
+                r.message,
+                format!(
+                    "spec.resources.limits.{name} is set, but DockerSandboxClass strict does not list {name} in \
+                     resources.max (engines may use cpu, memory and what the class lists: memory)"
+                )
+            );
         }
-        for (p, s) in [
-            ("docker:*-dind", "docker:28.5.2-dind-rootless"),
-            ("docker:*-dind", "evil/docker:1-dind"),
-            ("a*b*c", "acb"),
-            ("ab*ba", "aba"),
-            ("exact:1", "exact:12"),
-        ] {
-            assert!(!pattern_matches(p, s), "{p} !~ {s}");
-        }
+        assert!(c.resources(Some(&limits(&[("memory", "2147483648"), ("cpu", "500m")]))).is_ok(), "exactly the cap");
+        let mut spec = DockerSandboxClassSpec::default();
+        spec.resources.max = [("nvidia.com/gpu".to_string(), Quantity("1".into()))].into();
+        let gpu = class(spec);
+        assert!(gpu.resources(Some(&limits(&[("nvidia.com/gpu", "1")]))).is_ok(), "a class that lists it allows it");
+        assert!(gpu.resources(Some(&limits(&[("nvidia.com/gpu", "2")]))).is_err());
+        let claims = ResourceRequirements {
+            claims: Some(vec![k8s_openapi::api::core::v1::ResourceClaim { name: "gpu".into(), request: None }]),
+            ..ResourceRequirements::default()
+        };
+        assert!(gpu.resources(Some(&claims)).is_err(), "no dynamic resource claims");
     }
 
     #[test]
-    fn quantities_compare_by_value() {
-        assert_eq!(quantity("4Gi"), Some(4.0 * 1_073_741_824.0));
-        assert_eq!(quantity("500m"), Some(0.5));
-        assert_eq!(quantity("2"), Some(2.0));
-        assert_eq!(quantity("1e3"), Some(1000.0));
-        assert!(quantity("4Gi") > quantity("4G"));
-        assert_eq!(quantity("lots"), None);
+    fn a_storage_size_the_class_cannot_compare_is_refused() {
+        let mut spec = DockerSandboxClassSpec::default();
+        spec.storage.max_size = Some(Quantity("10Gi".into()));
+        let c = class(spec);
+        let dsb = minimal();
+        assert!(c.storage(&dsb.spec, "10Gi").is_ok());
+        assert!(c.storage(&dsb.spec, "10000000000000000u").is_ok(), "10 GB in micro-units is below 10Gi");
+        assert!(c.storage(&dsb.spec, "11000000000000000u").is_err(), "11 GB is above it");
+        assert!(c.storage(&dsb.spec, "10Gx").is_err(), "unreadable");
     }
 
     #[test]
