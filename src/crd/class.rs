@@ -171,8 +171,11 @@ pub struct ClassImage {
     #[schemars(length(min = 1, max = 512))]
     pub default: Option<String>,
 
-    /// Images tenants may name in `spec.image`, as patterns where `*` matches any run of characters
-    /// (`docker:*-dind`, `registry.corp/dind@sha256:*`). Empty: only the default image.
+    /// Images tenants may name in `spec.image`, as image references whose parts (registry,
+    /// repository, tag, digest) may hold `*`: a `*` matches a run of characters inside one part and
+    /// never crosses a `/`, `:` or `@` (`docker:*-dind` is Docker Hub's docker image with a tag ending
+    /// in `-dind`; `registry.corp/dind@sha256:*` is any digest of one repository). A pattern without a
+    /// tag admits no tag. Empty: only the default image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 512)))]
     pub allowed: Vec<String>,
