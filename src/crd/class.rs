@@ -175,7 +175,8 @@ pub struct ClassImage {
     /// repository, tag, digest) may hold `*`: a `*` matches a run of characters inside one part and
     /// never crosses a `/`, `:` or `@` (`docker:*-dind` is Docker Hub's docker image with a tag ending
     /// in `-dind`; `registry.corp/dind@sha256:*` is any digest of one repository). A pattern without a
-    /// tag admits no tag. Empty: only the default image.
+    /// tag or digest names repositories (`registry.corp/team/*`: any version of them); `*` alone
+    /// admits every image. Empty: only the default image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 512)))]
     pub allowed: Vec<String>,

@@ -58,14 +58,20 @@ pub fn parse(s: &str, wildcards: bool) -> Option<Reference> {
     })
 }
 
-/// Whether `image` is allowed by `pattern`: every part matches, each on its own. A pattern without a
-/// tag or digest admits only images without one.
+/// Whether `image` is allowed by `pattern`: every part matches, each on its own. A pattern that
+/// names neither tag nor digest names repositories (any tag or digest of them); one that names a tag
+/// or a digest admits only images with a matching one. `*` alone admits every image.
 pub fn matches(pattern: &str, image: &str) -> bool {
-    let (Some(p), Some(i)) = (parse(pattern, true), parse(image, false)) else { return false };
+    let Some(i) = parse(image, false) else { return false };
+    if pattern == "*" {
+        return true;
+    }
+    let Some(p) = parse(pattern, true) else { return false };
+    let any_version = p.tag.is_none() && p.digest.is_none();
     part(&p.registry, &i.registry)
         && part(&p.repository, &i.repository)
-        && opt_part(p.tag.as_deref(), i.tag.as_deref())
-        && opt_part(p.digest.as_deref(), i.digest.as_deref())
+        && (any_version
+            || (opt_part(p.tag.as_deref(), i.tag.as_deref()) && opt_part(p.digest.as_deref(), i.digest.as_deref())))
 }
 
 fn opt_part(pattern: Option<&str>, s: Option<&str>) -> bool {
@@ -157,6 +163,9 @@ mod tests {
             ("registry.corp/*:*", "registry.corp/dind:1"),
             ("*.corp/dind:1", "registry.corp/dind:1"),
             ("exact:1", "exact:1"),
+            ("localhost/dockersandbox/*", "localhost/dockersandbox/dind:28"),
+            ("registry.corp/dind", "registry.corp/dind@sha256:abc"),
+            ("*", "anything.example:5000/a/b:c"),
         ] {
             assert!(matches(p, s), "{p} ~ {s}");
         }
@@ -171,7 +180,9 @@ mod tests {
             ("*.corp/dind:1", "registry.corp:80/dind:1"),
             ("registry.corp/dind@sha256:*", "registry.corp/dind:1"),
             ("exact:1", "exact:12"),
-            ("exact", "exact:1"),
+            ("localhost/dockersandbox/*", "localhost/dockersandbox/a/b:1"),
+            ("localhost/dockersandbox/*", "localhost:5000/dockersandbox/dind:1"),
+            ("*", "Not A Reference"),
         ] {
             assert!(!matches(p, s), "{p} !~ {s}");
         }
