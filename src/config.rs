@@ -44,10 +44,12 @@ pub enum CrdKind {
 /// How the operator checks that an engine answers.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EngineProbe {
-    /// Through the Service's ClusterIP when running in a cluster, else through a port-forward.
+    /// The engine pod's IP when running in a cluster, else through a port-forward.
     Auto,
-    /// Dial the Service's ClusterIP.
-    Service,
+    /// Dial the engine pod's IP (never its Service: any pod wearing its labels could answer there).
+    /// `service` is accepted as an old name of this.
+    #[value(alias = "service")]
+    Pod,
     /// Tunnel through the API server (pods/portforward).
     PortForward,
 }
@@ -119,6 +121,12 @@ pub struct Config {
     /// How to check that an engine answers.
     #[arg(long, env = "ENGINE_PROBE", value_enum, default_value_t = EngineProbe::Auto)]
     pub engine_probe: EngineProbe,
+
+    /// Engine checks (a TLS call to dockerd) that may run at once. An engine runs its tenant's code
+    /// and may be slow on purpose: a reconcile that finds no free slot within a second keeps the
+    /// engine's last known state and checks again soon, so slow engines never hold every reconcile.
+    #[arg(long, env = "ENGINE_CHECKS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub engine_checks: u16,
 
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]

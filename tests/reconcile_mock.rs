@@ -325,11 +325,11 @@ async fn a_ready_pod_whose_dockerd_does_not_answer_yet_costs_no_request_and_is_a
     api.placed(&dsb).await;
     api.with(|s| {
         let pod = s.objects.get_mut("pods/web-engine").expect("pod");
-        pod["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
         // nothing listens there: the TLS probe fails at once
-        s.objects.get_mut("services/web").expect("svc")["spec"]["clusterIP"] = json!("127.0.0.1");
+        pod["status"] =
+            json!({"phase": "Running", "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]});
     });
-    let probing = Config { engine_probe: dockersandbox_operator::config::EngineProbe::Service, ..config(true) };
+    let probing = Config { engine_probe: dockersandbox_operator::config::EngineProbe::Pod, ..config(true) };
     api.reconcile(&api.refreshed(&dsb), probing.clone()).await.expect("second");
     api.take_calls();
     let action = api.reconcile(&api.refreshed(&dsb), probing).await.expect("third");

@@ -28,14 +28,19 @@ pub struct Context {
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Whether to reach engines through their ClusterIP (in cluster) or a port-forward.
-    pub dial_service: bool,
+    /// Whether to reach engines at their pod's IP (in cluster) or through a port-forward.
+    pub dial_pod: bool,
     /// What the watches show of the cluster; reconciles read from here.
     pub caches: Caches,
     /// Failures in a row per sandbox (namespace, name); entries go with success or the sandbox.
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Reconciles in a row that found the sandbox still waiting (not Ready), for the re-check delay.
     waits: Mutex<HashMap<(String, String), u32>>,
+    /// TLS checks in a row that dockerd did not answer while its pod was ready, for the probe delay
+    /// (only these count: a pod that just turned ready is checked at once).
+    unanswered: Mutex<HashMap<(String, String), u32>>,
+    /// Slots for engine checks (`--engine-checks`): a fixed number of TLS calls to engines at once.
+    pub engine_checks: Arc<tokio::sync::Semaphore>,
     /// The status last written per sandbox (uid, status, when): the sandbox cache can be behind it
     /// for a moment, and writing it again (with its Event) would be noise.
     published: Mutex<HashMap<(String, String), Published>>,
@@ -78,8 +83,9 @@ impl Context {
         let instance = std::env::var("POD_NAME").ok();
         let reporter = Reporter { controller: "dockersandbox-operator".into(), instance };
         let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-        let dial_service = match config.engine_probe {
-            EngineProbe::Service => true,
+        let engine_checks = Arc::new(tokio::sync::Semaphore::new(usize::from(config.engine_checks)));
+        let dial_pod = match config.engine_probe {
+            EngineProbe::Pod => true,
             EngineProbe::PortForward => false,
             EngineProbe::Auto => in_cluster,
         };
@@ -88,10 +94,12 @@ impl Context {
             client,
             config,
             metrics,
-            dial_service,
+            dial_pod,
             caches,
             failures: Mutex::default(),
             waits: Mutex::default(),
+            unanswered: Mutex::default(),
+            engine_checks,
             published: Mutex::default(),
             recent: Arc::default(),
         }
@@ -140,6 +148,7 @@ impl Context {
         let k = key(obj);
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         self.waits.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+        self.unanswered.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         self.published.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
     }
 
@@ -151,9 +160,24 @@ impl Context {
         *n
     }
 
+    /// Counts one more TLS check that dockerd did not answer; returns how many in a row.
+    pub fn unanswered(&self, dsb: &DockerSandbox) -> u32 {
+        let mut unanswered = self.unanswered.lock().unwrap_or_else(|e| e.into_inner());
+        let n = unanswered.entry(key(&ObjectRef::from_obj(dsb).erase())).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// `dsb` waits for something other than dockerd (its pod is not ready): when the pod is ready
+    /// again, its first TLS check comes at once and the probe delay starts over.
+    pub fn not_probing(&self, dsb: &DockerSandbox) {
+        self.unanswered.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(&ObjectRef::from_obj(dsb).erase()));
+    }
+
     /// `dsb` is Ready (or waits for a change, not for time): the next wait starts over.
     pub fn done_waiting(&self, dsb: &DockerSandbox) {
         self.waits.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(&ObjectRef::from_obj(dsb).erase()));
+        self.not_probing(dsb);
     }
 
     /// The status this operator wrote for `dsb` (this very object: same uid) within `RECENT`, if
@@ -182,6 +206,7 @@ impl Context {
     #[cfg(test)]
     pub fn remembered(&self) -> usize {
         self.waits.lock().unwrap_or_else(|e| e.into_inner()).len()
+            + self.unanswered.lock().unwrap_or_else(|e| e.into_inner()).len()
             + self.published.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 

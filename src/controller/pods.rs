@@ -15,8 +15,12 @@ use crate::resources::pod::hash_of;
 /// What the engine pod is doing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PodState {
-    /// Running and its readiness probe passes.
-    Ready,
+    /// Running and its readiness probe passes; the pod's IP (from its status, which only the
+    /// kubelet writes), for the TLS check.
+    Ready {
+        /// `status.podIP`.
+        ip: String,
+    },
     /// Not ready yet; why.
     Waiting(String),
     /// Cannot run until something changes.
@@ -154,7 +158,7 @@ pub fn state(pod: &Pod) -> PodState {
     let Some(status) = pod.status.as_ref() else { return PodState::Waiting("the engine pod has no status yet".into()) };
     let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
     if ready {
-        return PodState::Ready;
+        return PodState::Ready { ip: status.pod_ip.clone().unwrap_or_default() };
     }
     for cs in status.container_statuses.iter().flatten() {
         if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
@@ -255,7 +259,7 @@ mod tests {
     fn ready_condition_means_ready() {
         let mut p = pod("a", "Running");
         p.status.as_mut().expect("status").conditions = Some(vec![condition("Ready", "True", None)]);
-        assert_eq!(state(&p), PodState::Ready);
+        assert_eq!(state(&p), PodState::Ready { ip: String::new() });
     }
 
     #[test]

@@ -133,7 +133,7 @@ async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<(Observed, Wait)> {
     let tls = certs::ensure(t, &plan, &svc).await?;
     let storage = storage::ensure(t, &plan).await?;
     let network = network::ensure(t, &plan).await?;
-    let (engine, wait) = engine::ensure(t, &plan, &tls, &svc).await?;
+    let (engine, wait) = engine::ensure(t, &plan, &tls).await?;
     Ok((Observed { mode: plan.mode, class: plan.class, certificates: tls.status, storage, engine, network }, wait))
 }
 
@@ -150,10 +150,14 @@ pub fn requeue_after(ctx: &Context, dsb: &DockerSandbox, phase: Phase, wait: Wai
         ctx.done_waiting(dsb);
         return Action::requeue(HEALTH_CADENCE);
     }
-    let n = ctx.still_waiting(dsb);
     Action::requeue(match wait {
-        Wait::ForDockerd => probe_after(n),
-        Wait::ForEvents => recheck_after(n),
+        // Only unanswered checks count here: waits for the pod or the volume said nothing about
+        // dockerd, and a pod that just turned ready is checked at once (its watch event).
+        Wait::ForDockerd => probe_after(ctx.unanswered(dsb)),
+        Wait::ForEvents => {
+            ctx.not_probing(dsb);
+            recheck_after(ctx.still_waiting(dsb))
+        }
     })
 }
 
