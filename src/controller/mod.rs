@@ -11,6 +11,7 @@ pub mod pods;
 mod probe;
 mod publish;
 pub mod reconcile;
+pub mod sandboxes;
 mod service;
 pub mod status;
 pub mod storage;
@@ -22,6 +23,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Se
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::core::PartialObjectMeta;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store, reflector};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
@@ -33,6 +35,7 @@ pub use cache::{Caches, Feeds};
 pub use context::Context;
 
 use crate::config::SysboxUserNamespace;
+use crate::crd::conditions::reason;
 use crate::crd::{DockerSandbox, DockerSandboxClass, Phase};
 use crate::resources::MANAGED_SELECTOR;
 
@@ -70,7 +73,11 @@ pub fn controllers(
     let mut wakes = Vec::new();
     for (scope, f) in scopes(&namespaces).into_iter().zip(scope_feeds) {
         let (wake, woken) = futures::channel::mpsc::unbounded();
-        let controller = Controller::new(api::<DockerSandbox>(c, scope), watcher::Config::default().any_semantic());
+        // Sandboxes are read one by one: one this version cannot read is reported, not fatal.
+        let (reader, writer) = kube::runtime::reflector::store::<DockerSandbox>();
+        let raw = watcher(sandboxes::raw_api(c, scope), watcher::Config::default().any_semantic()).default_backoff();
+        let typed = sandboxes::typed(raw, report_unreadable(ctx.clone()));
+        let controller = Controller::for_stream(reflector(writer, typed).applied_objects(), reader);
         let sandboxes = controller.store();
         wakes.push((controller.store(), wake));
         let namespace_watch = match scope {
@@ -160,6 +167,21 @@ where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     reflector(writer, watch.modify(|o: &mut K| o.meta_mut().managed_fields = None).default_backoff()).touched_objects()
+}
+
+/// Reports a sandbox that cannot be read: a Warning Event on it that says what to fix.
+fn report_unreadable(ctx: Arc<Context>) -> impl Fn(sandboxes::Unreadable) + Send + Sync + 'static {
+    move |u| {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let note = format!(
+                "the operator cannot read this DockerSandbox and does not reconcile it until it is fixed (edit or \
+                 recreate it; other sandboxes are not affected): {}",
+                u.error
+            );
+            ctx.event(&u.sandbox, EventType::Warning, reason::UNREADABLE, note).await;
+        });
+    }
 }
 
 /// A controller's sandbox cache and the channel that queues its sandboxes.

@@ -76,6 +76,9 @@ pub mod reason {
 
     /// Event: a reconcile failed; the message quotes the error.
     pub const RECONCILE_FAILED: &str = "ReconcileFailed";
+    /// Event: the stored sandbox cannot be read by this operator (a field out of range); it is not
+    /// reconciled until it is fixed, and every other sandbox is.
+    pub const UNREADABLE: &str = "Unreadable";
     /// Event: the engine answered for the first time (or again).
     pub const ENGINE_READY: &str = "EngineReady";
     /// Event: the engine pod was created.
