@@ -201,7 +201,7 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
     let class = &facts.class;
     class.admits_namespace(&facts.namespace, &facts.namespace_labels)?;
     let size = spec.storage.size.clone().unwrap_or_else(|| config.default_storage_size.clone());
-    if !crate::quantity::parse(&size).is_some_and(|v| !v.is_negative()) {
+    if crate::quantity::parse(&size).is_none_or(|v| v.is_negative()) {
         return Err(spec_error(reason::INVALID_SPEC, format!("storage.size {size:?} is not a quantity such as 20Gi")));
     }
     let storage_class = class

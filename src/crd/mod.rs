@@ -1,5 +1,6 @@
 //! API types of dockersandbox.dev, with no I/O.
 
+pub mod bounds;
 mod class;
 pub mod conditions;
 mod v1alpha1;

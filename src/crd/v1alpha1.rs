@@ -142,7 +142,7 @@ pub struct CredentialsSpec {
     /// client certificate are issued, so certificates handed out before stop working. The engine
     /// restarts once (its volume keeps images and containers); clients fetch the new client Secret.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1_000_000))]
     pub generation: i64,
 }
 
