@@ -254,6 +254,14 @@ pub fn is_policy_refusal(r: &Refusal) -> bool {
     [reason::PRIVILEGED_FORBIDDEN, reason::PRIVILEGED_NOT_OPTED_IN, reason::POD_SECURITY_REJECTED].contains(&r.reason)
 }
 
+/// Refusals that say the sandbox's class no longer lets it run as it does (its isolation was
+/// dropped, its namespace left the selector, the class is gone): a privileged engine running
+/// against them is stopped (its volume stays); a sysbox engine keeps running, as the class may
+/// come back.
+pub fn is_class_refusal(r: &Refusal) -> bool {
+    [reason::ISOLATION_NOT_ALLOWED, reason::CLASS_NOT_ALLOWED, reason::CLASS_NOT_FOUND].contains(&r.reason)
+}
+
 /// Picks sysbox or privileged among what the class allows, or explains why neither can run here.
 pub fn resolve_isolation(wanted: Isolation, facts: &Facts, config: &Config) -> Result<Mode, Refusal> {
     let rc = &config.sysbox_runtime_class;

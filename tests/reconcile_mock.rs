@@ -752,27 +752,54 @@ async fn no_default_class_creates_nothing_and_says_how_to_fix_it() {
 }
 
 #[tokio::test]
-async fn the_class_in_use_is_recorded_and_its_loss_stops_nothing() {
+async fn the_class_in_use_is_recorded_and_its_loss_stops_a_privileged_engine_but_keeps_its_volume() {
     let api = Fake::new(opted_in());
     let dsb = sandbox("{}");
     api.reconcile(&dsb, config(true)).await.expect("first");
     let status = api.object("dockersandboxes/web")["status"].clone();
     assert_eq!((status["className"].as_str(), status["classGeneration"].as_i64()), (Some("standard"), Some(3)));
+    assert_eq!(status["isolation"], "privileged");
+    api.with(|s| {
+        s.objects.remove("dockersandboxclasses/standard");
+    });
+    api.take_events();
+    api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("class gone");
+    assert!(api.object("pods/web-engine").is_null(), "a privileged engine whose class is gone is stopped");
+    assert!(api.object("persistentvolumeclaims/web-docker").is_object(), "volume kept");
+    assert_eq!(api.take_events(), events(&[("EngineStopped", "Warning"), ("ClassNotFound", "Warning")]));
+    assert_eq!(api.object("dockersandboxes/web")["status"]["className"], "standard");
+}
+
+#[tokio::test]
+async fn a_lost_class_stops_nothing_of_a_sysbox_engine() {
+    let api = Fake::new(opted_in());
+    sysbox_cluster(&api, "containerd://2.1.9");
+    let dsb = sandbox("{}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    assert_eq!(api.object("dockersandboxes/web")["status"]["isolation"], "sysbox");
     let pod = api.object("pods/web-engine");
     api.with(|s| {
         s.objects.remove("dockersandboxclasses/standard");
     });
-    api.take_calls();
     api.take_events();
     api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("class gone");
-    assert_eq!(
-        api.take_calls(),
-        calls(&["PATCH dockersandboxes/web/status", "POST events"]),
-        "the recorded class is looked up by name in the cache; nothing else is touched"
-    );
-    assert_eq!(api.object("pods/web-engine"), pod, "the engine keeps running");
+    assert_eq!(api.object("pods/web-engine"), pod, "the sysbox engine keeps running: the class may come back");
     assert_eq!(api.take_events(), events(&[("ClassNotFound", "Warning")]));
-    assert_eq!(api.object("dockersandboxes/web")["status"]["className"], "standard");
+}
+
+#[tokio::test]
+async fn a_class_that_drops_privileged_stops_the_privileged_engine() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    api.reconcile(&dsb, config(true)).await.expect("first");
+    api.with(|s| {
+        s.objects.get_mut("dockersandboxclasses/standard").expect("class")["spec"]["isolation"] = json!(["sysbox"]);
+    });
+    api.take_events();
+    api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("class tightened");
+    assert!(api.object("pods/web-engine").is_null(), "engine stopped");
+    assert!(api.object("persistentvolumeclaims/web-docker").is_object(), "volume kept");
+    assert_eq!(api.take_events(), events(&[("EngineStopped", "Warning"), ("IsolationNotAllowed", "Warning")]));
 }
 
 #[tokio::test]

@@ -120,6 +120,18 @@ async fn admitted(api: &Api<Pod>, desired: &Pod) -> Result<Result<(), String>> {
     }
 }
 
+/// Whether the engine pod, as the API server has it now, runs a privileged container (the cache
+/// keeps no pod spec).
+pub async fn runs_privileged(t: &Target<'_>) -> Result<bool> {
+    let pod = super::apply::get(&t.api::<Pod>(), &t.names.pod).await?;
+    Ok(pod.and_then(|p| p.spec).is_some_and(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+            .any(|c| c.security_context.as_ref().and_then(|sc| sc.privileged) == Some(true))
+    }))
+}
+
 /// Stops the engine pod, if there is one, because policy no longer allows it (`why`).
 pub async fn stop(t: &Target<'_>, why: &str) -> Result<()> {
     let running = |c: Option<&Pod>| c.is_some_and(|p| p.metadata.deletion_timestamp.is_none());

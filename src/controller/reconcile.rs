@@ -98,14 +98,19 @@ async fn planned(t: &Target<'_>, source: Source) -> Result<Planned> {
     })
 }
 
-/// A sandbox the plan refuses. A policy refusal stops its engine (the volume keeps the data), but
+/// A sandbox the plan refuses. A policy refusal stops its engine (the volume keeps the data), and
+/// so does a class refusal when the engine runs privileged (policy was tightened under it), but
 /// only once the live cluster confirms it: a cache that is behind must never stop an engine.
 async fn refused(t: &Target<'_>, mut refusal: plan::Refusal) -> Result<Action> {
     let running = t.cached::<Pod>(&t.names.pod).is_some_and(|p| p.metadata.deletion_timestamp.is_none());
-    if running && plan::is_policy_refusal(&refusal) {
+    if running && (plan::is_policy_refusal(&refusal) || plan::is_class_refusal(&refusal)) {
         match planned(t, Source::Live).await? {
             Planned::Refused(live) if plan::is_policy_refusal(&live) => {
                 pods::stop(t, &live.message).await?;
+                refusal = live;
+            }
+            Planned::Refused(live) if plan::is_class_refusal(&live) && pods::runs_privileged(t).await? => {
+                pods::stop(t, &format!("the engine ran privileged and {}", live.message)).await?;
                 refusal = live;
             }
             Planned::Refused(live) => refusal = live,
