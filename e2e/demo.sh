@@ -34,7 +34,14 @@ if [ "${E2E_USE_KUBECONFIG:-0}" != 1 ]; then
 else
   # The chart's default class allows docker:*-dind images only: a DEMO_IMAGE outside it is
   # refused (ImageNotAllowed) unless the class allows it (defaultClass.spec.image.allowed).
+  # The chart allows sysbox only; kind and most clusters have none, so the demo turns privileged
+  # engines on explicitly (values-privileged.yaml says what that opens). With sysbox, DEMO_VALUES="".
   values=()
+  demo_values=${DEMO_VALUES-$E2E_CHART/values-privileged.yaml}
+  if [[ -n "$demo_values" ]]; then
+    say "privileged engines on, explicitly: -f ${demo_values#"$ROOT"/}"
+    values=(-f "$demo_values")
+  fi
   image_override=${DEMO_IMAGE:-}
 fi
 HELM=$(bash "$E2E_DIR/tools/install-helm.sh" | tail -n 1)

@@ -86,8 +86,10 @@ pub struct Config {
     #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
     pub namespaces: Vec<String>,
 
-    /// Whether sandboxes may run as privileged pods (explicitly, or as the `auto` fallback when sysbox is missing).
-    #[arg(long, env = "ALLOW_PRIVILEGED", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Whether sandboxes may run as privileged pods (explicitly, or as the `auto` fallback when
+    /// sysbox is missing). Off unless the platform team turns it on: a privileged engine is root on
+    /// its node.
+    #[arg(long, env = "ALLOW_PRIVILEGED", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_privileged: bool,
 
     /// Name of the sysbox RuntimeClass.
@@ -171,8 +173,23 @@ impl Config {
         self.namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect()
     }
 
-    /// Settings for tests: defaults, as if no flag was given.
+    /// Settings for tests: the defaults, except that privileged engines are allowed (most tests
+    /// plan for a cluster without sysbox, as the e2e cluster is).
     pub fn for_tests() -> Self {
-        Self::try_parse_from(["run"]).expect("defaults parse")
+        Self::try_parse_from(["run", "--allow-privileged=true"]).expect("defaults parse")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privileged_engines_are_off_unless_turned_on() {
+        let defaults = Config::try_parse_from(["run"]).expect("defaults parse");
+        assert!(!defaults.allow_privileged, "the default install is one lock short of a privileged engine");
+        assert_eq!(defaults.engine_checks, 4);
+        let probe = Config::try_parse_from(["run", "--engine-probe=service"]).expect("the old name parses");
+        assert_eq!(probe.engine_probe, EngineProbe::Pod, "service is the old name of pod");
     }
 }

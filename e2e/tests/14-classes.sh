@@ -8,9 +8,11 @@
 #    image) and tenant placement, here a control-plane toleration (PlacementNotAllowed);
 #  - a class whose namespaceSelector does not match the sandbox's namespace: ClassNotAllowed; a
 #    class allowing only sysbox, asked for isolation: privileged: IsolationNotAllowed;
-#  - a class deleted under a running sandbox: condition ClassNotFound and a Warning Event, the engine
-#    pod keeps running (same UID), the operator does not crash (same pods, no restart); the class
-#    re-created: Ready again on the same engine pod.
+#  - a class deleted under a running privileged sandbox (this cluster has no sysbox): condition
+#    ClassNotFound and Warning Events ClassNotFound and EngineStopped, the engine pod is stopped and
+#    its volume kept (same claim UID), the operator does not crash (same pods, no restart); the
+#    class re-created without privileged: still no engine (IsolationNotAllowed); re-created as it
+#    was: Ready again on a new engine pod with the same volume.
 # Each refused sandbox gets no engine pod (expect_refused).
 source "$(dirname "$0")/../lib.sh"
 
@@ -143,6 +145,7 @@ expect_refused "$ns" priv IsolationNotAllowed "isolation privileged is not allow
 wait_ready "$ns" on-b
 assert_eq "status.className of a sandbox naming $b" "$b" "$(dsb_get "$ns" on-b '{.status.className}')"
 uid=$(pod_uid "$ns" on-b-engine)
+claim=$(kubectl get pvc -n "$ns" on-b-docker -o 'jsonpath={.metadata.uid}')
 operator_before=$(operator_restarts)
 [[ -n "$operator_before" ]] || fail "no operator pod labelled $E2E_OPERATOR_SELECTOR in $E2E_OPERATOR_NAMESPACE"
 log "operator pods (name=restarts): $operator_before"
@@ -154,15 +157,23 @@ wait_for 180 "condition ClassNotFound on $ns/on-b" has_condition_reason "$ns" on
   fail "no ClassNotFound condition after its class was deleted; conditions: $(dsb_conditions "$ns" on-b 2>&1)"
 assert_match "ClassNotFound message names the class" "$b" "$(condition_message_for_reason "$ns" on-b ClassNotFound)"
 wait_for 60 "Warning Event ClassNotFound" warning_event_exists "$ns" on-b ClassNotFound || fail "no Warning Event ClassNotFound"
-same_engine() { [[ "$(pod_uid "$ns" on-b-engine)" == "$uid" ]]; }
-still_true 10 same_engine || fail "the engine pod changed or vanished when its class was deleted"
-assert_eq "engine pod without its class" "$uid/Running" \
-  "$(kubectl get pod -n "$ns" on-b-engine -o 'jsonpath={.metadata.uid}/{.status.phase}')"
+wait_for 60 "the privileged engine stopped" pod_absent "$ns" on-b-engine ||
+  fail "the privileged engine kept running after its class was deleted"
+wait_for 60 "Warning Event EngineStopped" warning_event_exists "$ns" on-b EngineStopped || fail "no Warning Event EngineStopped"
+assert_eq "the engine's volume is kept" "$claim" "$(kubectl get pvc -n "$ns" on-b-docker -o 'jsonpath={.metadata.uid}')"
 assert_eq "operator pods and restarts after the class was deleted" "$operator_before" "$(operator_restarts)"
 operator_available || fail "the operator is not available after its class was deleted"
+
+log "re-creating DockerSandboxClass $b without privileged"
+class_apply "$b" "  isolation: [sysbox]
+$image_allowed"
+wait_for 120 "condition IsolationNotAllowed on $ns/on-b" has_condition_reason "$ns" on-b IsolationNotAllowed ||
+  fail "no IsolationNotAllowed once the class dropped privileged; conditions: $(dsb_conditions "$ns" on-b 2>&1)"
+still_true 5 pod_absent "$ns" on-b-engine || fail "an engine pod came back under a class without privileged"
 
 class_apply "$b" "$b_spec"
 wait_ready "$ns" on-b
 assert_eq "status.className once the class is back" "$b" "$(dsb_get "$ns" on-b '{.status.className}')"
-assert_eq "engine pod once the class is back (same class spec: no roll)" "$uid" "$(pod_uid "$ns" on-b-engine)"
+[[ "$(pod_uid "$ns" on-b-engine)" != "$uid" ]] || fail "the stopped engine pod is back with its old UID"
+assert_eq "the same volume once the class is back" "$claim" "$(kubectl get pvc -n "$ns" on-b-docker -o 'jsonpath={.metadata.uid}')"
 assert_eq "operator pods and restarts at the end" "$operator_before" "$(operator_restarts)"
