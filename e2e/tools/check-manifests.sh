@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Static checks of the Kubernetes objects we ship, without a cluster (part of `make unit`):
-#  1. `helm lint --strict` of charts/dockersandbox-operator with the default values, the e2e values
-#     and e2e/tools/chart-all-options-values.yaml (every optional template on);
+#  1. `helm lint --strict` of charts/dockersandbox-operator with the default values, the e2e values,
+#     the chart's values-privileged.yaml and e2e/tools/chart-all-options-values.yaml (every optional
+#     template on);
 #  2. `kubeconform -strict` (unknown or misplaced fields, wrong types, duplicate keys are errors) of
 #     `helm template` with each of those values, of manifests/*.yaml and manifests/examples/*.yaml,
 #     against the schemas of the Kubernetes version the e2e cluster runs and of our CRD
@@ -30,16 +31,17 @@ values_for() {
   case $1 in
     defaults) args=() ;;
     e2e) args=("${E2E_VALUES_ARGS[@]}") ;;
+    privileged) args=(-f "$CHART/values-privileged.yaml") ;;
     all-options) args=(-f "$TOOLS/chart-all-options-values.yaml") ;;
   esac
 }
-for variant in defaults e2e all-options; do
+for variant in defaults e2e privileged all-options; do
   values_for "$variant"
   "$HELM" lint --strict --quiet "$CHART" "${args[@]}" >"$tmp/lint-$variant.log" 2>&1 ||
     { cat "$tmp/lint-$variant.log" >&2; echo "check-manifests: helm lint failed ($variant values)" >&2; exit 1; }
   "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${args[@]}" >"$tmp/chart-$variant.yaml"
 done
-echo "check-manifests: helm lint --strict ok (default, e2e and all-options values)"
+echo "check-manifests: helm lint --strict ok (default, e2e, privileged and all-options values)"
 
 # ServiceMonitor (all-options) belongs to the Prometheus Operator's CRDs, whose schema we do not have.
 "$KUBECONFORM" -strict -summary -skip ServiceMonitor \
