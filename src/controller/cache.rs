@@ -6,12 +6,14 @@
 //! steps therefore decide from the cache, and only when that decision is a write (create, issue,
 //! restore, delete) re-read the object live and decide again: writes stay exact, idle costs nothing.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
@@ -268,12 +270,89 @@ pub fn slim_node(node: &mut Node) {
     }
 }
 
+/// The most a cached child keeps of what its writers can fill freely: labels, annotations, a
+/// Secret's data. Children are watched cluster-wide by one label any tenant can set, so these
+/// bounds, not the tenant, decide what the caches cost. The operator's own children stay well below.
+pub const MAX_CACHED_BYTES: usize = 16 * 1024;
+
+/// Whether a DockerSandbox owns the object (tenants can write such a reference too: it only
+/// decides what is kept in the cache; `resources::claim` decides what is the sandbox's).
+fn sandbox_owned(meta: &ObjectMeta) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "DockerSandbox" && o.api_version.starts_with("dockersandbox.dev/"))
+}
+
+fn size(map: Option<&BTreeMap<String, String>>) -> usize {
+    map.into_iter().flatten().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+/// Labels and annotations beyond `MAX_CACHED_BYTES` are cut down to the operator's own keys.
+pub fn bound_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    let ours = |k: &String| k.starts_with("dockersandbox.dev/") || k.starts_with("app.kubernetes.io/");
+    for map in [&mut meta.labels, &mut meta.annotations] {
+        if size(map.as_ref()) > MAX_CACHED_BYTES {
+            if let Some(m) = map.as_mut() {
+                m.retain(|k, _| ours(k));
+            }
+            if size(map.as_ref()) > MAX_CACHED_BYTES {
+                *map = None;
+            }
+        }
+    }
+}
+
+/// A Secret is cached with its data only when a DockerSandbox owns it and the data is small (the
+/// operator's own hold a certificate, a key and a CA: a few KiB). Anything else is cached as
+/// metadata: a reconcile that needs more reads it live, and a tenant's large labelled Secrets cost
+/// the operator no memory.
+pub fn slim_secret(secret: &mut Secret) {
+    bound_meta(&mut secret.metadata);
+    let data: usize = secret.data.iter().flatten().map(|(k, v)| k.len() + v.0.len()).sum::<usize>()
+        + secret.string_data.iter().flatten().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    if data > MAX_CACHED_BYTES || !sandbox_owned(&secret.metadata) {
+        secret.data = None;
+        secret.string_data = None;
+    }
+}
+
+/// A Service no sandbox owns is cached as metadata (the reconciler only needs to see that it is
+/// there and whose it is).
+pub fn slim_service(svc: &mut Service) {
+    bound_meta(&mut svc.metadata);
+    if !sandbox_owned(&svc.metadata) {
+        svc.spec = None;
+        svc.status = None;
+    }
+}
+
+/// A NetworkPolicy no sandbox owns is cached as metadata.
+pub fn slim_policy(policy: &mut NetworkPolicy) {
+    bound_meta(&mut policy.metadata);
+    if !sandbox_owned(&policy.metadata) {
+        policy.spec = None;
+    }
+}
+
+/// Claims are kept whole (a Retain claim has no owner, and its status matters); their labels and
+/// annotations are bounded.
+pub fn slim_claim(claim: &mut PersistentVolumeClaim) {
+    bound_meta(&mut claim.metadata);
+}
+
 /// Drops what the reconciler never reads from a cached engine pod: its spec (containers, volumes,
 /// probes, tolerations: most of a pod's size, and at 1000 sandboxes a good part of the operator's
 /// memory). Whether the pod is the one wanted is read from its spec-hash annotation, its state from
-/// its status; a decision to replace or stop it reads the pod live.
+/// its status; a decision to replace or stop it reads the pod live. A pod no sandbox owns keeps
+/// only its metadata.
 pub fn slim_pod(pod: &mut Pod) {
+    bound_meta(&mut pod.metadata);
     pod.spec = None;
+    if !sandbox_owned(&pod.metadata) {
+        pod.status = None;
+    }
 }
 
 /// Marks a store that is not watched as filled (and empty).
@@ -294,7 +373,8 @@ mod tests {
         use crate::controller::pods::{decide, state};
         use crate::crd::SPEC_HASH_ANNOTATION;
         let mut full: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "web-engine"},
+            "metadata": {"name": "web-engine", "ownerReferences": [{"apiVersion": "dockersandbox.dev/v1alpha1",
+                "kind": "DockerSandbox", "name": "web", "uid": "u", "controller": true}]},
             "spec": {"containers": [{"name": "dockerd", "image": "docker:dind", "args": ["--tlsverify"]}],
                      "volumes": [{"name": "data", "emptyDir": {}}]},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
@@ -327,6 +407,54 @@ mod tests {
         assert_eq!(ns.labels().get("a").map(String::as_str), Some("b"));
         assert!(c.get::<RuntimeClass>(None, "sysbox-runc").is_some());
         assert_eq!(c.all::<RuntimeClass>().len(), 1);
+    }
+
+    #[test]
+    fn a_tenants_large_labelled_secret_costs_only_its_bounded_metadata() {
+        let big = "A".repeat(1 << 20);
+        let mut planted: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "junk", "namespace": "team-a",
+                         "labels": {"app.kubernetes.io/managed-by": "dockersandbox-operator"},
+                         "annotations": {"junk": big}},
+            "stringData": {"x": big}
+        }))
+        .expect("secret");
+        planted.data = Some([("y".to_string(), k8s_openapi::ByteString(vec![0; 1 << 20]))].into());
+        slim_secret(&mut planted);
+        assert!(planted.data.is_none() && planted.string_data.is_none());
+        assert!(planted.metadata.annotations.is_none_or(|a| a.is_empty()), "oversized annotations are cut");
+        assert_eq!(planted.metadata.labels.expect("labels").len(), 1, "its small labels stay");
+
+        // The operator's own Secret (owned by a sandbox, a few KiB) keeps its data.
+        let owner = json!([{"apiVersion": "dockersandbox.dev/v1alpha1", "kind": "DockerSandbox", "name": "web",
+                            "uid": "u", "controller": true}]);
+        let mut ours: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "web-client", "ownerReferences": owner},
+            "data": {"cert.pem": "QUJD"}
+        }))
+        .expect("secret");
+        slim_secret(&mut ours);
+        assert!(ours.data.is_some());
+        // Owned but filled with a megabyte: metadata only (the reconciler reads it live and restores it).
+        ours.data = Some([("cert.pem".to_string(), k8s_openapi::ByteString(vec![0; 1 << 20]))].into());
+        slim_secret(&mut ours);
+        assert!(ours.data.is_none());
+    }
+
+    #[test]
+    fn children_no_sandbox_owns_are_cached_as_metadata() {
+        let mut svc: Service =
+            serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": {"ports": [{"port": 1}]}})).expect("svc");
+        slim_service(&mut svc);
+        assert!(svc.spec.is_none());
+        let mut pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": "x"}, "status": {"phase": "Running"}})).expect("pod");
+        slim_pod(&mut pod);
+        assert!(pod.spec.is_none() && pod.status.is_none());
+        let mut np: NetworkPolicy =
+            serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": {"podSelector": {}}})).expect("np");
+        slim_policy(&mut np);
+        assert!(np.spec.is_none());
     }
 
     #[test]

@@ -39,6 +39,9 @@ use crate::crd::conditions::reason;
 use crate::crd::{DockerSandbox, DockerSandboxClass, Phase};
 use crate::resources::MANAGED_SELECTOR;
 
+/// Secrets per list page: at most this many large Secrets are in memory at once while listing.
+const SECRET_PAGE: u32 = 16;
+
 /// The watched scopes: one per namespace, or `None` for all namespaces.
 pub fn scopes(namespaces: &[String]) -> Vec<Option<&str>> {
     if namespaces.is_empty() { vec![None] } else { namespaces.iter().map(|n| Some(n.as_str())).collect() }
@@ -67,6 +70,7 @@ pub fn controllers(
     let c = &ctx.client;
     // Children: full objects (the reconciler reads them), without managedFields (never read).
     let children = watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
+    let secrets = watcher::Config::default().labels(MANAGED_SELECTOR).page_size(SECRET_PAGE);
     let Feeds { scopes: scope_feeds, runtime_classes, classes, nodes, synced } = feeds;
     let mut stores = Vec::new();
     let mut runs = Vec::new();
@@ -86,16 +90,29 @@ pub fn controllers(
         };
         let controller = controller
             // Pods without their spec: only metadata and status are read from the cache.
+            // Children are matched by a label anyone can set: each is bounded before it is cached
+            // (cache::slim_*). Pods also lose their spec: only metadata and status are read.
             .owns_stream(feed(f.pods, watcher(api::<Pod>(c, scope), children.clone()).modify(cache::slim_pod)))
-            .owns_stream(feed(f.services, watcher(api::<Service>(c, scope), children.clone())))
-            .owns_stream(feed(f.secrets, watcher(api::<Secret>(c, scope), children.clone())))
+            .owns_stream(feed(
+                f.services,
+                watcher(api::<Service>(c, scope), children.clone()).modify(cache::slim_service),
+            ))
+            // Secrets are listed in small pages from the API server (not all at once from its watch
+            // cache): a namespace full of large labelled Secrets never has to fit in memory at once.
+            .owns_stream(feed(f.secrets, watcher(api::<Secret>(c, scope), secrets.clone()).modify(cache::slim_secret)))
             // A Retain claim has no owner reference (it outlives the sandbox): it is mapped by its
             // labels, so a claim that binds, is lost or goes still wakes its sandbox.
             .watches_stream(
-                feed(f.claims, watcher(api::<PersistentVolumeClaim>(c, scope), children.clone())),
+                feed(
+                    f.claims,
+                    watcher(api::<PersistentVolumeClaim>(c, scope), children.clone()).modify(cache::slim_claim),
+                ),
                 |claim| labelled_owner(&claim),
             )
-            .owns_stream(feed(f.policies, watcher(api::<NetworkPolicy>(c, scope), children.clone())))
+            .owns_stream(feed(
+                f.policies,
+                watcher(api::<NetworkPolicy>(c, scope), children.clone()).modify(cache::slim_policy),
+            ))
             // A namespace's labels decide privileged opt-in: a change re-plans its sandboxes.
             .watches_stream(
                 feed(f.namespaces, watcher(Api::<PartialObjectMeta<Namespace>>::all(c.clone()), namespace_watch)),
