@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# A tenant with `edit` in one namespace attacks the operator, as issue "No tenant can hurt the
+# operator or another tenant" tried them; each attack must fail without slowing anyone else:
+#  - an impostor pod wearing the engine's labels (so it joins the engine's Service) serves the
+#    engine's own server certificate and an endless body on 2376: the operator checks the pod it
+#    owns (its IP), so it neither reads the impostor nor restarts; a sandbox created meanwhile is
+#    Ready, and status.dockerVersion stays a short version string;
+#  - quantities the class cannot read past its cap (64000000000000000u of memory under a 16Gi
+#    maximum) and resources the class does not list (nvidia.com/gpu) are refused with a message;
+#  - docker:5000/evil-dind (registry "docker:5000") is refused under the class's docker:*-dind;
+#  - out-of-range integers (affinity weight 1000, credentials.generation 2000000) are refused at
+#    admission by the CRD's bounds;
+#  - 200 labelled ~1 MiB Secrets (E2E_FLOOD_SECRETS) move the operator's memory by at most
+#    E2E_FLOOD_MAX_MIB (16) MiB: they are cached as metadata.
+source "$(dirname "$0")/../lib.sh"
+
+FLOOD=${E2E_FLOOD_SECRETS:-200}
+FLOOD_MAX_MIB=${E2E_FLOOD_MAX_MIB:-16}
+
+# operator_rss_mib: the leader's resident memory from its own metric, in MiB (empty if unavailable).
+operator_rss_mib() {
+  local svc metrics
+  svc=$(kubectl get svc -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR,app.kubernetes.io/component=metrics" \
+    -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null || true)
+  metrics=$(kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/services/http:${svc:-$E2E_RELEASE-metrics}:8080/proxy/metrics" 2>/dev/null || true)
+  awk '$1 == "dockersandbox_process_resident_memory_bytes" { printf "%d", $2 / 1048576; exit }' <<<"$metrics"
+}
+
+ns_new ns attacks
+sandbox_apply "$ns" victim
+wait_ready "$ns" victim
+operator_before=$(operator_restarts)
+
+# --- an impostor in the engine's Service
+selector=$(kubectl get svc -n "$ns" victim -o json | jq -c '.spec.selector')
+log "impostor labels (the Service's selector): $selector"
+kubectl apply -f - >&2 <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: impostor
+  namespace: $ns
+  labels: $selector
+spec:
+  restartPolicy: Always
+  containers:
+  - name: serve
+    image: $E2E_DIND_IMAGE
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c]
+    # The engine's own server certificate (tenants can read it), then an endless body.
+    args:
+    - |
+      while true; do
+        { printf 'HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n'; yes AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA; } |
+          openssl s_server -quiet -naccept 1 -accept 2376 -cert /tls/cert.pem -key /tls/key.pem || sleep 1
+      done
+    volumeMounts: [{name: tls, mountPath: /tls, readOnly: true}]
+  volumes: [{name: tls, secret: {secretName: victim-server}}]
+EOF
+wait_for 120 "impostor running" bash -c "[[ \$(kubectl get pod -n '$ns' impostor -o 'jsonpath={.status.phase}') == Running ]]" ||
+  fail "the impostor pod did not start"
+endpoints=$(kubectl get endpointslices -n "$ns" -l kubernetes.io/service-name=victim -o json | jq '[.items[].endpoints[]?] | length')
+log "the victim's Service now has $endpoints endpoints (the impostor among them)"
+# Wake the victim's reconcile (and its engine check) a few times while the impostor serves.
+for i in 1 2 3 4 5; do
+  kubectl annotate -n "$ns" "$DSB/victim" "e2e/poke=$i" --overwrite >/dev/null
+  sleep 3
+done
+sandbox_apply "$ns" bystander
+wait_ready "$ns" bystander
+assert_eq "victim still Ready" Ready "$(dsb_get "$ns" victim '{.status.phase}')"
+version=$(dsb_get "$ns" victim '{.status.dockerVersion}')
+assert_match "status.dockerVersion is a short version string" '^[0-9A-Za-z.+_~-]{1,64}$' "$version"
+assert_eq "operator pods and restarts with the impostor serving" "$operator_before" "$(operator_restarts)"
+kubectl delete pod -n "$ns" impostor --wait=false >/dev/null
+
+# --- values the class cannot read, resources and images it does not allow
+sandbox_apply "$ns" micro "  resources: {limits: {memory: 64000000000000000u}}"
+sandbox_apply "$ns" gpu "  resources: {limits: {nvidia.com/gpu: \"1\"}}"
+sandbox_apply "$ns" evil "  image: docker:5000/evil-dind"
+expect_refused "$ns" micro ResourcesNotAllowed 'spec\.resources\.limits\.memory 64000000000000000u is above the'
+expect_refused "$ns" gpu ResourcesNotAllowed 'spec\.resources\.limits\.nvidia\.com/gpu is set, but DockerSandboxClass .* does not list nvidia\.com/gpu'
+expect_refused "$ns" evil ImageNotAllowed 'spec\.image docker:5000/evil-dind is not allowed by DockerSandboxClass'
+
+# --- out-of-range integers never reach the operator
+refused_at_admission() {
+  local name=$1 extra=$2 want=$3 out
+  if out=$(sandbox_manifest "$ns" "$name" "$extra" | kubectl apply -f - 2>&1); then
+    fail "the API server stored $name ($extra)"
+  fi
+  assert_match "admission refuses $name" "$want" "$out"
+}
+refused_at_admission weight "  affinity:
+    podAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 1000
+        podAffinityTerm: {topologyKey: kubernetes.io/hostname}" 'weight: Invalid value: 1000: .*less than or equal to 100'
+refused_at_admission generation "  credentials: {generation: 2000000}" 'generation: Invalid value: 2000000: .*less than or equal to 1e\+06|generation: Invalid value: 2000000: .*less than or equal to 1000000'
+
+# --- a flood of large labelled Secrets
+before=$(operator_rss_mib)
+[[ -n "$before" ]] || skip "the operator's memory metric is not reachable through the API server's service proxy"
+log "operator RSS before the flood: ${before} MiB; creating $FLOOD labelled ~1 MiB Secrets"
+blob=$E2E_ARTIFACTS/flood-blob
+head -c 786432 /dev/urandom | base64 -w0 >"$blob" # ~1 MiB once base64 encoded
+flood_one() {
+  kubectl create secret generic "flood-$1" -n "$ns" --from-file=junk="$blob" --dry-run=client -o json |
+    jq '.metadata.labels = {"app.kubernetes.io/managed-by": "dockersandbox-operator"}' | kubectl create -f - >/dev/null
+}
+export -f flood_one kubectl
+export ns blob
+seq 1 "$FLOOD" | xargs -P 4 -I{} bash -c 'flood_one {}' || fail "creating the Secrets failed"
+sleep 10 # the watch events reach the operator
+after=$(operator_rss_mib)
+log "operator RSS after $FLOOD labelled ~1 MiB Secrets: ${after} MiB (before: ${before} MiB)"
+((after - before <= FLOOD_MAX_MIB)) || fail "the operator's memory grew by $((after - before)) MiB (at most $FLOOD_MAX_MIB)"
+assert_eq "operator pods and restarts after the flood" "$operator_before" "$(operator_restarts)"
+sandbox_apply "$ns" after-flood
+wait_ready "$ns" after-flood
