@@ -699,7 +699,7 @@ async fn raising_the_credentials_generation_reissues_everything_and_rolls_the_en
     let reasons: Vec<String> = api.take_events().into_iter().map(|(r, _)| r).collect();
     assert_eq!(
         reasons,
-        ["CredentialsRevoked", "ServerCertificateIssued", "ClientCertificateIssued", "EngineRecreating"]
+        ["CredentialsRotating", "ServerCertificateIssued", "ClientCertificateIssued", "EngineRecreating"]
     );
     assert!(api.object("pods/web-engine").is_null(), "the old engine (old server certificate) goes; a new one follows");
     // the next reconcile creates the engine with the new certificate and keeps the new CA
@@ -707,7 +707,38 @@ async fn raising_the_credentials_generation_reissues_everything_and_rolls_the_en
     api.reconcile(&api.refreshed(&revoked), config(true)).await.expect("after");
     assert_ne!(api.object("pods/web-engine")["metadata"]["annotations"]["dockersandbox.dev/spec-hash"], pod_hash);
     assert_eq!(api.object("secrets/web-ca"), ca1, "revoked once, not on every reconcile");
-    assert_eq!(api.object("dockersandboxes/web")["status"]["certificates"]["generation"], 1);
+    assert_eq!(
+        api.object("dockersandboxes/web")["status"]["certificates"]["generation"],
+        0,
+        "revoked only once the engine answers with a certificate of the new CA (none answers here)"
+    );
+    assert!(!api.take_events().iter().any(|(r, _)| r == "CredentialsRevoked"));
+}
+
+#[tokio::test]
+async fn revocation_stops_the_old_engine_even_when_no_new_pod_can_be_admitted() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    let placed = api.placed(&dsb).await;
+    api.with(|s| {
+        // the dry run and the create alike: the quota is full
+        let quota = (403, "pods \"web-engine\" is forbidden: exceeded quota: pods=1".to_string());
+        s.refuse.insert("POST pods".into(), quota.clone());
+        s.refuse.insert("PATCH pods/web-engine".into(), quota);
+    });
+    let mut revoked = placed;
+    revoked.spec.credentials.generation = 1;
+    api.take_calls();
+    api.reconcile(&revoked, config(true)).await.expect("revoke");
+    let pod_calls: Vec<String> = api.take_calls().into_iter().filter(|c| c.contains("pods")).collect();
+    assert!(pod_calls.iter().any(|c| c == "DELETE pods/web-engine"), "{pod_calls:?}");
+    assert!(!pod_calls.iter().any(|c| c == "POST pods"), "no dry run decides a revocation: {pod_calls:?}");
+    assert!(api.object("pods/web-engine").is_null(), "the engine trusting the revoked CA is gone");
+    // The new pod is refused by the quota: the reconcile fails (and is retried with backoff), and
+    // no engine trusting the old CA serves meanwhile.
+    let err = api.reconcile(&api.refreshed(&revoked), config(true)).await.expect_err("quota");
+    assert!(err.contains("exceeded quota"), "{err}");
+    assert!(api.object("pods/web-engine").is_null());
 }
 
 #[tokio::test]

@@ -118,3 +118,22 @@ log "operator RSS after $FLOOD labelled ~1 MiB Secrets: ${after} MiB (before: ${
 assert_eq "operator pods and restarts after the flood" "$operator_before" "$(operator_restarts)"
 sandbox_apply "$ns" after-flood
 wait_ready "$ns" after-flood
+
+# --- revocation fails closed: a full ResourceQuota (the dry run of a new pod is refused) does not
+# keep the engine that trusts the revoked CA; the status says revoked once the new engine answers.
+ns_new qns attacks-quota
+kubectl create quota pods -n "$qns" --hard=pods=1 >&2
+sandbox_apply "$qns" revoked
+wait_ready "$qns" revoked
+old_pod=$(pod_uid "$qns" revoked-engine)
+log "revoking with the quota full (pods=1, the engine is the one)"
+kubectl patch "$DSB" -n "$qns" revoked --type merge -p '{"spec":{"credentials":{"generation":1}}}' >&2
+old_engine_gone() { [[ "$(pod_uid "$qns" revoked-engine 2>/dev/null)" != "$old_pod" ]]; }
+wait_for 60 "the engine trusting the revoked CA is stopped" old_engine_gone || fail "the old engine kept running"
+revoked_on_new_engine() {
+  [[ "$(dsb_get "$qns" revoked '{.status.certificates.generation}/{.status.phase}')" == 1/Ready ]]
+}
+wait_for 180 "status.certificates.generation 1 and Ready on the new engine" revoked_on_new_engine ||
+  fail "not revoked: $(dsb_get "$qns" revoked '{.status.certificates.generation}/{.status.phase}')"
+wait_for 60 "Warning Event CredentialsRevoked" warning_event_exists "$qns" revoked CredentialsRevoked ||
+  fail "no CredentialsRevoked event"

@@ -103,10 +103,12 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
     let revoked = ca.before.as_ref().map(secret::generation).is_some_and(|g| g != wanted);
     if ca.issued && revoked {
         let note = format!(
-            "spec.credentials.generation is {wanted}: issued a new CA, server and client certificate; certificates issued before no longer work; clients must fetch the new client Secret {}",
+            "spec.credentials.generation is {wanted}: issued a new CA, server and client certificate; the engine that \
+             trusts the old CA is stopped now (CredentialsRevoked follows once the engine answers with the new CA); \
+             clients must fetch the new client Secret {}",
             names.client_secret
         );
-        t.warning(reason::CREDENTIALS_REVOKED, note).await;
+        t.normal(reason::CREDENTIALS_ROTATING, note).await;
     } else if ca.issued && (ca.replaced || live::<Secret>(t, &names.client_secret, false).await?.is_some()) {
         let note = format!(
             "the CA in Secret {} was missing, invalid or expiring, so a new CA was issued; clients must use the new client Secret {}",

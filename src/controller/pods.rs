@@ -10,7 +10,7 @@ use super::context::Target;
 use crate::crd::FIELD_MANAGER;
 use crate::crd::conditions::reason;
 use crate::error::{Error, Result};
-use crate::resources::pod::hash_of;
+use crate::resources::pod::{credentials_of, hash_of};
 
 /// What the engine pod is doing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +51,8 @@ pub enum Step {
     Recreate(String),
     /// The spec (or server certificate) changed: replace it, if the new pod would be admitted; why.
     Roll(String),
+    /// Its credentials were revoked: stop it now, whether or not a new pod can follow; why.
+    Revoke(String),
     /// It is the pod we want: read its state.
     Observe,
 }
@@ -68,6 +70,14 @@ pub fn decide(current: &Pod, desired: &Pod) -> Step {
             "the engine pod ended ({why}); recreating it, the volume keeps images and containers"
         ));
     }
+    if let (Some(have), Some(want)) = (credentials_of(current), credentials_of(desired))
+        && have != want
+    {
+        return Step::Revoke(format!(
+            "spec.credentials.generation is {want}: stopping the engine pod, which trusts the revoked CA of generation \
+             {have}; a new one follows, the volume keeps images and containers"
+        ));
+    }
     if hash_of(current) != hash_of(desired) {
         return Step::Roll(
             "the sandbox spec or its server certificate changed; recreating the engine pod, the volume keeps images and containers".into(),
@@ -81,7 +91,9 @@ pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
     let name = desired.name_any();
     let api = t.api::<Pod>();
     // Observing or waiting reads the cache; anything that writes looks at the live pod first.
-    let writes = |c: Option<&Pod>| c.is_none_or(|p| matches!(decide(p, desired), Step::Roll(_) | Step::Recreate(_)));
+    let writes = |c: Option<&Pod>| {
+        c.is_none_or(|p| matches!(decide(p, desired), Step::Roll(_) | Step::Recreate(_) | Step::Revoke(_)))
+    };
     let Some(current) = current(t, &name, false, writes).await? else {
         return create(t, desired).await;
     };
@@ -97,7 +109,8 @@ pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
             }),
             Ok(()) => replace(t, &name, why).await,
         },
-        Step::Recreate(why) => replace(t, &name, why).await,
+        // Fail closed: the old engine goes even when no new pod can be admitted (a full quota).
+        Step::Recreate(why) | Step::Revoke(why) => replace(t, &name, why).await,
         Step::Observe => Ok(state(&current)),
     }
 }

@@ -15,10 +15,10 @@ use super::context::{Context, Target};
 use super::engine::Wait;
 use super::facts::Source;
 use super::publish::publish_status;
-use super::status::{Observed, Outcome};
+use super::status::{Engine, Observed, Outcome};
 use super::{certs, engine, facts, network, pods, service, storage};
 use crate::crd::conditions::reason;
-use crate::crd::{DockerSandbox, Phase};
+use crate::crd::{CertificateStatus, DockerSandbox, Phase};
 use crate::error::{Error, Result};
 use crate::plan;
 
@@ -139,7 +139,30 @@ async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<(Observed, Wait)> {
     let storage = storage::ensure(t, &plan).await?;
     let network = network::ensure(t, &plan).await?;
     let (engine, wait) = engine::ensure(t, &plan, &tls).await?;
-    Ok((Observed { mode: plan.mode, class: plan.class, certificates: tls.status, storage, engine, network }, wait))
+    let certificates = revocation(t, tls.status, &engine).await;
+    Ok((Observed { mode: plan.mode, class: plan.class, certificates, storage, engine, network }, wait))
+}
+
+/// `status.certificates.generation` moves to a raised `spec.credentials.generation` only once the
+/// engine answers with a certificate of the new CA (the check verifies the server against it): until
+/// then the status says the old generation, and when it moves, a Warning Event says so.
+async fn revocation(t: &Target<'_>, mut certificates: CertificateStatus, engine: &Engine) -> CertificateStatus {
+    let status = t.ctx.last_published(t.dsb).or_else(|| t.dsb.status.clone());
+    let Some(before) = status.and_then(|s| s.certificates).map(|c| c.generation) else { return certificates };
+    if before == certificates.generation {
+        return certificates;
+    }
+    if matches!(engine, Engine::Answering(_)) {
+        let note = format!(
+            "the engine answers with a certificate of the new CA (spec.credentials.generation {}): certificates \
+             issued before no longer work; clients must fetch the new client Secret {}",
+            certificates.generation, t.names.client_secret
+        );
+        t.warning(reason::CREDENTIALS_REVOKED, note).await;
+    } else {
+        certificates.generation = before;
+    }
+    certificates
 }
 
 /// How often a Ready engine is asked over TLS whether it still answers (its pod's readiness is

@@ -85,7 +85,11 @@ pub mod reason {
     pub const ENGINE_CREATED: &str = "EngineCreated";
     /// Event: the engine pod is recreated (spec or certificate change, or it ended).
     pub const ENGINE_RECREATING: &str = "EngineRecreating";
-    /// Event: `spec.credentials.generation` was raised; every certificate was re-issued.
+    /// Event: `spec.credentials.generation` was raised: a new CA and certificates were issued and
+    /// the engine that trusts the old CA is being stopped.
+    pub const CREDENTIALS_ROTATING: &str = "CredentialsRotating";
+    /// Event: the engine answers with a certificate of the new CA: certificates issued before the
+    /// raised `spec.credentials.generation` no longer work.
     pub const CREDENTIALS_REVOKED: &str = "CredentialsRevoked";
     /// Event: a running engine was stopped because policy no longer allows it.
     pub const ENGINE_STOPPED: &str = "EngineStopped";

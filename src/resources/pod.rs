@@ -182,6 +182,7 @@ pub fn build(dsb: &DockerSandbox, plan: &Plan, server_cert: &str) -> Pod {
     if let Some(mode) = userns_annotation {
         annotations.insert(CRIO_USERNS_ANNOTATION.to_string(), mode.to_string());
     }
+    annotations.insert(CREDENTIALS_ANNOTATION.to_string(), plan.credentials_generation.to_string());
     metadata.annotations = Some(annotations);
     Pod { metadata, spec: Some(spec), status: None }
 }
@@ -197,6 +198,15 @@ fn hash(spec: &PodSpec, server_cert: &str, userns_annotation: Option<&str>) -> S
         h.update(mode.as_bytes());
     }
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Annotation on the engine pod: the `spec.credentials.generation` its certificates belong to. A
+/// pod of another generation trusts a revoked CA and is stopped at once, whatever else happens.
+pub const CREDENTIALS_ANNOTATION: &str = "dockersandbox.dev/credentials-generation";
+
+/// The credentials generation recorded on a pod, if any (pods made before it was recorded have none).
+pub fn credentials_of(pod: &Pod) -> Option<&str> {
+    pod.metadata.annotations.as_ref()?.get(CREDENTIALS_ANNOTATION).map(String::as_str)
 }
 
 /// The spec hash recorded on a pod, if any.
