@@ -122,6 +122,7 @@ wait_ready "$ns" after-flood
 # --- revocation fails closed: a full ResourceQuota (the dry run of a new pod is refused) does not
 # keep the engine that trusts the revoked CA; the status says revoked once the new engine answers.
 ns_new qns attacks-quota
+# shellcheck disable=SC2154  # qns is assigned by ns_new (printf -v), which shellcheck cannot follow
 kubectl create quota pods -n "$qns" --hard=pods=1 >&2
 sandbox_apply "$qns" revoked
 wait_ready "$qns" revoked
