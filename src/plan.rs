@@ -161,8 +161,10 @@ pub struct NetworkPlan {
     pub allow_dns: bool,
 }
 
-/// What egress denies when the class says nothing: link-local, where cloud metadata answers.
-pub const DEFAULT_EGRESS_DENY: &str = "169.254.0.0/16";
+/// What egress denies when the class says nothing: link-local (IPv4 and IPv6), where cloud metadata
+/// answers, and the IPv6 addresses of the AWS (`fd00:ec2::254`) and Google Cloud (`fd20:ce::254`)
+/// metadata services, which lie outside link-local.
+pub const DEFAULT_EGRESS_DENY: [&str; 4] = ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "fd20:ce::254/128"];
 
 /// Why a sandbox cannot be placed: a condition reason and a message that names the fix.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A tenant with `edit` in one namespace attacks the operator, as issue "No tenant can hurt the
 # operator or another tenant" tried them; each attack must fail without slowing anyone else:
+#  - the engine pod's labels, removed by the tenant, are put back (EngineRelabelled);
 #  - an impostor pod wearing the engine's labels (so it joins the engine's Service) serves the
 #    engine's own server certificate and an endless body on 2376: the operator checks the pod it
 #    owns (its IP), so it neither reads the impostor nor restarts; a sandbox created meanwhile is
@@ -30,6 +31,13 @@ ns_new ns attacks
 sandbox_apply "$ns" victim
 wait_ready "$ns" victim
 operator_before=$(operator_restarts)
+
+# --- the engine pod's labels are healed: without them it would leave its Service and NetworkPolicy
+log "removing the engine pod's instance label"
+kubectl label pod -n "$ns" victim-engine app.kubernetes.io/instance- >&2
+relabelled() { [[ "$(kubectl get pod -n "$ns" victim-engine -o 'jsonpath={.metadata.labels.app\.kubernetes\.io/instance}')" == victim ]]; }
+wait_for 60 "the engine pod's label put back" relabelled || fail "the engine pod's label was not put back"
+wait_for 60 "Warning Event EngineRelabelled" warning_event_exists "$ns" victim EngineRelabelled || fail "no EngineRelabelled event"
 
 # --- an impostor in the engine's Service
 selector=$(kubectl get svc -n "$ns" victim -o json | jq -c '.spec.selector')

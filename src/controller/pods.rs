@@ -2,7 +2,7 @@
 //! changed (most pod fields are immutable; the volume keeps the data), and reads its state.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use super::apply::{apply, current, delete};
@@ -111,8 +111,35 @@ pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
         },
         // Fail closed: the old engine goes even when no new pod can be admitted (a full quota).
         Step::Recreate(why) | Step::Revoke(why) => replace(t, &name, why).await,
-        Step::Observe => Ok(state(&current)),
+        Step::Observe => {
+            relabel(t, &current, desired).await?;
+            Ok(state(&current))
+        }
     }
+}
+
+/// Puts the engine pod's labels back if they were edited: its Service and its NetworkPolicy select
+/// it by them, so a pod without them would leave both (and its egress rules with them). Labels are
+/// mutable, so a merge patch of them is enough; nothing else of the pod is touched.
+async fn relabel(t: &Target<'_>, current: &Pod, desired: &Pod) -> Result<()> {
+    let have = current.labels();
+    let missing: Vec<&String> =
+        desired.labels().iter().filter(|(k, v)| have.get(*k) != Some(v)).map(|(k, _)| k).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let name = desired.name_any();
+    let patch = serde_json::json!({ "metadata": { "labels": desired.labels() } });
+    t.api::<Pod>()
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube("relabel", "Pod", &name))?;
+    let keys = missing.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
+    let note = format!(
+        "the engine pod's labels {keys} were edited; they were put back (its Service and NetworkPolicy select it by them)"
+    );
+    t.warning(reason::ENGINE_RELABELLED, note).await;
+    Ok(())
 }
 
 async fn replace(t: &Target<'_>, name: &str, why: String) -> Result<PodState> {

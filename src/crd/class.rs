@@ -119,8 +119,9 @@ impl Default for ClassNetwork {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ClassEgress {
-    /// CIDRs engines may not connect to. Unset: `[169.254.0.0/16]`, the link-local range where
-    /// cloud metadata endpoints answer; `[]` denies nothing.
+    /// CIDRs engines may not connect to. Unset: `[169.254.0.0/16, fe80::/10, fd00:ec2::254/128,
+    /// fd20:ce::254/128]`, the link-local ranges where cloud metadata endpoints answer and the IPv6
+    /// metadata addresses of AWS and Google Cloud; `[]` denies nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), inner(length(max = 43)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("network.egress.deny entries must be CIDRs such as 169.254.0.0/16"))]
@@ -133,7 +134,9 @@ pub struct ClassEgress {
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("network.egress.allow entries must be CIDRs such as 10.20.0.0/16"))]
     pub allow: Option<Vec<String>>,
 
-    /// With an allow-list, whether DNS (port 53, UDP and TCP) stays open to every address. Default true.
+    /// With an allow-list, whether engines may ask the cluster's DNS (port 53, UDP and TCP, to the
+    /// pods labelled `k8s-app=kube-dns` in `kube-system`, as CoreDNS is in kubeadm, kind and most
+    /// distributions); no other DNS server. Default true.
     #[serde(default = "yes", rename = "allowDNS")]
     pub allow_dns: bool,
 }

@@ -91,6 +91,9 @@ pub mod reason {
     /// Event: the engine answers with a certificate of the new CA: certificates issued before the
     /// raised `spec.credentials.generation` no longer work.
     pub const CREDENTIALS_REVOKED: &str = "CredentialsRevoked";
+    /// Event: the engine pod's labels were edited (its Service and NetworkPolicy select it by them);
+    /// they were put back.
+    pub const ENGINE_RELABELLED: &str = "EngineRelabelled";
     /// Event: a running engine was stopped because policy no longer allows it.
     pub const ENGINE_STOPPED: &str = "EngineStopped";
     /// Event: a new CA replaced a missing, invalid or expiring one.

@@ -249,7 +249,7 @@ impl ClassFacts {
         }
         let mut allow_from = n.allow_from.clone();
         allow_from.extend(spec.network.allow_from.iter().filter(|p| !n.allow_from.contains(p)).cloned());
-        let deny = n.egress.deny.clone().unwrap_or_else(|| vec![DEFAULT_EGRESS_DENY.to_string()]);
+        let deny = n.egress.deny.clone().unwrap_or_else(|| DEFAULT_EGRESS_DENY.map(String::from).to_vec());
         Ok(NetworkPlan {
             allow_from,
             operator_namespace: None,

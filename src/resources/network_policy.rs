@@ -47,7 +47,8 @@ pub fn describe(dsb: &DockerSandbox, plan: &Plan) -> NetworkStatus {
     let egress = match &n.egress_allow {
         None => format!("everywhere{denied}"),
         Some(allow) => {
-            let dns = if n.allow_dns { " and DNS (port 53)" } else { "" };
+            let dns =
+                if n.allow_dns { " and the cluster DNS (port 53 of k8s-app=kube-dns in kube-system)" } else { "" };
             let only = if allow.is_empty() { "nowhere".to_string() } else { allow.join(", ") };
             format!("only {only}{denied}{dns}")
         }
@@ -94,10 +95,27 @@ fn egress(n: &NetworkPlan) -> Vec<NetworkPolicyEgressRule> {
                 });
             }
             if n.allow_dns {
-                rules.push(NetworkPolicyEgressRule { to: None, ports: Some(vec![port(53, "UDP"), port(53, "TCP")]) });
+                rules.push(NetworkPolicyEgressRule {
+                    to: Some(vec![cluster_dns()]),
+                    ports: Some(vec![port(53, "UDP"), port(53, "TCP")]),
+                });
             }
             rules
         }
+    }
+}
+
+/// The cluster's DNS pods: `k8s-app=kube-dns` in `kube-system` (CoreDNS in kubeadm, kind and most
+/// distributions). A DNS server anywhere else is not reachable through the allow-list's exception.
+fn cluster_dns() -> NetworkPolicyPeer {
+    let labels = |k: &str, v: &str| LabelSelector {
+        match_labels: Some(BTreeMap::from([(k.to_string(), v.to_string())])),
+        ..LabelSelector::default()
+    };
+    NetworkPolicyPeer {
+        namespace_selector: Some(labels("kubernetes.io/metadata.name", "kube-system")),
+        pod_selector: Some(labels("k8s-app", "kube-dns")),
+        ..Default::default()
     }
 }
 
@@ -188,15 +206,20 @@ mod tests {
     fn default_egress_is_everywhere_but_link_local() {
         let dsb = minimal();
         let p = plan(&dsb);
-        assert_eq!(p.network.egress_deny, ["169.254.0.0/16"], "the default without a class setting");
+        let deny = ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "fd20:ce::254/128"];
+        assert_eq!(p.network.egress_deny, deny, "the default without a class setting");
         let egress = build(&dsb, &p).spec.expect("spec").egress.expect("egress");
         assert_eq!(egress.len(), 1);
         let to = egress[0].to.as_ref().expect("to");
         let v4 = to[0].ip_block.as_ref().expect("v4");
         assert_eq!((v4.cidr.as_str(), v4.except.clone()), ("0.0.0.0/0", Some(vec!["169.254.0.0/16".to_string()])));
         let v6 = to[1].ip_block.as_ref().expect("v6");
-        assert_eq!((v6.cidr.as_str(), v6.except.clone()), ("::/0", None), "a v4 range is no v6 exception");
-        assert_eq!(describe(&dsb, &p).egress, "everywhere except 169.254.0.0/16");
+        let v6_deny = deny[1..].iter().map(|d| d.to_string()).collect();
+        assert_eq!((v6.cidr.as_str(), v6.except.clone()), ("::/0", Some(v6_deny)), "IPv6 link-local and metadata");
+        assert_eq!(
+            describe(&dsb, &p).egress,
+            "everywhere except 169.254.0.0/16, fe80::/10, fd00:ec2::254/128, fd20:ce::254/128"
+        );
     }
 
     #[test]
@@ -211,7 +234,10 @@ mod tests {
         let b = to[0].ip_block.as_ref().expect("block");
         assert_eq!((b.cidr.as_str(), b.except.clone()), ("10.20.0.0/16", Some(vec!["10.20.5.0/24".to_string()])));
         assert_eq!(egress[1].ports.as_ref().map(Vec::len), Some(2), "DNS over UDP and TCP");
-        assert!(egress[1].to.is_none());
+        let dns = &egress[1].to.as_ref().expect("only to the cluster DNS")[0];
+        let pods = dns.pod_selector.as_ref().and_then(|s| s.match_labels.clone()).expect("pods");
+        let ns = dns.namespace_selector.as_ref().and_then(|s| s.match_labels.clone()).expect("namespace");
+        assert_eq!((pods["k8s-app"].as_str(), ns["kubernetes.io/metadata.name"].as_str()), ("kube-dns", "kube-system"));
         p.network.allow_dns = false;
         p.network.egress_allow = Some(vec![]);
         let egress = build(&dsb, &p).spec.expect("spec").egress.expect("egress");
