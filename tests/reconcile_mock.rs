@@ -858,7 +858,7 @@ async fn the_engine_gets_a_network_policy_that_is_put_back_when_edited() {
     assert_eq!(from[1], json!({"namespaceSelector": {"matchLabels": {"team": "ci"}}}));
     assert_eq!(np["spec"]["egress"][0]["to"][0]["ipBlock"]["except"], json!(["169.254.0.0/16"]));
     let status = &api.object("dockersandboxes/web")["status"]["network"];
-    assert_eq!(status["egress"], "everywhere except 169.254.0.0/16");
+    assert_eq!(status["egress"], "everywhere except 169.254.0.0/16, fe80::/10, fd00:ec2::254/128, fd20:ce::254/128");
     api.with(|s| {
         s.objects.get_mut("networkpolicies/web-engine").expect("np")["spec"]["ingress"][0]["from"] =
             json!([{"namespaceSelector": {}}]);

@@ -2,7 +2,7 @@
 
 use std::fmt::Debug;
 
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::NamespaceResourceScope;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -159,16 +159,23 @@ fn looks_like_quantity(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_digit())
 }
 
-/// Deletes a child of the target; one that is already gone is fine.
-pub async fn delete<K>(t: &Target<'_>, name: &str) -> Result<()>
+/// Deletes the child `obj` of the target, that very object: the request carries its UID as a
+/// precondition, so an object that took its name meanwhile (someone else's) is never deleted. One
+/// that is already gone, or replaced, is fine: the next reconcile looks again.
+pub async fn delete<K>(t: &Target<'_>, obj: &K) -> Result<()>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
-    t.ctx.recent.wrote(&K::kind(&()), &t.names.namespace, name);
-    match t.api::<K>().delete(name, &DeleteParams::background()).await {
+    let name = obj.name_any();
+    t.ctx.recent.wrote(&K::kind(&()), &t.names.namespace, &name);
+    let params = DeleteParams {
+        preconditions: obj.uid().map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
+        ..DeleteParams::background()
+    };
+    match t.api::<K>().delete(&name, &params).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::kube("delete", K::kind(&()), name)(e)),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(Error::kube("delete", K::kind(&()), &name)(e)),
     }
 }
 

@@ -107,10 +107,10 @@ pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
                     "the spec change cannot be applied: the API server would refuse the new engine pod ({refused}); the running engine is kept until the spec is fixed"
                 ),
             }),
-            Ok(()) => replace(t, &name, why).await,
+            Ok(()) => replace(t, &current, why).await,
         },
         // Fail closed: the old engine goes even when no new pod can be admitted (a full quota).
-        Step::Recreate(why) | Step::Revoke(why) => replace(t, &name, why).await,
+        Step::Recreate(why) | Step::Revoke(why) => replace(t, &current, why).await,
         Step::Observe => {
             relabel(t, &current, desired).await?;
             Ok(state(&current))
@@ -142,8 +142,8 @@ async fn relabel(t: &Target<'_>, current: &Pod, desired: &Pod) -> Result<()> {
     Ok(())
 }
 
-async fn replace(t: &Target<'_>, name: &str, why: String) -> Result<PodState> {
-    delete::<Pod>(t, name).await?;
+async fn replace(t: &Target<'_>, current: &Pod, why: String) -> Result<PodState> {
+    delete(t, current).await?;
     t.normal(reason::ENGINE_RECREATING, why.clone()).await;
     Ok(PodState::Waiting(why))
 }
@@ -179,7 +179,7 @@ pub async fn stop(t: &Target<'_>, why: &str) -> Result<()> {
     if pod.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
-    delete::<Pod>(t, &t.names.pod).await?;
+    delete(t, &pod).await?;
     let note = format!(
         "stopped the engine pod {}, which policy no longer allows; the volume keeps its data: {why}",
         t.names.pod
