@@ -235,9 +235,17 @@ pub struct ClassService {
     #[schemars(length(max = 3))]
     pub allowed_types: Vec<ServiceType>,
 
-    /// Whether sandboxes may set `spec.service.annotations`. Default false.
+    /// Whether sandboxes may set any `spec.service.annotations`. Default false. Prefer
+    /// `allowedAnnotations`, which names the keys.
     #[serde(default)]
     pub allow_annotations: bool,
+
+    /// Annotation keys sandboxes may set in `spec.service.annotations`, each a key or a prefix
+    /// ending in `*` (`service.beta.kubernetes.io/aws-load-balancer-internal`,
+    /// `external-dns.alpha.kubernetes.io/*`). Any other key is refused (unless `allowAnnotations`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 253)))]
+    pub allowed_annotations: Vec<String>,
 }
 
 /// Storage settings of a class.

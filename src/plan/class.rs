@@ -164,11 +164,23 @@ impl ClassFacts {
                 ),
             ));
         }
-        if !spec.service.annotations.is_empty() && !s.allow_annotations {
+        let key_allowed = |key: &str| {
+            s.allow_annotations
+                || s.allowed_annotations.iter().any(|a| match a.strip_suffix('*') {
+                    Some(prefix) => key.starts_with(prefix),
+                    None => key == a,
+                })
+        };
+        if let Some(key) = spec.service.annotations.keys().find(|k| !key_allowed(k)) {
+            let allowed = if s.allowed_annotations.is_empty() {
+                "no Service annotations".to_string()
+            } else {
+                format!("only {}", s.allowed_annotations.join(", "))
+            };
             return Err(refuse(
                 reason::SERVICE_NOT_ALLOWED,
                 format!(
-                    "spec.service.annotations are set, but DockerSandboxClass {} does not allow Service annotations",
+                    "spec.service.annotations.{key} is not allowed by DockerSandboxClass {}: it allows {allowed}",
                     self.name
                 ),
             ));
@@ -486,7 +498,23 @@ mod tests {
         assert!(r.message.contains("LoadBalancer") && r.message.contains("[ClusterIP]"), "{}", r.message);
         dsb.spec.service = ServiceSpec { annotations: labels(&[("a", "b")]), ..ServiceSpec::default() };
         let r = strict().service(&dsb.spec).expect_err("refused");
-        assert!(r.message.contains("does not allow Service annotations"), "{}", r.message);
+        assert_eq!(
+            r.message,
+            "spec.service.annotations.a is not allowed by DockerSandboxClass strict: it allows no Service annotations"
+        );
+        let mut spec = DockerSandboxClassSpec::default();
+        spec.service.allowed_annotations = vec!["external-dns.alpha.kubernetes.io/*".into(), "lb/internal".into()];
+        let c = class(spec);
+        dsb.spec.service.annotations =
+            labels(&[("external-dns.alpha.kubernetes.io/hostname", "x"), ("lb/internal", "1")]);
+        assert!(c.service(&dsb.spec).is_ok(), "keys and prefixes the class lists");
+        dsb.spec.service.annotations = labels(&[("lb/internal", "1"), ("service.kubernetes.io/topology-mode", "auto")]);
+        let r = c.service(&dsb.spec).expect_err("an unlisted key");
+        assert_eq!(
+            r.message,
+            "spec.service.annotations.service.kubernetes.io/topology-mode is not allowed by DockerSandboxClass strict: \
+             it allows only external-dns.alpha.kubernetes.io/*, lb/internal"
+        );
     }
 
     #[test]
