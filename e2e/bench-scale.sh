@@ -73,8 +73,8 @@ metadata:
 spec:
   taints: [{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]
 status:
-  allocatable: {cpu: "1000", memory: 4Ti, pods: "1000"}
-  capacity: {cpu: "1000", memory: 4Ti, pods: "1000"}
+  allocatable: {cpu: "1000", memory: 4Ti, pods: "1000", ephemeral-storage: 1Pi}
+  capacity: {cpu: "1000", memory: 4Ti, pods: "1000", ephemeral-storage: 1Pi}
 ---
 YAML
 done | kubectl apply -f - >/dev/null

@@ -261,6 +261,11 @@ pub struct ClassStorage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_size: Option<Quantity>,
 
+    /// Largest `spec.storage.size` of an `Ephemeral` engine: the node disk it may fill (its pod
+    /// requests and is limited to that much `ephemeral-storage`). Unset: `maxSize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ephemeral_size: Option<Quantity>,
+
     /// Storage types sandboxes may use. Empty: both.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 2))]

@@ -204,12 +204,19 @@ impl ClassFacts {
                 ),
             ));
         }
-        if let Some(max) = &st.max_size
+        let ephemeral = spec.storage.kind == StorageType::Ephemeral;
+        let cap =
+            if ephemeral { st.max_ephemeral_size.as_ref().or(st.max_size.as_ref()) } else { st.max_size.as_ref() };
+        if let Some(max) = cap
             && quantity::parse(&max.0).is_none_or(|m| quantity::parse(size).is_none_or(|v| v > m))
         {
+            let which = if ephemeral { "an Ephemeral engine" } else { "a volume" };
             return Err(refuse(
                 reason::STORAGE_NOT_ALLOWED,
-                format!("spec.storage.size {size} is above the {} that DockerSandboxClass {} allows", max.0, self.name),
+                format!(
+                    "spec.storage.size {size} is above the {} that DockerSandboxClass {} allows for {which}",
+                    max.0, self.name
+                ),
             ));
         }
         match (&st.storage_class_name, &spec.storage.storage_class_name) {
@@ -527,7 +534,10 @@ mod tests {
         let mut dsb = minimal();
         assert_eq!(c.storage(&dsb.spec, "20Gi"), Ok(Some("fast".into())), "the class's StorageClass");
         let r = c.storage(&dsb.spec, "200Gi").expect_err("too big");
-        assert_eq!(r.message, "spec.storage.size 200Gi is above the 100Gi that DockerSandboxClass strict allows");
+        assert_eq!(
+            r.message,
+            "spec.storage.size 200Gi is above the 100Gi that DockerSandboxClass strict allows for a volume"
+        );
         dsb.spec.storage.storage_class_name = Some("slow".into());
         let r = c.storage(&dsb.spec, "20Gi").expect_err("other class");
         assert_eq!(r.reason, "StorageNotAllowed");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction, PersistentVolumeClaimVolumeSource, Pod,
-    PodSpec, Probe, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    PodSpec, Probe, ResourceRequirements, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use sha2::{Digest, Sha256};
@@ -93,7 +93,7 @@ fn container(plan: &Plan) -> Container {
             protocol: Some("TCP".to_string()),
             ..ContainerPort::default()
         }]),
-        resources: plan.resources.clone(),
+        resources: resources(plan),
         security_context: matches!(plan.mode, Mode::Privileged)
             .then(|| SecurityContext { privileged: Some(true), ..SecurityContext::default() }),
         // Startup is polled every second (up to 3 minutes), so Ready follows dockerd closely.
@@ -111,6 +111,21 @@ fn container(plan: &Plan) -> Container {
         ]),
         ..Container::default()
     }
+}
+
+/// The plan's resources; an Ephemeral engine also requests and is limited to its size of
+/// `ephemeral-storage` (its /var/lib/docker lives on the node's disk): the scheduler counts it and
+/// the kubelet evicts an engine that writes more.
+fn resources(plan: &Plan) -> Option<ResourceRequirements> {
+    let mut r = plan.resources.clone();
+    if plan.storage.ephemeral {
+        let r = r.get_or_insert_with(ResourceRequirements::default);
+        let size = Quantity(plan.storage.size.clone());
+        for map in [&mut r.requests, &mut r.limits] {
+            map.get_or_insert_with(BTreeMap::new).entry("ephemeral-storage".into()).or_insert_with(|| size.clone());
+        }
+    }
+    r
 }
 
 fn volumes(names: &Names, plan: &Plan) -> Vec<Volume> {
@@ -329,6 +344,11 @@ spec:
         assert_eq!(s.tolerations.as_ref().map(Vec::len), Some(1));
         let data = &s.volumes.as_ref().expect("volumes")[0];
         assert_eq!(data.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()).map(|q| q.0.as_str()), Some("8Gi"));
+        let r = c.resources.as_ref().expect("resources");
+        for map in [&r.requests, &r.limits] {
+            let disk = map.as_ref().and_then(|m| m.get("ephemeral-storage")).map(|q| q.0.as_str());
+            assert_eq!(disk, Some("8Gi"), "an Ephemeral engine asks for and is held to its size of node disk");
+        }
         let env = c.env.as_ref().expect("env");
         assert!(env.iter().any(|e| e.name == "DOCKERSANDBOX_MTU" && e.value.as_deref() == Some("1400")));
         let daemon = env.iter().find(|e| e.name == "DOCKERSANDBOX_DAEMON_JSON").and_then(|e| e.value.clone());
