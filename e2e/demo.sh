@@ -74,7 +74,7 @@ export PATH="$CARGO_TARGET_DIR/release:$PATH"
 command -v docker >/dev/null 2>&1 || PATH="$(dirname "$(bash "$E2E_DIR/tools/install-docker-cli.sh" | tail -n 1)"):$PATH"
 # a tunnel left by an earlier demo would hold the context's port
 kubectl dsb disconnect "$NAME" -n "$NS" >/dev/null 2>&1 || true
-say "kubectl dsb connect $NAME -n $NS --background (certificates, docker context dsb-$NS-$NAME, a tunnel if needed)"
+say "kubectl dsb connect $NAME -n $NS --background (certificates, docker context dsb-$NS.$NAME, a tunnel if needed)"
 kubectl dsb connect "$NAME" -n "$NS" --background ${PORT:+--port "$PORT"}
 
 cat <<EOT
@@ -83,5 +83,5 @@ In the cluster, clients use the endpoint from status: DOCKER_HOST=$(kubectl -n "
 From this machine, put the plugin on PATH (export PATH=$CARGO_TARGET_DIR/release:\$PATH) and use the context,
 or eval "\$(kubectl dsb env $NAME -n $NS)". A tunnel, if one runs, stops with: kubectl dsb disconnect $NAME -n $NS
 EOT
-say "docker --context dsb-$NS-$NAME version"
-docker --context "dsb-$NS-$NAME" version
+say "docker --context dsb-$NS.$NAME version"
+docker --context "dsb-$NS.$NAME" version

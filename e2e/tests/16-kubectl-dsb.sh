@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `kubectl dsb`, the plugin, from this machine (not from a pod): `connect` writes the certificates and
-# the docker context dsb-NS-NAME and tunnels every client connection through its own port-forward
+# the docker context dsb-NS.NAME and tunnels every client connection through its own port-forward
 # stream. Through that tunnel: 100 consecutive and 10 concurrent `docker run --rm`, `docker build`,
 # `docker load`, `docker exec`, an attached stdin run; a client killed mid-stream leaves the tunnel
 # serving the next; after `connect` stops and starts again the same context works. Plus `ls`,
@@ -26,7 +26,7 @@ log "plugin $plugin, $("$DOCKER" --version)"
 
 ns_new ns dsb
 name=box
-ctx="dsb-$ns-$name"
+ctx="dsb-$ns.$name"
 sandbox_apply "$ns" "$name"
 # an image the class does not allow: never Ready, with a reason to quote
 sandbox_apply "$ns" bad "  image: example.invalid/not-allowed:1"

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug, PartialEq, Eq)]
 #[command(name = "kubectl-dsb", bin_name = "kubectl dsb", version, propagate_version = true)]
 #[command(after_help = "Examples:\n  kubectl dsb ls -A\n  kubectl dsb connect web -n team-a\n  \
-    docker --context dsb-team-a-web run --rm hello-world\n  eval \"$(kubectl dsb env web -n team-a)\"")]
+    docker --context dsb-team-a.web run --rm hello-world\n  eval \"$(kubectl dsb env web -n team-a)\"")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -36,7 +36,7 @@ pub struct Global {
 /// The subcommands.
 #[derive(Subcommand, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Fetch the client certificate, write the docker context `dsb-NS-NAME` and, when the engine is
+    /// Fetch the client certificate, write the docker context `dsb-NS.NAME` and, when the engine is
     /// not reachable directly, serve a local tunnel to it until interrupted.
     Connect(ConnectArgs),
     /// Stop a `connect --background` of this sandbox (the docker context stays).

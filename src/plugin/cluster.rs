@@ -106,7 +106,7 @@ impl Cluster {
 pub fn ready_condition(dsb: &DockerSandbox) -> String {
     let conditions = dsb.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     match conditions.iter().find(|c| c.type_ == READY) {
-        Some(c) => format!("Ready={}, {}: {}", c.status, c.reason, c.message),
+        Some(c) => super::printable(&format!("Ready={}, {}: {}", c.status, c.reason, c.message)),
         None => "Ready condition is not set yet (is the operator running? `kubectl describe dsb` shows events)".into(),
     }
 }

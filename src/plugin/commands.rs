@@ -118,7 +118,7 @@ pub fn table(items: &[DockerSandbox], with_namespace: bool, now: jiff::Timestamp
     for dsb in items {
         let status = dsb.status.clone().unwrap_or_default();
         let dash = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
-        rows.push(vec![
+        let cells = [
             dsb.metadata.namespace.clone().unwrap_or_default(),
             dsb.metadata.name.clone().unwrap_or_default(),
             dash(status.phase.map(|p| p.as_str().to_string())),
@@ -126,7 +126,8 @@ pub fn table(items: &[DockerSandbox], with_namespace: bool, now: jiff::Timestamp
             dash(status.endpoint),
             dash(status.docker_version),
             dsb.metadata.creation_timestamp.as_ref().map_or("-".into(), |t| age(now, t.0)),
-        ]);
+        ];
+        rows.push(cells.iter().map(|cell| super::printable(cell)).collect());
     }
     let skip = usize::from(!with_namespace);
     let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
@@ -176,7 +177,7 @@ pub async fn logs(global: &Global, args: &LogsArgs) -> Result<()> {
     let mut lines = stream.lines();
     let mut stdout = std::io::stdout().lock();
     while let Some(line) = lines.try_next().await.map_err(|e| Error::Other(format!("reading the log: {e}")))? {
-        if writeln!(stdout, "{line}").is_err() {
+        if writeln!(stdout, "{}", super::printable(&line)).is_err() {
             break; // e.g. `| head`
         }
     }

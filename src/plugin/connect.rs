@@ -205,7 +205,7 @@ async fn background(global: &Global, target: &Target) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let cluster = Cluster::new(global).await?;
     let local = Local::of(&cluster.namespace, &target.name)?;
-    fs::create_dir_all(&local.dir).map_err(io("cannot create", &local.dir))?;
+    super::files::private_dir(&local.dir)?;
     let log_path = local.log_file();
     let log = fs::File::create(&log_path).map_err(io("cannot write", &log_path))?;
     let err_log = log.try_clone().map_err(io("cannot write", &log_path))?;

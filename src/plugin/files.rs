@@ -61,15 +61,18 @@ pub fn cert_dir(docker_config: &Path, namespace: &str, name: &str) -> PathBuf {
     docker_config.join("dsb").join(namespace).join(name)
 }
 
-/// The docker context of a sandbox: `dsb-NAMESPACE-NAME`.
+/// The docker context of a sandbox: `dsb-NAMESPACE.NAME`. Neither a namespace nor a sandbox name
+/// can hold a `.`, so no two sandboxes share a context (`dsb-a-b-c` was both `a-b/c` and `a/b-c`).
 pub fn context_name(namespace: &str, name: &str) -> String {
-    format!("dsb-{namespace}-{name}")
+    format!("dsb-{namespace}.{name}")
 }
 
-/// Creates `dir` (mode 0700) when missing.
-fn private_dir(dir: &Path) -> Result<()> {
+/// Creates `dir` and every missing parent with mode 0700: the certificates and keys below are the
+/// tenant's credentials.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     if !dir.is_dir() {
-        fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io("cannot create", dir))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io("cannot chmod", dir))?;
     }
     Ok(())
@@ -233,7 +236,8 @@ mod tests {
     fn context_is_written_where_the_docker_cli_looks() {
         let cfg = tempdir("context");
         let name = context_name("team-a", "web");
-        assert_eq!(name, "dsb-team-a-web");
+        assert_eq!(name, "dsb-team-a.web");
+        assert_ne!(context_name("a-b", "c"), context_name("a", "b-c"), "no two sandboxes share a context");
         write_context(&cfg, &name, "tcp://127.0.0.1:12376", "DockerSandbox team-a/web", &certs()).expect("writes");
         // the directory `docker context create dsb-a-b` made (docker 28.2.2)
         assert_eq!(context_id("dsb-a-b"), "6562089c1258acee2c16e2e53191b5b7459a81440bac0dbc9debdd10e2315c1f");
@@ -242,7 +246,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&meta).expect("json");
         assert_eq!(
             v,
-            serde_json::json!({"Name": "dsb-team-a-web", "Metadata": {"Description": "DockerSandbox team-a/web"},
+            serde_json::json!({"Name": "dsb-team-a.web", "Metadata": {"Description": "DockerSandbox team-a/web"},
                 "Endpoints": {"docker": {"Host": "tcp://127.0.0.1:12376", "SkipTLSVerify": false}}})
         );
         let tls = cfg.join("contexts/tls").join(context_id(&name)).join("docker");

@@ -21,6 +21,13 @@ pub mod tunnel;
 
 use cli::{Cli, Command};
 
+/// `s` without control characters (tabs kept): text that comes from an engine or a status (a
+/// tenant's dockerd log, a condition quoting it) cannot move the cursor, recolour or rewrite the
+/// terminal it is printed to.
+pub fn printable(s: &str) -> String {
+    s.chars().filter(|c| *c == '\t' || !c.is_control()).collect()
+}
+
 /// Runs one `kubectl dsb` command.
 pub async fn run(cli: Cli) -> error::Result<()> {
     let g = &cli.global;
@@ -35,5 +42,13 @@ pub async fn run(cli: Cli) -> error::Result<()> {
             commands::completion(args);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        assert_eq!(super::printable("ok\u{1b}]0;pwned\u{7}\r\x08\tnext\u{9b}2J"), "ok]0;pwned\tnext2J");
     }
 }
