@@ -2,7 +2,7 @@
 # e2e: serial
 # Each engine's NetworkPolicy: port 2376 open only to the sandbox's own namespace (and what
 # allowFrom adds), egress everywhere but what the class denies (by default link-local, where cloud
-# metadata answers). The objects are checked on any cluster; what the traffic does is checked where
+# metadata answers), with an allow-list DNS only to the cluster DNS. The objects are checked on any cluster; what the traffic does is checked where
 # the cluster enforces NetworkPolicy (this repository's local cluster does, with
 # kube-network-policies); elsewhere that part is skipped with the reason.
 # Serial: it creates cluster-scoped classes; every address it connects to is a pod it created.
@@ -25,7 +25,7 @@ busybox_pod() {
 }
 
 # A class of its own: no extra peers; egress denies link-local and, later, the test's own listener.
-class_apply() {  # class_apply DENY_JSON_LIST
+class_apply() {  # class_apply DENY_JSON_LIST [ALLOW_JSON_LIST]
   kubectl apply -f - >&2 <<YAML
 apiVersion: dockersandbox.dev/v1alpha1
 kind: DockerSandboxClass
@@ -36,6 +36,7 @@ spec:
   network:
     egress:
       deny: $1
+${2:+      allow: $2}
 YAML
 }
 on_exit kubectl delete "$DSB_CLASS" "$class" --ignore-not-found
@@ -85,7 +86,22 @@ denied() { ! nested_reaches; }
 wait_for 90 "the class's deny of $lip/32 blocks the nested container" denied || fail "the deny did not take effect"
 class_apply '["169.254.0.0/16"]'
 wait_for 90 "allowed again once the class lifts the deny" nested_reaches || fail "the listener stayed unreachable"
-log "network isolation enforced: ingress from other namespaces refused, allowFrom opens it, class egress deny applies to nested containers"
+# an allow-list's DNS exception reaches the cluster DNS only: a DNS port anywhere else stays closed
+busybox_pod "$target" dns53 'trap "exit 0" TERM; while true; do (echo hello | nc -l -p 53 >/dev/null 2>&1 || sleep 1) & wait $!; done'
+dip=$(kubectl get pod -n "$target" dns53 -o 'jsonpath={.status.podIP}')
+nested_dns53() { cdocker "$other" client run --rm "$E2E_NESTED_IMAGE" nc -w 3 "$dip" 53 </dev/null; }
+wait_for 60 "a nested container reaches $dip:53 (no allow-list yet)" nested_dns53 || fail "cannot reach $dip:53 before the allow-list"
+class_apply '["169.254.0.0/16"]' '["192.0.2.0/24"]'
+dns53_closed() { ! nested_dns53; }
+wait_for 90 "with an allow-list, port 53 outside the cluster DNS is closed" dns53_closed ||
+  fail "an allow-list's DNS exception let a nested container reach $dip:53"
+nested_resolves() { cdocker "$other" client run --rm "$E2E_NESTED_IMAGE" nslookup kubernetes.default.svc.cluster.local; }
+if cdocker "$other" client run --rm "$E2E_NESTED_IMAGE" sh -c 'command -v nslookup' >/dev/null 2>&1; then
+  retry 10 nested_resolves >/dev/null || fail "with an allow-list, a nested container cannot ask the cluster DNS"
+  log "ok: the cluster DNS still answers nested containers"
+fi
+class_apply '["169.254.0.0/16"]'
+log "network isolation enforced: ingress from other namespaces refused, allowFrom opens it, class egress deny applies to nested containers, an allow-list's DNS goes to the cluster DNS only"
 
 # --- the chart's NetworkPolicy for the operator itself (networkPolicy.enabled, off by default):
 # metrics only from networkPolicy.metricsFrom; egress only to the API server, engines and DNS,
