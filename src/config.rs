@@ -167,7 +167,17 @@ pub struct Config {
     pub operator_namespace: Option<String>,
 }
 
+/// Where CA keys live when the operator does not know its own namespace (`POD_NAMESPACE` unset:
+/// a developer's `cargo run`); the chart always sets it.
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "dockersandbox-system";
+
 impl Config {
+    /// The operator's namespace, where the sandboxes' CA keys are kept (tenants cannot read them
+    /// there).
+    pub fn ca_namespace(&self) -> &str {
+        self.operator_namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(DEFAULT_OPERATOR_NAMESPACE)
+    }
+
     /// The watched namespaces, without empty entries; empty means all namespaces.
     pub fn watched_namespaces(&self) -> Vec<String> {
         self.namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect()

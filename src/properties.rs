@@ -147,7 +147,7 @@ proptest! {
         if let Some(claim) = pvc::build(&dsb, &plan) {
             prop_assert!(meta_is_valid(&claim.metadata).is_ok(), "{:?}", meta_is_valid(&claim.metadata));
         }
-        for s in [secret::ca(&dsb, &pem, plan.credentials_generation), secret::server(&dsb, "CA", &pem), secret::client(&dsb, "CA", &pem)] {
+        for s in [secret::ca(&dsb, &pem.cert, plan.credentials_generation), secret::ca_key(&dsb, &pem, 1, "ops"), secret::server(&dsb, "CA", &pem), secret::client(&dsb, "CA", &pem)] {
             prop_assert!(meta_is_valid(&s.metadata).is_ok(), "{:?}", meta_is_valid(&s.metadata));
         }
         let np = crate::resources::network_policy::build(&dsb, &plan);

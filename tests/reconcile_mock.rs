@@ -258,10 +258,13 @@ async fn first_reconcile_creates_every_child_in_pipeline_order() {
         // Service first: its ClusterIP goes into the server certificate.
         "GET services/web",
         "PATCH services/web",
-        // CA, then whether a client Secret already existed (it did not: no CARegenerated warning).
+        // The CA key (in the operator's namespace), then whether a client Secret already existed
+        // (it did not: no CARegenerated warning), then the public CA certificate.
+        "GET secrets/ca-team-a-u1",
+        "PATCH secrets/ca-team-a-u1",
+        "GET secrets/web-client",
         "GET secrets/web-ca",
         "PATCH secrets/web-ca",
-        "GET secrets/web-client",
         "GET secrets/web-server",
         "PATCH secrets/web-server",
         "POST events",
@@ -293,7 +296,11 @@ async fn first_reconcile_creates_every_child_in_pipeline_order() {
     assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], "u1");
     let server_keys = api.object("secrets/web-server")["data"].as_object().map(|d| d.len());
     assert_eq!(server_keys, Some(3), "ca.pem, cert.pem, key.pem and no CA key");
-    assert!(api.object("secrets/web-ca")["data"].get("ca-key.pem").is_some());
+    assert!(api.object("secrets/web-ca")["data"].get("ca-key.pem").is_none(), "the tenant's NAME-ca has no key");
+    let key = api.object("secrets/ca-team-a-u1");
+    assert!(key["data"].get("ca-key.pem").is_some());
+    assert_eq!(key["metadata"]["namespace"], "dockersandbox-system");
+    assert_eq!(key["data"]["ca.pem"], api.object("secrets/web-ca")["data"]["ca.pem"]);
     assert!(api.object("persistentvolumeclaims/web-docker")["metadata"].get("ownerReferences").is_none(), "Retain");
 
     let status = &api.object("dockersandboxes/web")["status"];
@@ -739,6 +746,27 @@ async fn revocation_stops_the_old_engine_even_when_no_new_pod_can_be_admitted() 
     let err = api.reconcile(&api.refreshed(&revoked), config(true)).await.expect_err("quota");
     assert!(err.contains("exceeded quota"), "{err}");
     assert!(api.object("pods/web-engine").is_null());
+}
+
+#[tokio::test]
+async fn a_ca_key_kept_in_the_tenants_namespace_is_moved_without_changing_the_ca() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    let placed = api.placed(&dsb).await;
+    let (ca_cert, client) = (api.object("secrets/web-ca")["data"]["ca.pem"].clone(), api.object("secrets/web-client"));
+    // As an operator before the move left it: the key in NAME-ca, nothing in its own namespace.
+    api.with(|s| {
+        let key = s.objects.remove("secrets/ca-team-a-u1").expect("key");
+        s.objects.get_mut("secrets/web-ca").expect("ca")["data"]["ca-key.pem"] = key["data"]["ca-key.pem"].clone();
+    });
+    api.take_events();
+    api.reconcile(&api.refreshed(&placed), config(true)).await.expect("migrate");
+    let key = api.object("secrets/ca-team-a-u1");
+    assert_eq!(key["data"]["ca.pem"], ca_cert, "the same CA, now in the operator's namespace");
+    assert!(api.object("secrets/web-ca")["data"].get("ca-key.pem").is_none(), "the key is gone from NAME-ca");
+    assert_eq!(api.object("secrets/web-ca")["data"]["ca.pem"], ca_cert);
+    assert_eq!(api.object("secrets/web-client"), client, "the tenant's client certificate still works");
+    assert_eq!(api.take_events(), events(&[("CAKeyMoved", "Normal")]), "no CARegenerated, nothing reissued");
 }
 
 #[tokio::test]

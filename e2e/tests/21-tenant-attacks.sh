@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A tenant with `edit` in one namespace attacks the operator, as issue "No tenant can hurt the
 # operator or another tenant" tried them; each attack must fail without slowing anyone else:
+#  - no Secret the tenant can read holds a CA key: it is in the operator's namespace (ca-NS-UID),
+#    which a tenant with `edit` cannot read, and it goes when the sandbox goes (no finalizer);
 #  - the engine pod's labels, removed by the tenant, are put back (EngineRelabelled);
 #  - an impostor pod wearing the engine's labels (so it joins the engine's Service) serves the
 #    engine's own server certificate and an endless body on 2376: the operator checks the pod it
@@ -31,6 +33,23 @@ ns_new ns attacks
 sandbox_apply "$ns" victim
 wait_ready "$ns" victim
 operator_before=$(operator_restarts)
+
+# --- no CA key where a tenant can read it
+for secret in victim-ca victim-server victim-client; do
+  assert_eq "Secret $secret holds no CA key" "" "$(kubectl get secret -n "$ns" "$secret" -o 'jsonpath={.data.ca-key\.pem}')"
+done
+key="ca-$ns-$(dsb_get "$ns" victim '{.metadata.uid}')"
+[[ -n "$(kubectl get secret -n "$E2E_OPERATOR_NAMESPACE" "$key" -o 'jsonpath={.data.ca-key\.pem}')" ]] ||
+  fail "no CA key Secret $key in the operator's namespace $E2E_OPERATOR_NAMESPACE"
+assert_eq "the CA key's certificate is the sandbox's CA" \
+  "$(kubectl get secret -n "$ns" victim-ca -o 'jsonpath={.data.ca\.pem}')" \
+  "$(kubectl get secret -n "$E2E_OPERATOR_NAMESPACE" "$key" -o 'jsonpath={.data.ca\.pem}')"
+kubectl create serviceaccount tenant -n "$ns" >/dev/null
+kubectl create rolebinding tenant-edit -n "$ns" --clusterrole=edit --serviceaccount="$ns:tenant" >/dev/null
+as_tenant=(--as="system:serviceaccount:$ns:tenant")
+assert_eq "a tenant with edit may read Secrets in its namespace" yes "$(kubectl auth can-i get secrets -n "$ns" "${as_tenant[@]}" || true)"
+assert_eq "a tenant with edit cannot read the CA key" no \
+  "$(kubectl auth can-i get "secret/$key" -n "$E2E_OPERATOR_NAMESPACE" "${as_tenant[@]}" || true)"
 
 # --- the engine pod's labels are healed: without them it would leave its Service and NetworkPolicy
 log "removing the engine pod's instance label"
@@ -146,3 +165,8 @@ wait_for 180 "status.certificates.generation 1 and Ready on the new engine" revo
   fail "not revoked: $(dsb_get "$qns" revoked '{.status.certificates.generation}/{.status.phase}')"
 wait_for 60 "Warning Event CredentialsRevoked" warning_event_exists "$qns" revoked CredentialsRevoked ||
   fail "no CredentialsRevoked event"
+
+# --- the CA key goes with its sandbox (no finalizer: the operator sweeps keys of sandboxes gone)
+kubectl delete "$DSB" -n "$ns" victim --wait=true --timeout=120s >&2
+key_gone() { ! kubectl get secret -n "$E2E_OPERATOR_NAMESPACE" "$key" >/dev/null 2>&1; }
+wait_for 120 "the CA key $key deleted with its sandbox" key_gone || fail "the CA key outlived its sandbox"

@@ -2,6 +2,7 @@
 
 use std::fmt::Debug;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::NamespaceResourceScope;
 use kube::{Api, Resource, ResourceExt};
@@ -22,10 +23,18 @@ pub async fn apply<K>(t: &Target<'_>, obj: &K) -> Result<K>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
-    let api = t.api::<K>();
+    apply_in(t, &t.names.namespace, obj).await
+}
+
+/// `apply` in `namespace` (the operator's own, for the CA key).
+pub async fn apply_in<K>(t: &Target<'_>, namespace: &str, obj: &K) -> Result<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let api = Api::<K>::namespaced(t.ctx.client.clone(), namespace);
     let name = obj.name_any();
     // Remembered before the request: if it times out, it may still have happened.
-    t.ctx.recent.wrote(&K::kind(&()), &t.names.namespace, &name);
+    t.ctx.recent.wrote(&K::kind(&()), namespace, &name);
     let mut body = serde_json::to_value(obj).map_err(|e| Error::Kube {
         action: "serialize",
         kind: K::kind(&()).to_string(),
@@ -60,15 +69,26 @@ pub async fn current<K: Cached + Resource<Scope = NamespaceResourceScope>>(
     adoptable: bool,
     writes: impl Fn(Option<&K>) -> bool,
 ) -> Result<Option<K>> {
-    let cached = t.ctx.caches.get::<K>(Some(&t.names.namespace), name).map(|o| (*o).clone());
+    current_in(t, &t.names.namespace, name, |meta| claim(t.dsb, meta, adoptable), writes).await
+}
+
+/// `current` in `namespace`, with `owned` deciding whether an object found is the sandbox's.
+pub async fn current_in<K: Cached + Resource<Scope = NamespaceResourceScope>>(
+    t: &Target<'_>,
+    namespace: &str,
+    name: &str,
+    owned: impl Fn(&ObjectMeta) -> std::result::Result<(), String>,
+    writes: impl Fn(Option<&K>) -> bool,
+) -> Result<Option<K>> {
+    let cached = t.ctx.caches.get::<K>(Some(namespace), name).map(|o| (*o).clone());
     // The cache holds only labelled children: an object of that name without our labels (someone
     // else's) is invisible to it, so "missing" is confirmed live before anything is created. An object
     // it does hold can be newer than cached only if this process wrote it lately.
-    let behind = || t.ctx.recent.has(&K::kind(&()), &t.names.namespace, name);
+    let behind = || t.ctx.recent.has(&K::kind(&()), namespace, name);
     let live = writes(cached.as_ref()) && (cached.is_none() || behind());
-    let found = if live { get(&t.api::<K>(), name).await? } else { cached };
+    let found = if live { get(&Api::<K>::namespaced(t.ctx.client.clone(), namespace), name).await? } else { cached };
     if let Some(obj) = &found {
-        claim(t.dsb, obj.meta(), adoptable).map_err(|why| Error::Foreign {
+        owned(obj.meta()).map_err(|why| Error::Foreign {
             kind: K::kind(&()).to_string(),
             name: name.to_string(),
             why,

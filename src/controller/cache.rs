@@ -48,6 +48,9 @@ pub struct Feeds {
     pub classes: Writer<DockerSandboxClass>,
     /// Nodes.
     pub nodes: Writer<Node>,
+    /// CA key Secrets in the operator's namespace (first among the Secret stores: the scope stores
+    /// may hold the same objects without their data).
+    pub ca_keys: Writer<Secret>,
     /// Set once every store has its first full list.
     pub synced: watch::Sender<bool>,
 }
@@ -112,6 +115,7 @@ impl Caches {
             nodes: vec![],
             synced,
         };
+        let ca_keys = pair(&mut caches.secrets);
         let mut feeds_of_scopes = Vec::new();
         for _ in 0..scopes.max(1) {
             feeds_of_scopes.push(ScopeFeeds {
@@ -128,6 +132,7 @@ impl Caches {
             runtime_classes: pair(&mut caches.runtime_classes),
             classes: pair(&mut caches.classes),
             nodes: pair(&mut caches.nodes),
+            ca_keys,
             synced: synced_tx,
         };
         (caches, feeds)
@@ -138,9 +143,9 @@ impl Caches {
     #[doc(hidden)]
     pub fn snapshot(objects: impl IntoIterator<Item = serde_json::Value>) -> Self {
         let (caches, feeds) = Self::new(1);
-        let Feeds { mut scopes, mut runtime_classes, mut classes, mut nodes, synced } = feeds;
+        let Feeds { mut scopes, mut runtime_classes, mut classes, mut nodes, mut ca_keys, synced } = feeds;
         let mut scope = scopes.remove(0);
-        for w in [&mut runtime_classes as &mut dyn Init, &mut classes, &mut nodes] {
+        for w in [&mut runtime_classes as &mut dyn Init, &mut classes, &mut nodes, &mut ca_keys] {
             w.begin();
         }
         for w in [
@@ -167,7 +172,7 @@ impl Caches {
                 _ => {}
             }
         }
-        for w in [&mut runtime_classes as &mut dyn Init, &mut classes, &mut nodes] {
+        for w in [&mut runtime_classes as &mut dyn Init, &mut classes, &mut nodes, &mut ca_keys] {
             w.end();
         }
         for w in [
@@ -200,6 +205,11 @@ impl Caches {
             key = key.within(ns);
         }
         K::stores(self).iter().find_map(|s| s.get(&key))
+    }
+
+    /// The cached CA key Secrets (the operator's namespace).
+    pub fn ca_keys(&self) -> Vec<Arc<Secret>> {
+        self.secrets.first().map(Store::state).unwrap_or_default()
     }
 
     /// Every cached object of kind `K`.

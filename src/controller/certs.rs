@@ -5,13 +5,15 @@
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
 
-use super::apply::{apply, current, live};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::apply::{apply, apply_in, current, current_in, live};
 use super::context::Target;
 use crate::crd::CertificateStatus;
 use crate::crd::conditions::reason;
 use crate::error::Result;
 use crate::plan::Plan;
-use crate::resources::{secret, service};
+use crate::resources::{claim, secret, service};
 use crate::tls::{self, CertInfo, Pem, TlsError};
 
 /// The sandbox's TLS material, as in use after this reconcile.
@@ -38,17 +40,25 @@ struct Kept {
     before: Option<Secret>,
 }
 
-/// Keeps the certificate stored in Secret `name` while `keep` accepts it, putting the Secret back
-/// to `build(pem)` if its content was edited (a tampered `ca.pem` in the client bundle does not
+/// Where a certificate's Secret is, and how to tell it is the sandbox's.
+struct Place<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    owned: &'a (dyn Fn(&ObjectMeta) -> std::result::Result<(), String> + Sync),
+}
+
+/// Keeps the certificate stored in the Secret at `place` while `keep` accepts it, putting the Secret
+/// back to `build(pem)` if its content was edited (a tampered `ca.pem` in the client bundle does not
 /// replace the CA); otherwise issues one with `issue` and stores `build` of it.
 async fn keep_or_issue(
     t: &Target<'_>,
-    name: &str,
+    place: Place<'_>,
     read: impl Fn(&Secret) -> Option<Pem>,
     keep: impl Fn(&Pem) -> Option<CertInfo>,
     issue: impl FnOnce() -> Result<Pem, TlsError>,
     build: impl Fn(&Pem) -> Secret,
 ) -> Result<Kept> {
+    let Place { namespace, name, owned } = place;
     // Keeping what is stored, as it is stored, needs no request; anything else is decided on the
     // live Secret (the cache may not have the operator's own last write yet).
     let keeps = |s: &Secret| {
@@ -57,20 +67,29 @@ async fn keep_or_issue(
         let desired = build(&pem);
         (s.data == desired.data && s.type_ == desired.type_).then_some(())
     };
-    let secret = current(t, name, false, |s: Option<&Secret>| s.and_then(keeps).is_none()).await?;
+    let secret = current_in(t, namespace, name, owned, |s: Option<&Secret>| s.and_then(keeps).is_none()).await?;
     let stored = secret.as_ref().and_then(&read);
     if let Some((pem, info)) = stored.as_ref().and_then(|p| Some((p.clone(), keep(p)?))) {
         let desired = build(&pem);
         if secret.as_ref().is_some_and(|s| s.data != desired.data || s.type_ != desired.type_) {
-            apply(t, &desired).await?;
+            apply_in(t, namespace, &desired).await?;
             t.normal(reason::SECRET_RESTORED, format!("Secret {name} was edited; its content was put back")).await;
         }
         return Ok(Kept { pem, info, issued: false, replaced: false, before: secret });
     }
     let pem = issue()?;
-    apply(t, &build(&pem)).await?;
+    apply_in(t, namespace, &build(&pem)).await?;
     let info = tls::inspect(&pem.cert)?;
     Ok(Kept { pem, info, issued: true, replaced: stored.is_some(), before: secret })
+}
+
+/// The sandbox's own namespace, its children owned by it.
+fn in_sandbox_namespace<'a>(
+    t: &'a Target<'_>,
+    name: &'a str,
+    owned: &'a (dyn Fn(&ObjectMeta) -> std::result::Result<(), String> + Sync),
+) -> Place<'a> {
+    Place { namespace: &t.names.namespace, name, owned }
 }
 
 /// A leaf that is signed by `ca` and not due for renewal.
@@ -87,19 +106,41 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
     let days = t.ctx.config.cert_validity_days;
     let who = format!("{}/{}", names.namespace, dsb.name_any());
 
-    // A CA issued for another credentials generation is revoked: issuing a new one makes every
-    // certificate signed by the old one useless.
+    // The CA key lives in the operator's namespace, named by the sandbox's namespace and uid, with
+    // no owner (owners cannot cross namespaces): its labels say whose it is, and the operator
+    // deletes it once no sandbox has that uid. A CA issued for another credentials generation is
+    // revoked: issuing a new one makes every certificate signed by the old one useless.
     let wanted = plan.credentials_generation;
+    let ca_ns = t.ctx.config.ca_namespace();
+    let uid = dsb.metadata.uid.clone().unwrap_or_default();
+    let ours = move |meta: &ObjectMeta| match meta.labels.as_ref().and_then(|l| l.get(secret::SANDBOX_UID_LABEL)) {
+        Some(u) if *u == uid => Ok(()),
+        _ => Err("its labels name another sandbox".to_string()),
+    };
     let ca_valid = |ca: &Pem| tls::inspect(&ca.cert).ok().filter(|i| !tls::needs_renewal(i, unix));
-    let ca = keep_or_issue(
+    // A CA from before the key moved (in NAME-ca, with its key) is moved, not replaced.
+    let legacy = match t.ctx.caches.get::<Secret>(Some(ca_ns), &names.ca_key_secret) {
+        Some(_) => None,
+        None => legacy_ca(t, wanted).await?.filter(|ca| ca_valid(ca).is_some()),
+    };
+    let moved = legacy.is_some();
+    let mut ca = keep_or_issue(
         t,
-        &names.ca_secret,
+        Place { namespace: ca_ns, name: &names.ca_key_secret, owned: &ours },
         |s: &Secret| (secret::generation(s) == wanted).then(|| secret::ca_pem(s)).flatten(),
         ca_valid,
-        || tls::new_ca(&format!("dockersandbox CA {who}"), now),
-        |ca| secret::ca(dsb, ca, wanted),
+        || legacy.map_or_else(|| tls::new_ca(&format!("dockersandbox CA {who}"), now), Ok),
+        |ca| secret::ca_key(dsb, ca, wanted, ca_ns),
     )
     .await?;
+    if ca.issued && moved {
+        ca.issued = false;
+        let note = format!(
+            "moved the CA key out of Secret {} into the operator's namespace {ca_ns}; the CA is unchanged",
+            names.ca_secret
+        );
+        t.normal(reason::CA_KEY_MOVED, note).await;
+    }
     let revoked = ca.before.as_ref().map(secret::generation).is_some_and(|g| g != wanted);
     if ca.issued && revoked {
         let note = format!(
@@ -111,11 +152,13 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
         t.normal(reason::CREDENTIALS_ROTATING, note).await;
     } else if ca.issued && (ca.replaced || live::<Secret>(t, &names.client_secret, false).await?.is_some()) {
         let note = format!(
-            "the CA in Secret {} was missing, invalid or expiring, so a new CA was issued; clients must use the new client Secret {}",
-            names.ca_secret, names.client_secret
+            "the CA key of this sandbox was missing, invalid or expiring, so a new CA was issued; clients must use the \
+             new client Secret {}",
+            names.client_secret
         );
         t.warning(reason::CA_REGENERATED, note).await;
     }
+    public_ca(t, &ca.pem.cert, wanted).await?;
 
     let sans = tls::server_sans(
         &names.service,
@@ -125,9 +168,10 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
         &plan.service.extra_sans,
     );
     let server_ok = |l: &Pem| usable(l, &ca.pem, unix).filter(|i| tls::normalize(i.sans.clone()) == sans);
+    let owned = |meta: &ObjectMeta| claim(dsb, meta, false);
     let server = keep_or_issue(
         t,
-        &names.server_secret,
+        in_sandbox_namespace(t, &names.server_secret, &owned),
         secret::leaf,
         server_ok,
         || tls::issue_server(&ca.pem, &names.server_name(), &sans, days, now),
@@ -141,7 +185,7 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
 
     let client = keep_or_issue(
         t,
-        &names.client_secret,
+        in_sandbox_namespace(t, &names.client_secret, &owned),
         secret::leaf,
         |l: &Pem| usable(l, &ca.pem, unix),
         || tls::issue_client(&ca.pem, &format!("dockersandbox client {who}"), days, now),
@@ -160,6 +204,25 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
         generation: wanted,
     };
     Ok(Material { ca: ca.pem, server: server.pem, client: client.pem, status })
+}
+
+/// The CA of a sandbox from before CA keys moved to the operator's namespace: `NAME-ca` with its
+/// key, for credentials generation `wanted`. Read from the cache (`NAME-ca` is a labelled child).
+async fn legacy_ca(t: &Target<'_>, wanted: i64) -> Result<Option<Pem>> {
+    let old = current::<Secret>(t, &t.names.ca_secret, false, |_| false).await?;
+    Ok(old.filter(|s| secret::generation(s) == wanted).and_then(|s| secret::ca_pem(&s)))
+}
+
+/// Keeps `NAME-ca` in the sandbox's namespace as the CA certificate alone (a key left there from
+/// before is removed: server-side apply drops the field the operator no longer sets).
+async fn public_ca(t: &Target<'_>, ca_cert: &str, generation: i64) -> Result<()> {
+    let desired = secret::ca(t.dsb, ca_cert, generation);
+    let differs = |s: &Secret| s.data != desired.data || secret::generation(s) != generation;
+    let found = current(t, &t.names.ca_secret, false, |s: Option<&Secret>| s.is_none_or(differs)).await?;
+    if found.as_ref().is_none_or(differs) {
+        apply(t, &desired).await?;
+    }
+    Ok(())
 }
 
 /// The ClusterIP the server certificate was issued for, if a server certificate exists: its IP

@@ -1,6 +1,7 @@
 //! Wiring: one Controller per watched namespace (or one for all), owning the sandbox's children.
 
 mod apply;
+mod ca_keys;
 pub mod cache;
 mod certs;
 pub mod context;
@@ -37,7 +38,7 @@ pub use context::Context;
 use crate::config::SysboxUserNamespace;
 use crate::crd::conditions::reason;
 use crate::crd::{DockerSandbox, DockerSandboxClass, Phase};
-use crate::resources::MANAGED_SELECTOR;
+use crate::resources::{MANAGED_SELECTOR, secret};
 
 /// Secrets per list page: at most this many large Secrets are in memory at once while listing.
 const SECRET_PAGE: u32 = 16;
@@ -71,7 +72,7 @@ pub fn controllers(
     // Children: full objects (the reconciler reads them), without managedFields (never read).
     let children = watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
     let secrets = watcher::Config::default().labels(MANAGED_SELECTOR).page_size(SECRET_PAGE);
-    let Feeds { scopes: scope_feeds, runtime_classes, classes, nodes, synced } = feeds;
+    let Feeds { scopes: scope_feeds, runtime_classes, classes, nodes, ca_keys, synced } = feeds;
     let mut stores = Vec::new();
     let mut runs = Vec::new();
     let mut wakes = Vec::new();
@@ -164,9 +165,24 @@ pub fn controllers(
         cache::empty(nodes);
         futures::future::ready(()).boxed()
     };
+    // CA keys in the operator's namespace (only the operator writes there): a change wakes the
+    // sandbox whose uid it carries; keys of sandboxes that are gone are swept.
+    let w = wakes.clone();
+    let ca_selector = format!("{MANAGED_SELECTOR},app.kubernetes.io/component={}", secret::CA_KEY_COMPONENT);
+    let ca_api = Api::<Secret>::namespaced(c.clone(), ctx.config.ca_namespace());
+    let ca_feed =
+        feed(ca_keys, watcher(ca_api, watcher::Config::default().labels(&ca_selector))).for_each(move |key| {
+            if let Ok(key) = key
+                && let Some(uid) = key.labels().get(secret::SANDBOX_UID_LABEL).cloned()
+            {
+                wake(&w, |store| with_uid(store, &uid));
+            }
+            futures::future::ready(())
+        });
+    let sweep = ca_keys::sweep(ctx.clone(), stores.clone());
     let announce = cache::announce_synced(ctx.caches.clone(), synced);
     let feeders = async move {
-        futures::join!(rcs, class_changes, node_feed, announce);
+        futures::join!(rcs, class_changes, node_feed, ca_feed, sweep, announce);
     };
     (stores, async move {
         // The feeders end when the controllers do (they are watches: they never end by themselves).
@@ -238,6 +254,16 @@ fn using(cache: &Store<DockerSandbox>, name: &str) -> Vec<ObjectRef<DockerSandbo
             let class = d.spec.class_name.as_deref().or(d.status.as_ref().and_then(|s| s.class_name.as_deref()));
             class.is_none_or(|c| c == name)
         })
+        .map(|d| ObjectRef::from_obj(d.as_ref()))
+        .collect()
+}
+
+/// The sandbox with `uid`, if cached.
+fn with_uid(cache: &Store<DockerSandbox>, uid: &str) -> Vec<ObjectRef<DockerSandbox>> {
+    cache
+        .state()
+        .iter()
+        .filter(|d| d.metadata.uid.as_deref() == Some(uid))
         .map(|d| ObjectRef::from_obj(d.as_ref()))
         .collect()
 }

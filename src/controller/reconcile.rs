@@ -172,9 +172,10 @@ pub const HEALTH_CADENCE: Duration = Duration::from_secs(300);
 /// When to look again at a sandbox that reconciled fine. Ready: the slow health cadence. Waiting
 /// for its pod, volume or the scheduler: their watch events wake it; the timer is only a fallback
 /// that backs off to 5 minutes. A pod that is ready while dockerd does not answer TLS yet: its own
-/// short, bounded backoff, since no watch event says when dockerd starts answering.
+/// short, bounded backoff, since no watch event says when dockerd starts answering; so does a Ready
+/// engine whose check found no free slot (its last known state stands until it is checked).
 pub fn requeue_after(ctx: &Context, dsb: &DockerSandbox, phase: Phase, wait: Wait) -> Action {
-    if phase == Phase::Ready {
+    if phase == Phase::Ready && wait == Wait::ForEvents {
         ctx.done_waiting(dsb);
         return Action::requeue(HEALTH_CADENCE);
     }

@@ -91,6 +91,8 @@ pub mod reason {
     /// Event: the engine answers with a certificate of the new CA: certificates issued before the
     /// raised `spec.credentials.generation` no longer work.
     pub const CREDENTIALS_REVOKED: &str = "CredentialsRevoked";
+    /// Event: a CA key kept in the sandbox's namespace (as before) was moved to the operator's.
+    pub const CA_KEY_MOVED: &str = "CAKeyMoved";
     /// Event: the engine pod's labels were edited (its Service and NetworkPolicy select it by them);
     /// they were put back.
     pub const ENGINE_RELABELLED: &str = "EngineRelabelled";

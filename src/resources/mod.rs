@@ -34,8 +34,10 @@ pub struct Names {
     pub pod: String,
     /// PVC for /var/lib/docker.
     pub pvc: String,
-    /// CA secret (operator only).
+    /// Public CA secret: the CA certificate alone, in the sandbox's namespace.
     pub ca_secret: String,
+    /// CA key secret, in the operator's namespace: `ca-NAMESPACE-UID`.
+    pub ca_key_secret: String,
     /// Server certificate secret (mounted in the pod).
     pub server_secret: String,
     /// Client certificate secret (for the tenant).
@@ -52,6 +54,7 @@ impl Names {
             pod: format!("{n}-engine"),
             pvc: format!("{n}-docker"),
             ca_secret: format!("{n}-ca"),
+            ca_key_secret: format!("ca-{}-{}", dsb.namespace().unwrap_or_default(), dsb.uid().unwrap_or_default()),
             server_secret: format!("{n}-server"),
             client_secret: format!("{n}-client"),
         }

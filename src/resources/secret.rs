@@ -1,5 +1,6 @@
-//! Secrets holding the sandbox's TLS material. The CA key lives only in the CA secret, which is
-//! never mounted into the engine pod.
+//! Secrets holding the sandbox's TLS material. The CA key lives only in the CA key secret, in the
+//! operator's namespace (tenants cannot read it there); the sandbox's namespace has the CA
+//! certificate alone (`NAME-ca`), and the engine pod mounts only its server certificate and key.
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -29,10 +30,32 @@ fn secret(dsb: &DockerSandbox, name: &str, data: &[(&str, &str)]) -> Secret {
 /// Annotation on the CA secret: the `spec.credentials.generation` the CA was issued for.
 pub const GENERATION_ANNOTATION: &str = "dockersandbox.dev/credentials-generation";
 
-/// The CA secret: certificate and key, for the operator only, marked with the credentials
-/// generation it belongs to.
-pub fn ca(dsb: &DockerSandbox, ca: &Pem, generation: i64) -> Secret {
-    let mut s = secret(dsb, &Names::of(dsb).ca_secret, &[(CA_CERT, &ca.cert), (CA_KEY, &ca.key)]);
+/// The public CA secret `NAME-ca` in the sandbox's namespace: the CA certificate alone, marked with
+/// the credentials generation it belongs to.
+pub fn ca(dsb: &DockerSandbox, ca_cert: &str, generation: i64) -> Secret {
+    let mut s = secret(dsb, &Names::of(dsb).ca_secret, &[(CA_CERT, ca_cert)]);
+    s.metadata.annotations = Some([(GENERATION_ANNOTATION.to_string(), generation.to_string())].into());
+    s
+}
+
+/// Label on a CA key secret: the namespace of its sandbox.
+pub const SANDBOX_NAMESPACE_LABEL: &str = "dockersandbox.dev/sandbox-namespace";
+/// Label on a CA key secret: the uid of its sandbox (the secret goes when no sandbox has it).
+pub const SANDBOX_UID_LABEL: &str = "dockersandbox.dev/sandbox-uid";
+/// `app.kubernetes.io/component` of CA key secrets.
+pub const CA_KEY_COMPONENT: &str = "ca-key";
+
+/// The CA key secret in `namespace` (the operator's): certificate and key, with labels naming its
+/// sandbox, no owner (owners cannot cross namespaces; the operator deletes it when no sandbox has
+/// its uid), marked with the credentials generation.
+pub fn ca_key(dsb: &DockerSandbox, ca: &Pem, generation: i64, namespace: &str) -> Secret {
+    let names = Names::of(dsb);
+    let mut s = secret(dsb, &names.ca_key_secret, &[(CA_CERT, &ca.cert), (CA_KEY, &ca.key)]);
+    s.metadata = meta(dsb, &names.ca_key_secret, CA_KEY_COMPONENT, false);
+    s.metadata.namespace = Some(namespace.to_string());
+    let labels = s.metadata.labels.get_or_insert_with(Default::default);
+    labels.insert(SANDBOX_NAMESPACE_LABEL.into(), names.namespace.clone());
+    labels.insert(SANDBOX_UID_LABEL.into(), dsb.metadata.uid.clone().unwrap_or_default());
     s.metadata.annotations = Some([(GENERATION_ANNOTATION.to_string(), generation.to_string())].into());
     s
 }
@@ -68,7 +91,7 @@ pub fn leaf(secret: &Secret) -> Option<Pem> {
     Some(Pem { cert: text(secret, CERT)?, key: text(secret, KEY)? })
 }
 
-/// The CA (cert + key) stored in the CA secret.
+/// The CA (cert + key) stored in a CA key secret (or, before it moved, in `NAME-ca`).
 pub fn ca_pem(secret: &Secret) -> Option<Pem> {
     Some(Pem { cert: text(secret, CA_CERT)?, key: text(secret, CA_KEY)? })
 }
@@ -83,11 +106,23 @@ mod tests {
     }
 
     #[test]
-    fn ca_key_only_in_ca_secret() {
+    fn ca_key_only_in_the_operators_namespace() {
         let dsb = minimal();
         let pem = Pem { cert: "C".into(), key: "K".into() };
-        assert_eq!(keys(&ca(&dsb, &pem, 0)), vec!["ca-key.pem", "ca.pem"]);
-        assert_eq!(generation(&ca(&dsb, &pem, 3)), 3);
+        assert_eq!(keys(&ca(&dsb, "C", 0)), vec!["ca.pem"], "the tenant's NAME-ca has no key");
+        assert_eq!(generation(&ca(&dsb, "C", 3)), 3);
+        let key = ca_key(&dsb, &pem, 3, "dockersandbox-system");
+        assert_eq!(keys(&key), vec!["ca-key.pem", "ca.pem"]);
+        assert_eq!(key.metadata.namespace.as_deref(), Some("dockersandbox-system"));
+        assert_eq!(key.metadata.name.as_deref(), Some("ca-team-a-0000-1111"));
+        assert!(key.metadata.owner_references.is_none(), "owners cannot cross namespaces");
+        let labels = key.metadata.labels.clone().expect("labels");
+        assert_eq!(
+            (labels[SANDBOX_NAMESPACE_LABEL].as_str(), labels[SANDBOX_UID_LABEL].as_str()),
+            ("team-a", "0000-1111")
+        );
+        assert_eq!(generation(&key), 3);
+        assert_eq!(ca_pem(&key), Some(pem.clone()));
         assert_eq!(keys(&server(&dsb, "C", &pem)), vec!["ca.pem", "cert.pem", "key.pem"]);
         let c = client(&dsb, "C", &pem);
         assert_eq!(generation(&c), 0, "unmarked");
