@@ -495,6 +495,12 @@ helm_set() {
   helm upgrade "$E2E_RELEASE" "$E2E_CHART" -n "$E2E_OPERATOR_NAMESPACE" --reuse-values "$@" --wait --timeout 5m >&2
 }
 
+# operator_restarts: "pod=restarts ..." of the operator's pods (a crash or an OOM kill changes it).
+operator_restarts() {
+  kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" -o json |
+    jq -r '[.items[] | "\(.metadata.name)=\([.status.containerStatuses[]?.restartCount] | add // 0)"] | sort | join(" ")'
+}
+
 operator_deployment() {
   kubectl get deploy -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" -o name 2>/dev/null | head -n1
 }

@@ -43,12 +43,6 @@ quantity_bytes() {
     printf "%.0f\n", n * f[s] }'
 }
 
-# operator_restarts: "pod=restarts" of every operator pod, sorted (a crash changes it, a new pod too)
-operator_restarts() {
-  kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" -o json |
-    jq -r '[.items[] | "\(.metadata.name)=\([.status.containerStatuses[]?.restartCount] | add // 0)"] | sort | join(" ")'
-}
-
 # --- the default class, as the cluster has it
 classes=$(kubectl get "$DSB_CLASS" -o json) || fail "cannot list DockerSandboxClasses (is the CRD $DSB_CLASS installed?)"
 defaults=$(jq -r --arg a "$DEFAULT_ANNOTATION" \
