@@ -90,7 +90,6 @@ pub fn controllers(
             None => watcher::Config::default(),
         };
         let controller = controller
-            // Pods without their spec: only metadata and status are read from the cache.
             // Children are matched by a label anyone can set: each is bounded before it is cached
             // (cache::slim_*). Pods also lose their spec: only metadata and status are read.
             .owns_stream(feed(f.pods, watcher(api::<Pod>(c, scope), children.clone()).modify(cache::slim_pod)))
