@@ -27,9 +27,9 @@ pub fn api_reference() -> String {
          `kubectl explain dockersandbox --recursive` and `kubectl explain dockersandboxclass --recursive` show the \
          same text.\n",
     );
-    let sandbox = serde_json::to_value(crate::crd::bounds::bounded(DockerSandbox::crd())).unwrap_or_default();
+    let sandbox = serde_json::to_value(crate::crd::published(DockerSandbox::crd())).unwrap_or_default();
     section(&mut out, "DockerSandbox", &sandbox, &["spec", "status"]);
-    let class = serde_json::to_value(crate::crd::bounds::bounded(DockerSandboxClass::crd())).unwrap_or_default();
+    let class = serde_json::to_value(crate::crd::published(DockerSandboxClass::crd())).unwrap_or_default();
     out.push_str(
         "\nCluster-scoped, short name `dsbclass`. The class annotated `dockersandbox.dev/is-default-class: \"true\"` \
          serves sandboxes without `spec.className`.\n",

@@ -3,10 +3,19 @@
 pub mod bounds;
 mod class;
 pub mod conditions;
+pub mod prose;
 mod v1alpha1;
 
 pub use class::*;
 pub use v1alpha1::*;
+
+/// A generated CRD as it is published (`crds/`, the chart, docs/api.md): every spec field bounded
+/// (`bounds`), every description joined into paragraphs (`prose`).
+pub fn published(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    prose::joined(bounds::bounded(crd))
+}
 
 /// The one server-side-apply field manager of the operator.
 pub const FIELD_MANAGER: &str = "dockersandbox-operator";
