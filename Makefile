@@ -9,13 +9,17 @@
 #   make bench-scale  scale benchmark: 1000 sandboxes (E2E_SCALE_N) on KWOK fake nodes: creation
 #                   rate vs a plain client, API requests at steady state, memory, failover
 #   make generate   regenerate crds/, the chart's CRD copy and manifests/install.yaml
+#   make install-plugin  install the kubectl dsb plugin (and its completion link) into $(PREFIX)/bin
 SHELL := /bin/bash
 DSB_CACHE ?= /var/cache/dockersandbox
 export DSB_CACHE
 export CARGO_TARGET_DIR ?= $(DSB_CACHE)/cargo-target
 CARGO ?= cargo
 
-.PHONY: test unit lint shellcheck check-manifests e2e demo bench bench-scale generate release cluster-up cluster-down
+.PHONY: test unit lint shellcheck check-manifests e2e demo bench bench-scale generate release install-plugin cluster-up cluster-down
+
+# Where `make install-plugin` puts kubectl-dsb: $(PREFIX)/bin, on PATH on most systems.
+PREFIX ?= /usr/local
 
 test: unit e2e
 
@@ -46,7 +50,15 @@ generate:
 e2e: release
 	bash e2e/run.sh
 
-demo: release
+# kubectl finds plugins on PATH; kubectl_complete-dsb (a link) serves `kubectl dsb <TAB>`.
+install-plugin:
+	$(CARGO) build --locked --release --bin kubectl-dsb
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	install -m 0755 "$(CARGO_TARGET_DIR)/release/kubectl-dsb" "$(DESTDIR)$(PREFIX)/bin/kubectl-dsb"
+	ln -sf kubectl-dsb "$(DESTDIR)$(PREFIX)/bin/kubectl_complete-dsb"
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/kubectl-dsb (and kubectl_complete-dsb): kubectl dsb --help"
+
+demo: release install-plugin
 	bash e2e/demo.sh
 
 bench: release

@@ -69,8 +69,8 @@ if ! kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Ready "dsb/$NAME" --
 fi
 kubectl -n "$NS" get dsb "$NAME"
 
-# The plugin, built by `make release` next to the operator: `kubectl dsb` finds it on PATH.
-export PATH="$CARGO_TARGET_DIR/release:$PATH"
+# The plugin: `make demo` installs it first (`make install-plugin`, into $PREFIX/bin, on PATH).
+command -v kubectl-dsb >/dev/null 2>&1 || { echo "kubectl-dsb is not on PATH: run make install-plugin" >&2; exit 1; }
 command -v docker >/dev/null 2>&1 || PATH="$(dirname "$(bash "$E2E_DIR/tools/install-docker-cli.sh" | tail -n 1)"):$PATH"
 # a tunnel left by an earlier demo would hold the context's port
 kubectl dsb disconnect "$NAME" -n "$NS" >/dev/null 2>&1 || true
@@ -80,7 +80,7 @@ kubectl dsb connect "$NAME" -n "$NS" --background ${PORT:+--port "$PORT"}
 cat <<EOT
 
 In the cluster, clients use the endpoint from status: DOCKER_HOST=$(kubectl -n "$NS" get dsb "$NAME" -o jsonpath='{.status.endpoint}')
-From this machine, put the plugin on PATH (export PATH=$CARGO_TARGET_DIR/release:\$PATH) and use the context,
+From this machine (the plugin is installed: make install-plugin), use the context,
 or eval "\$(kubectl dsb env $NAME -n $NS)". A tunnel, if one runs, stops with: kubectl dsb disconnect $NAME -n $NS
 EOT
 say "docker --context dsb-$NS.$NAME version"
