@@ -46,27 +46,27 @@ fn read(event: Event<DynamicObject>, report: &impl Fn(Unreadable)) -> Option<Eve
     Some(match event {
         Event::Init => Event::Init,
         Event::InitDone => Event::InitDone,
-        Event::InitApply(o) => Event::InitApply(parse(o, report)?),
-        Event::Apply(o) => match parse(o.clone(), report) {
-            Some(dsb) => Event::Apply(dsb),
-            None => Event::Delete(stub(&o)),
+        Event::InitApply(o) => Event::InitApply(parse(o, report).ok()?),
+        Event::Apply(o) => match parse(o, report) {
+            Ok(dsb) => Event::Apply(dsb),
+            Err(stub) => Event::Delete(*stub),
         },
         Event::Delete(o) => Event::Delete(stub(&o)),
     })
 }
 
-fn parse(o: DynamicObject, report: &impl Fn(Unreadable)) -> Option<DockerSandbox> {
-    let sandbox = stub(&o);
-    match o.try_parse::<DockerSandbox>() {
-        Ok(dsb) => Some(dsb),
-        Err(e) => {
-            let error = e.to_string();
-            let (namespace, name) = (sandbox.namespace().unwrap_or_default(), sandbox.name_any());
-            warn!(%namespace, sandbox = %name, %error, "cannot read this DockerSandbox; it is not reconciled until fixed");
-            report(Unreadable { sandbox, error });
-            None
-        }
-    }
+/// The sandbox in `o`; one that cannot be read is reported, and its stub (metadata only) returned.
+fn parse(o: DynamicObject, report: &impl Fn(Unreadable)) -> Result<DockerSandbox, Box<DockerSandbox>> {
+    let meta = o.metadata.clone();
+    o.try_parse::<DockerSandbox>().map_err(|e| {
+        let mut sandbox = DockerSandbox::new(meta.name.as_deref().unwrap_or_default(), Default::default());
+        sandbox.metadata = meta;
+        let error = e.to_string();
+        let (namespace, name) = (sandbox.namespace().unwrap_or_default(), sandbox.name_any());
+        warn!(%namespace, sandbox = %name, %error, "cannot read this DockerSandbox; it is not reconciled until fixed");
+        report(Unreadable { sandbox: sandbox.clone(), error });
+        Box::new(sandbox)
+    })
 }
 
 /// A sandbox with `o`'s metadata and an empty spec: enough for the cache to find and drop it.
