@@ -15,9 +15,9 @@ pub enum Error {
         kind: String,
         /// Name of object.
         name: String,
-        /// The client error.
+        /// The client error (boxed: it is large, and errors travel through every step).
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// An object with a child's name exists but is not this sandbox's: the operator leaves it alone.
     #[error(
@@ -47,16 +47,18 @@ impl Error {
         name: impl Into<String>,
     ) -> impl FnOnce(kube::Error) -> Self {
         let (kind, name) = (kind.into(), name.into());
-        move |source| Error::Kube { action, kind, name, source }
+        move |source| Error::Kube { action, kind, name, source: Box::new(source) }
     }
 
     /// A bounded label for metrics.
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Kube { source: kube::Error::Api(s), .. } if s.is_forbidden() => "forbidden",
-            Error::Kube { source: kube::Error::Api(s), .. } if s.code == 409 => "conflict",
-            Error::Kube { source: kube::Error::Api(s), .. } if s.code == 422 || s.code == 400 => "invalid",
-            Error::Kube { .. } => "kube",
+            Error::Kube { source, .. } => match source.as_ref() {
+                kube::Error::Api(s) if s.is_forbidden() => "forbidden",
+                kube::Error::Api(s) if s.code == 409 => "conflict",
+                kube::Error::Api(s) if s.code == 422 || s.code == 400 => "invalid",
+                _ => "kube",
+            },
             Error::Foreign { .. } => "conflict",
             Error::Tls(_) => "tls",
             Error::NoNamespace(_) => "invalid",
@@ -72,7 +74,10 @@ impl Error {
     /// The API server's own message for a refused request, if this is one.
     pub fn api_message(&self) -> Option<&str> {
         match self {
-            Error::Kube { source: kube::Error::Api(s), .. } => Some(&s.message),
+            Error::Kube { source, .. } => match source.as_ref() {
+                kube::Error::Api(s) => Some(&s.message),
+                _ => None,
+            },
             _ => None,
         }
     }

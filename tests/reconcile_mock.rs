@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dockersandbox_operator::config::Config;
-use dockersandbox_operator::controller::context::RecentWrites;
+use dockersandbox_operator::controller::expect::Expectations;
 use dockersandbox_operator::controller::{Caches, Context, reconcile::reconcile};
 use dockersandbox_operator::crd::DockerSandbox;
 use dockersandbox_operator::metrics::Metrics;
@@ -34,6 +34,39 @@ struct State {
     /// What the operator's caches show instead of the stored object (`None`: not yet seen), as
     /// when a watch event is still on its way.
     behind: BTreeMap<String, Option<Value>>,
+    /// Objects the caches cannot see (their labels do not match), every watch event delivered.
+    hidden: Vec<String>,
+    /// The last resourceVersion handed out.
+    rv: u64,
+}
+
+impl State {
+    /// `obj` stored under `key` as the API server would: a uid (kept from what was there) and the
+    /// next resourceVersion.
+    fn store(&mut self, key: &str, mut obj: Value) -> Value {
+        self.rv += 1;
+        let uid = self.objects.get(key).map_or_else(|| json!(format!("uid-{key}")), |o| o["metadata"]["uid"].clone());
+        obj["metadata"]["uid"] = uid;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.objects.insert(key.to_string(), obj.clone());
+        obj
+    }
+}
+
+/// `patch` merged into `target` (RFC 7386).
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
 }
 
 /// `/api/v1/namespaces/team-a/services/web` → `services/web`; cluster-scoped paths keep their
@@ -52,9 +85,20 @@ fn status(code: u16, message: &str) -> Value {
            "reason": if code == 404 { "NotFound" } else { "Invalid" }})
 }
 
-fn respond(state: &mut State, method: &Method, key: &str, query: &str, body: &[u8]) -> (u16, Value) {
+fn respond(state: &mut State, method: &Method, key: &str, query: &str, merge: bool, body: &[u8]) -> (u16, Value) {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    // A create names its object in the body; a dry run and a merge patch are told apart.
+    let (key, note) = match *method {
+        Method::POST if key != "events" => {
+            let dry = if query.contains("dryRun") { " (dry run)" } else { "" };
+            (format!("{key}/{}", parsed["metadata"]["name"].as_str().unwrap_or_default()), dry)
+        }
+        Method::PATCH if merge => (key.to_string(), " (merge)"),
+        _ => (key.to_string(), ""),
+    };
+    let key = key.as_str();
     let call = if query.is_empty() || *method != Method::GET {
-        format!("{method} {key}")
+        format!("{method} {key}{note}")
     } else {
         format!("{method} {key}?{query}")
     };
@@ -65,7 +109,11 @@ fn respond(state: &mut State, method: &Method, key: &str, query: &str, body: &[u
     if let Some((code, message)) = state.refuse_next.get_mut(&call).and_then(|l| (!l.is_empty()).then(|| l.remove(0))) {
         return (code, status(code, &message));
     }
-    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let manager = query.split('&').find_map(|p| p.strip_prefix("fieldManager=")).unwrap_or("kube").to_string();
+    let entry = |operation: &str| {
+        json!([{"manager": manager, "operation": operation, "apiVersion": "v1",
+                                          "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}])
+    };
     match *method {
         Method::GET if !key.contains('/') => {
             // a list: every stored object under `key/`
@@ -87,22 +135,16 @@ fn respond(state: &mut State, method: &Method, key: &str, query: &str, body: &[u
             state.events.push((reason, parsed["type"].as_str().unwrap_or_default().to_string()));
             (201, parsed)
         }
-        // only dry runs reach here (creation is by apply): the running object holds the name
-        Method::POST => (
+        Method::POST if state.objects.contains_key(key) => (
             409,
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409,
                                      "reason": "AlreadyExists", "message": "already exists"}),
         ),
-        Method::PATCH if key.ends_with("/status") => {
-            let owner = key.trim_end_matches("/status").to_string();
-            let mut obj = state.objects.get(&owner).cloned().unwrap_or_else(|| parsed.clone());
-            obj["status"] = parsed["status"].clone();
-            state.objects.insert(owner, obj.clone());
-            (200, obj)
-        }
-        Method::PATCH => {
+        Method::POST if !note.is_empty() => (201, parsed),
+        Method::POST | Method::PATCH if !merge && !key.ends_with("/status") => {
             let mut obj = parsed;
-            obj["metadata"]["uid"] = json!(format!("uid-{key}"));
+            let created = *method == Method::POST;
+            obj["metadata"]["managedFields"] = entry(if created { "Update" } else { "Apply" });
             if key.starts_with("services/") {
                 let asked = obj["spec"]["clusterIP"].as_str().map(str::to_string);
                 let ip = asked.or_else(|| state.free_ip.clone()).unwrap_or_else(|| "10.96.0.10".into());
@@ -112,10 +154,31 @@ fn respond(state: &mut State, method: &Method, key: &str, query: &str, body: &[u
             if key.starts_with("persistentvolumeclaims/") {
                 obj["status"] = json!({"phase": "Bound"});
             }
-            state.objects.insert(key.to_string(), obj.clone());
-            (200, obj)
+            (if created { 201 } else { 200 }, state.store(key, obj))
         }
+        Method::PATCH if key.ends_with("/status") => {
+            let owner = key.trim_end_matches("/status").to_string();
+            let mut obj = state.objects.get(&owner).cloned().unwrap_or_else(|| parsed.clone());
+            obj["status"] = parsed["status"].clone();
+            (200, state.store(&owner, obj))
+        }
+        Method::PATCH => match state.objects.get(key).cloned() {
+            Some(mut obj) => {
+                merge_patch(&mut obj, &parsed);
+                (200, state.store(key, obj))
+            }
+            None => (404, status(404, "not found")),
+        },
         _ => (405, status(405, "not allowed")),
+    }
+}
+
+/// The resource of a kind, as in the fake's keys.
+fn plural(kind: &str) -> String {
+    match kind {
+        "NetworkPolicy" => "networkpolicies".into(),
+        "DockerSandbox" => "dockersandboxes".into(),
+        k => format!("{}s", k.to_lowercase()),
     }
 }
 
@@ -129,8 +192,8 @@ fn default_class() -> Value {
 /// An in-memory API server for one reconcile at a time.
 struct Fake {
     state: Arc<Mutex<State>>,
-    /// What the operator wrote, across reconciles (one process).
-    recent: Arc<RecentWrites>,
+    /// What the operator wrote and its caches have not shown, across reconciles (one process).
+    expect: Arc<Expectations>,
 }
 
 impl Fake {
@@ -141,7 +204,7 @@ impl Fake {
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a", "labels": namespace_labels}}),
         );
         state.objects.insert("dockersandboxclasses/standard".into(), default_class());
-        Self { state: Arc::new(Mutex::new(state)), recent: Arc::default() }
+        Self { state: Arc::new(Mutex::new(state)), expect: Arc::default() }
     }
 
     fn with(&self, f: impl FnOnce(&mut State)) {
@@ -176,8 +239,13 @@ impl Fake {
 
     /// Runs one reconcile of `dsb` with `config` against this server.
     async fn reconcile(&self, dsb: &DockerSandbox, config: Config) -> Result<Action, String> {
-        let stored = serde_json::to_value(dsb).expect("sandbox json");
+        let mut stored = serde_json::to_value(dsb).expect("sandbox json");
         self.with(|s| {
+            // The sandbox as the test gives it; the API server's resourceVersion if it has none.
+            if stored["metadata"]["resourceVersion"].is_null() {
+                let rv = s.objects.get("dockersandboxes/web").map(|o| o["metadata"]["resourceVersion"].clone());
+                stored["metadata"]["resourceVersion"] = rv.unwrap_or(Value::Null);
+            }
             s.objects.insert("dockersandboxes/web".into(), stored);
         });
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -186,8 +254,10 @@ impl Fake {
             while let Some((req, send)) = handle.next_request().await {
                 let (method, path) = (req.method().clone(), req.uri().path().to_string());
                 let query = req.uri().query().unwrap_or_default().to_string();
+                let merge = req.headers().get("content-type").is_some_and(|v| v == "application/merge-patch+json");
                 let body = req.into_body().collect_bytes().await.expect("body");
-                let (code, value) = respond(&mut state.lock().expect("state"), &method, &short(&path), &query, &body);
+                let (code, value) =
+                    respond(&mut state.lock().expect("state"), &method, &short(&path), &query, merge, &body);
                 let res = Response::builder().status(code).body(Body::from(serde_json::to_vec(&value).expect("json")));
                 send.send_response(res.expect("response"));
             }
@@ -203,11 +273,18 @@ impl Fake {
                     None => seen.remove(key),
                 };
             }
+            for key in &state.hidden {
+                seen.remove(key);
+            }
             seen.into_values().collect()
         };
         let caches = Caches::snapshot(snapshot);
+        // Every watch event has arrived but those `behind` holds back: only their writes are
+        // still expected.
+        let behind: Vec<String> = self.state.lock().expect("state").behind.keys().cloned().collect();
+        self.expect.retain(|kind, _, name| behind.contains(&format!("{}/{name}", plural(kind))));
         let ctx = Context::new(Client::new(service, "team-a"), config, Arc::new(Metrics::default()), caches);
-        let ctx = Arc::new(ctx.with_recent(self.recent.clone()));
+        let ctx = Arc::new(ctx.with_expectations(self.expect.clone()));
         let result = reconcile(Arc::new(dsb.clone()), ctx).await.map_err(|e| e.to_string());
         server.await.expect("api server");
         result
@@ -216,7 +293,9 @@ impl Fake {
     /// The sandbox with the status the server holds for it.
     fn refreshed(&self, dsb: &DockerSandbox) -> DockerSandbox {
         let mut dsb = dsb.clone();
-        dsb.status = serde_json::from_value(self.object("dockersandboxes/web")["status"].clone()).ok();
+        let stored = self.object("dockersandboxes/web");
+        dsb.status = serde_json::from_value(stored["status"].clone()).ok();
+        dsb.metadata.resource_version = stored["metadata"]["resourceVersion"].as_str().map(str::to_string);
         dsb
     }
 }
@@ -252,44 +331,25 @@ async fn first_reconcile_creates_every_child_in_pipeline_order() {
     let action = api.reconcile(&dsb, config(true)).await.expect("reconcile");
     assert_eq!(action, Action::requeue(Duration::from_secs(5)), "the fallback re-check starts at 5 s");
     // The facts (namespace, class, RuntimeClass) come from the caches. A child the cache does not
-    // have is read live before it is created: the cache holds only labelled children, and an
-    // unlabelled object of that name (someone else's) must not be taken over.
+    // have is created with a create request, nothing read before (someone else's object of that
+    // name makes the create fail: see the planted Secret below). One request per child and one
+    // status: a new ephemeral sandbox costs 8 requests, and no Event (its phase is Provisioning).
     let expected = calls(&[
         // Service first: its ClusterIP goes into the server certificate.
-        "GET services/web",
-        "PATCH services/web",
-        // The CA key (in the operator's namespace), then whether a client Secret already existed
-        // (it did not: no CARegenerated warning), then the public CA certificate.
-        "GET secrets/ca-team-a-u1",
-        "PATCH secrets/ca-team-a-u1",
-        "GET secrets/web-client",
-        "GET secrets/web-ca",
-        "PATCH secrets/web-ca",
-        "GET secrets/web-server",
-        "PATCH secrets/web-server",
-        "POST events",
-        "GET secrets/web-client",
-        "PATCH secrets/web-client",
-        "POST events",
-        "GET persistentvolumeclaims/web-docker",
-        "PATCH persistentvolumeclaims/web-docker",
+        "POST services/web",
+        // The CA key (in the operator's namespace), then the public CA certificate.
+        "POST secrets/ca-team-a-u1",
+        "POST secrets/web-ca",
+        "POST secrets/web-server",
+        "POST secrets/web-client",
+        "POST persistentvolumeclaims/web-docker",
         // The NetworkPolicy is in place before the engine can serve.
-        "GET networkpolicies/web-engine",
-        "PATCH networkpolicies/web-engine",
-        "GET pods/web-engine",
-        "PATCH pods/web-engine",
-        "POST events",
+        "POST networkpolicies/web-engine",
+        "POST pods/web-engine",
         "PATCH dockersandboxes/web/status",
     ]);
     assert_eq!(api.take_calls(), expected);
-    assert_eq!(
-        api.take_events(),
-        events(&[
-            ("ServerCertificateIssued", "Normal"),
-            ("ClientCertificateIssued", "Normal"),
-            ("EngineCreated", "Normal")
-        ])
-    );
+    assert_eq!(api.take_events(), events(&[]), "creating children is routine: no Event");
 
     let pod = api.object("pods/web-engine");
     assert_eq!(pod["spec"]["containers"][0]["securityContext"]["privileged"], true, "no sysbox: privileged is allowed");
@@ -317,9 +377,9 @@ async fn a_converged_sandbox_costs_no_request() {
     let placed = api.placed(&dsb).await;
     let action = api.reconcile(&placed, config(true)).await.expect("second");
     assert_eq!(action, Action::requeue(Duration::from_secs(5)));
-    // Nothing is read (the caches have it) and only news is written: the pod now has no status
-    // instead of "was created".
-    assert_eq!(api.take_calls(), calls(&["PATCH dockersandboxes/web/status"]));
+    // Nothing is read (the caches have it) and nothing is written: the status says what the
+    // created pod said.
+    assert_eq!(api.take_calls(), Vec::<String>::new());
     assert_eq!(api.take_events(), events(&[]));
     api.reconcile(&api.refreshed(&dsb), config(true)).await.expect("third");
     assert_eq!(api.take_calls(), Vec::<String>::new(), "no change, no request");
@@ -345,28 +405,138 @@ async fn a_ready_pod_whose_dockerd_does_not_answer_yet_costs_no_request_and_is_a
 }
 
 #[tokio::test]
-async fn children_the_cache_has_not_seen_yet_are_read_live_not_issued_again() {
+async fn a_lagging_watch_after_create_neither_issues_again_nor_creates_again_nor_reads_live() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    api.placed(&dsb).await;
+    let keys =
+        ["secrets/ca-team-a-u1", "secrets/web-ca", "secrets/web-server", "secrets/web-client", "pods/web-engine"];
+    let before: Vec<Value> = keys.iter().map(|k| api.object(k)).collect();
+    api.with(|s| {
+        for key in keys.iter().chain(&["services/web", "dockersandboxes/web"]) {
+            s.behind.insert(key.to_string(), None);
+        }
+    });
+    // The sandbox as the cache has it: the status write is on its way too.
+    api.reconcile(&dsb, config(true)).await.expect("second");
+    assert_eq!(api.take_calls(), Vec::<String>::new(), "what was written stands in for the cache: no request");
+    assert_eq!(api.take_events(), events(&[]), "no certificate issued, no engine created");
+    let after: Vec<Value> = keys.iter().map(|k| api.object(k)).collect();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn a_lagging_watch_after_update_does_not_put_the_secret_back_twice() {
     let api = Fake::new(opted_in());
     let dsb = sandbox("{}");
     let placed = api.placed(&dsb).await;
-    let before: Vec<Value> = ["secrets/web-ca", "secrets/web-server", "secrets/web-client", "pods/web-engine"]
-        .iter()
-        .map(|k| api.object(k))
-        .collect();
+    let client = api.object("secrets/web-client");
     api.with(|s| {
-        for key in ["secrets/web-ca", "secrets/web-server", "secrets/web-client", "pods/web-engine", "services/web"] {
-            s.behind.insert(key.into(), None);
-        }
+        let mut tampered = client.clone();
+        tampered["data"]["ca.pem"] = json!("dGFtcGVyZWQ=");
+        s.store("secrets/web-client", tampered);
     });
-    api.reconcile(&placed, config(true)).await.expect("second");
+    api.reconcile(&placed, config(true)).await.expect("restore");
+    // Created with a create request, so its fields move to the operator's apply entry before the
+    // first apply (else a field it stops setting would stay forever).
+    let writes: Vec<String> = api.take_writes().into_iter().filter(|w| w.contains("secrets/")).collect();
+    assert_eq!(
+        writes,
+        calls(&["PATCH secrets/web-client (merge)", "PATCH secrets/web-client"]),
+        "the tampered Secret is put back"
+    );
+    let restored = api.object("secrets/web-client");
+    assert_eq!(restored["data"], client["data"]);
+    assert_eq!(restored["metadata"]["managedFields"][0]["operation"], "Apply");
+    assert_eq!(api.take_events(), events(&[("SecretRestored", "Normal")]));
+    // The cache still shows the tampered Secret: the restore is on its way, not done again.
+    let tampered = {
+        let mut t = restored.clone();
+        t["data"]["ca.pem"] = json!("dGFtcGVyZWQ=");
+        t["metadata"]["resourceVersion"] = json!("1");
+        t
+    };
+    api.with(|s| {
+        s.behind.insert("secrets/web-client".into(), Some(tampered));
+    });
+    api.reconcile(&api.refreshed(&placed), config(true)).await.expect("lagging");
+    assert_eq!(api.take_calls(), Vec::<String>::new());
+    assert_eq!(api.take_events(), events(&[]));
+    // Once the watch shows the restore, the cache is the truth again: nothing to do.
+    api.with(|s| s.behind.clear());
+    api.reconcile(&api.refreshed(&placed), config(true)).await.expect("caught up");
+    assert_eq!(api.take_calls(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_lagging_watch_after_delete_neither_deletes_again_nor_waits_for_the_old_pod() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    let mut changed = api.placed(&dsb).await;
+    let old = api.object("pods/web-engine");
+    changed.spec.daemon.mtu = Some(1400);
+    api.reconcile(&changed, config(true)).await.expect("roll");
     let writes = api.take_writes();
-    assert!(!writes.iter().any(|w| w.contains("secrets/") || w.contains("pods/")), "{writes:?}");
-    assert_eq!(api.take_events(), events(&[]), "no certificate issued, no engine created");
-    let after: Vec<Value> = ["secrets/web-ca", "secrets/web-server", "secrets/web-client", "pods/web-engine"]
-        .iter()
-        .map(|k| api.object(k))
-        .collect();
-    assert_eq!(before, after);
+    assert!(writes.contains(&"DELETE pods/web-engine".to_string()), "{writes:?}");
+    api.take_events();
+    // The cache still shows the old pod: it is gone all the same (the delete said so), and the new
+    // one is created at once, once.
+    api.with(|s| {
+        s.behind.insert("pods/web-engine".into(), Some(old.clone()));
+    });
+    api.reconcile(&api.refreshed(&changed), config(true)).await.expect("lagging");
+    let pod_writes: Vec<String> = api.take_writes().into_iter().filter(|w| w.contains("pods/")).collect();
+    assert_eq!(pod_writes, calls(&["POST pods/web-engine"]), "no second delete");
+    assert_ne!(api.object("pods/web-engine")["metadata"]["annotations"], old["metadata"]["annotations"]);
+    api.reconcile(&api.refreshed(&changed), config(true)).await.expect("lagging still");
+    assert!(!api.take_writes().iter().any(|w| w.contains("pods/")), "the new pod is what was written");
+}
+
+#[tokio::test]
+async fn a_lagging_sandbox_watch_never_writes_an_old_status_back() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    let first = api.placed(&dsb).await;
+    api.reconcile(&first, config(true)).await.expect("converge");
+    api.take_calls();
+    // The status changed again; the cache still has the sandbox with the first one.
+    api.with(|s| {
+        s.behind.insert("dockersandboxes/web".into(), None);
+    });
+    api.reconcile(&first, config(true)).await.expect("lagging");
+    assert_eq!(api.take_calls(), Vec::<String>::new(), "the status written is the newest: not written again");
+    // Someone else wrote the status after the operator (the cache shows their newer version): the
+    // operator's own status is the truth, and it is put back.
+    let mut theirs = api.refreshed(&dsb);
+    theirs.status.as_mut().expect("status").phase = Some(dockersandbox_operator::crd::Phase::Ready);
+    theirs.metadata.resource_version = Some("999".into());
+    api.with(|s| s.behind.clear());
+    api.reconcile(&theirs, config(true)).await.expect("theirs");
+    assert_eq!(api.take_calls().first().map(String::as_str), Some("PATCH dockersandboxes/web/status"));
+    assert_eq!(api.object("dockersandboxes/web")["status"]["phase"], "Provisioning");
+}
+
+#[tokio::test]
+async fn the_sandboxes_own_pod_without_its_labels_is_relabelled_not_replaced() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    let placed = api.placed(&dsb).await;
+    api.with(|s| {
+        let mut pod = s.objects["pods/web-engine"].clone();
+        pod["metadata"]["labels"] = json!({});
+        s.store("pods/web-engine", pod.clone());
+        // the label-selected cache no longer sees it
+        s.hidden.push("pods/web-engine".into());
+    });
+    api.reconcile(&placed, config(true)).await.expect("relabel");
+    let pod_calls: Vec<String> = api.take_calls().into_iter().filter(|c| c.contains("pods/")).collect();
+    assert_eq!(
+        pod_calls,
+        calls(&["POST pods/web-engine", "GET pods/web-engine", "PATCH pods/web-engine (merge)"]),
+        "the create finds the sandbox's own pod, which keeps running"
+    );
+    assert_eq!(api.object("pods/web-engine")["metadata"]["labels"]["app.kubernetes.io/instance"], "web");
+    assert_eq!(api.take_events(), events(&[("EngineRelabelled", "Warning")]));
 }
 
 #[tokio::test]
@@ -404,7 +574,7 @@ async fn a_spec_change_recreates_the_engine_pod_and_keeps_the_certificates() {
 async fn a_refused_pod_is_a_failed_sandbox_with_the_api_servers_message() {
     let api = Fake::new(opted_in());
     api.with(|s| {
-        s.refuse.insert("PATCH pods/web-engine".into(), (422, "pods \"web-engine\" is forbidden: quota".into()));
+        s.refuse.insert("POST pods/web-engine".into(), (422, "pods \"web-engine\" is forbidden: quota".into()));
     });
     let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
     assert_eq!(action, Action::requeue(Duration::from_secs(5)), "re-checked, backing off");
@@ -449,7 +619,7 @@ async fn pod_security_baseline_refuses_a_privileged_engine() {
 async fn api_errors_surface_as_errors_for_backoff() {
     let api = Fake::new(opted_in());
     api.with(|s| {
-        s.refuse.insert("PATCH services/web".into(), (403, "services is forbidden".into()));
+        s.refuse.insert("POST services/web".into(), (403, "services is forbidden".into()));
     });
     let err = api.reconcile(&sandbox("{}"), config(true)).await.expect_err("forbidden");
     assert!(err.contains("services is forbidden"), "{err}");
@@ -610,12 +780,14 @@ async fn a_planted_secret_is_a_conflict_and_is_left_untouched() {
     api.with(|s| {
         s.objects.insert("secrets/web-ca".into(), planted.clone());
         // unlabelled: the operator's label-selected cache never sees it
-        s.behind.insert("secrets/web-ca".into(), None);
+        s.hidden.push("secrets/web-ca".into());
     });
     let action = api.reconcile(&sandbox("{}"), config(true)).await.expect("reconcile");
     assert_eq!(action, Action::requeue(Duration::from_secs(5)));
     let calls = api.take_calls();
-    assert!(!calls.iter().any(|c| c.ends_with("secrets/web-ca") && !c.starts_with("GET")), "{calls:?}");
+    // The create fails (AlreadyExists), the object is read to tell whose it is, nothing is written.
+    assert!(calls.contains(&"POST secrets/web-ca".to_string()), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.contains("secrets/web-ca") && (c.starts_with("PATCH") || c.starts_with("DELETE"))));
     assert!(!calls.iter().any(|c| c.contains("pods/")), "no engine on a CA someone else holds: {calls:?}");
     assert_eq!(api.object("secrets/web-ca"), planted);
     let status = &api.object("dockersandboxes/web")["status"];
@@ -730,8 +902,8 @@ async fn revocation_stops_the_old_engine_even_when_no_new_pod_can_be_admitted() 
     api.with(|s| {
         // the dry run and the create alike: the quota is full
         let quota = (403, "pods \"web-engine\" is forbidden: exceeded quota: pods=1".to_string());
-        s.refuse.insert("POST pods".into(), quota.clone());
-        s.refuse.insert("PATCH pods/web-engine".into(), quota);
+        s.refuse.insert("POST pods/web-engine (dry run)".into(), quota.clone());
+        s.refuse.insert("POST pods/web-engine".into(), quota);
     });
     let mut revoked = placed;
     revoked.spec.credentials.generation = 1;
@@ -739,7 +911,7 @@ async fn revocation_stops_the_old_engine_even_when_no_new_pod_can_be_admitted() 
     api.reconcile(&revoked, config(true)).await.expect("revoke");
     let pod_calls: Vec<String> = api.take_calls().into_iter().filter(|c| c.contains("pods")).collect();
     assert!(pod_calls.iter().any(|c| c == "DELETE pods/web-engine"), "{pod_calls:?}");
-    assert!(!pod_calls.iter().any(|c| c == "POST pods"), "no dry run decides a revocation: {pod_calls:?}");
+    assert!(!pod_calls.iter().any(|c| c.ends_with("(dry run)")), "no dry run decides a revocation: {pod_calls:?}");
     assert!(api.object("pods/web-engine").is_null(), "the engine trusting the revoked CA is gone");
     // The new pod is refused by the quota: the reconcile fails (and is retried with backoff), and
     // no engine trusting the old CA serves meanwhile.
@@ -777,14 +949,14 @@ async fn a_spec_change_the_api_server_would_refuse_keeps_the_running_engine() {
     let pod = api.object("pods/web-engine");
     api.with(|s| {
         s.refuse.insert(
-            "POST pods".into(),
+            "POST pods/web-engine (dry run)".into(),
             (403, "pods \"web-engine\" is forbidden: maximum memory usage per Container is 2Gi".into()),
         );
     });
     changed.spec.daemon.mtu = Some(1400);
     api.reconcile(&changed, config(true)).await.expect("second");
     let pod_calls: Vec<String> = api.take_calls().into_iter().filter(|c| c.contains("pods")).collect();
-    assert_eq!(pod_calls, calls(&["GET pods/web-engine", "POST pods"]), "a dry run, no delete");
+    assert_eq!(pod_calls, calls(&["POST pods/web-engine (dry run)"]), "a dry run, no delete");
     assert_eq!(api.object("pods/web-engine"), pod, "the running engine is kept");
     let ready = &api.object("dockersandboxes/web")["status"]["conditions"][0];
     assert_eq!(ready["reason"], "RollRefused");
@@ -930,14 +1102,14 @@ async fn a_deleted_service_comes_back_with_its_address_once_the_api_server_frees
     let pod = api.object("pods/web-engine");
     api.with(|s| {
         s.objects.remove("services/web");
-        s.refuse_next.insert("PATCH services/web".into(), vec![address_held("10.96.0.10"); 2]);
+        s.refuse_next.insert("POST services/web".into(), vec![address_held("10.96.0.10"); 2]);
         s.free_ip = Some("10.96.0.99".into());
     });
     api.reconcile(&placed, config(true)).await.expect("second");
     assert_eq!(api.object("services/web")["spec"]["clusterIP"], json!("10.96.0.10"));
     let writes: Vec<String> =
         api.take_writes().into_iter().filter(|w| !w.contains("/status") && w != "POST events").collect();
-    assert_eq!(writes, calls(&["PATCH services/web"; 3]), "asked again, nothing else written");
+    assert_eq!(writes, calls(&["POST services/web"; 3]), "asked again, nothing else written");
     assert_eq!(api.object("pods/web-engine"), pod, "the engine keeps its certificate and keeps running");
     assert!(!api.take_events().iter().any(|(r, _)| r == "ServerCertificateIssued"));
 }
@@ -949,7 +1121,7 @@ async fn a_service_whose_address_stays_taken_gets_a_new_one_and_a_new_certificat
     let placed = api.placed(&dsb).await;
     api.with(|s| {
         s.objects.remove("services/web");
-        s.refuse_next.insert("PATCH services/web".into(), vec![address_held("10.96.0.10"); 7]);
+        s.refuse_next.insert("POST services/web".into(), vec![address_held("10.96.0.10"); 7]);
         s.free_ip = Some("10.96.0.99".into());
     });
     api.reconcile(&placed, config(true)).await.expect("second");

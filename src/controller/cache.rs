@@ -2,9 +2,9 @@
 //! controller. A reconcile reads its children, the namespace, the class, RuntimeClasses and nodes
 //! from here, so a sandbox whose children are as wanted costs no API request at all.
 //!
-//! A store can be behind the operator's own last write (the watch event is still on its way). The
-//! steps therefore decide from the cache, and only when that decision is a write (create, issue,
-//! restore, delete) re-read the object live and decide again: writes stay exact, idle costs nothing.
+//! A store can be behind the operator's own last write (the watch event is still on its way): the
+//! steps read children through `apply::Child`, which overlays what this process wrote and the
+//! stores have not shown yet (`expect`). Writes stay exact, idle costs nothing.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -75,28 +75,37 @@ pub struct ScopeFeeds {
 pub trait Cached: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
     /// Its stores.
     fn stores(c: &Caches) -> &[Store<Self>];
+    /// Drops what the reconciler never reads, before an object is kept (in a store, or as a write
+    /// the stores have not shown yet).
+    fn slim(&mut self);
 }
 
 macro_rules! cached {
-    ($($kind:ty => $field:ident),* $(,)?) => {
+    ($($kind:ty => $field:ident, $slim:expr);* $(;)?) => {
         $(impl Cached for $kind {
             fn stores(c: &Caches) -> &[Store<Self>] {
                 &c.$field
+            }
+            fn slim(&mut self) {
+                let slim: fn(&mut Self) = $slim;
+                slim(self)
             }
         })*
     };
 }
 
 cached!(
-    Pod => pods,
-    Service => services,
-    Secret => secrets,
-    PersistentVolumeClaim => claims,
-    NetworkPolicy => policies,
-    PartialObjectMeta<Namespace> => namespaces,
-    RuntimeClass => runtime_classes,
-    DockerSandboxClass => classes,
-    Node => nodes,
+    Pod => pods, slim_pod;
+    Service => services, slim_service;
+    // The Secrets the operator writes are its own, and small: kept whole (the watch bounds the
+    // others with `slim_secret`; CA keys, which have no owner, are not slimmed there either).
+    Secret => secrets, |s| bound_meta(&mut s.metadata);
+    PersistentVolumeClaim => claims, slim_claim;
+    NetworkPolicy => policies, slim_policy;
+    PartialObjectMeta<Namespace> => namespaces, |_| {};
+    RuntimeClass => runtime_classes, |_| {};
+    DockerSandboxClass => classes, |_| {};
+    Node => nodes, slim_node;
 );
 
 impl Caches {

@@ -7,13 +7,13 @@ use kube::ResourceExt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::apply::{apply, apply_in, current, current_in, live};
+use super::apply::{Child, Made};
 use super::context::Target;
 use crate::crd::CertificateStatus;
 use crate::crd::conditions::reason;
 use crate::error::Result;
 use crate::plan::Plan;
-use crate::resources::{claim, secret, service};
+use crate::resources::{secret, service};
 use crate::tls::{self, CertInfo, Pem, TlsError};
 
 /// The sandbox's TLS material, as in use after this reconcile.
@@ -40,56 +40,42 @@ struct Kept {
     before: Option<Secret>,
 }
 
-/// Where a certificate's Secret is, and how to tell it is the sandbox's.
-struct Place<'a> {
-    namespace: &'a str,
-    name: &'a str,
-    owned: &'a (dyn Fn(&ObjectMeta) -> std::result::Result<(), String> + Sync),
-}
-
-/// Keeps the certificate stored in the Secret at `place` while `keep` accepts it, putting the Secret
+/// Keeps the certificate stored in the Secret `child` while `keep` accepts it, putting the Secret
 /// back to `build(pem)` if its content was edited (a tampered `ca.pem` in the client bundle does not
 /// replace the CA); otherwise issues one with `issue` and stores `build` of it.
 async fn keep_or_issue(
     t: &Target<'_>,
-    place: Place<'_>,
+    child: Child<'_, '_, Secret>,
     read: impl Fn(&Secret) -> Option<Pem>,
     keep: impl Fn(&Pem) -> Option<CertInfo>,
-    issue: impl FnOnce() -> Result<Pem, TlsError>,
+    issue: impl Fn() -> Result<Pem, TlsError>,
     build: impl Fn(&Pem) -> Secret,
 ) -> Result<Kept> {
-    let Place { namespace, name, owned } = place;
-    // Keeping what is stored, as it is stored, needs no request; anything else is decided on the
-    // live Secret (the cache may not have the operator's own last write yet).
-    let keeps = |s: &Secret| {
-        let pem = read(s)?;
-        keep(&pem)?;
-        let desired = build(&pem);
-        (s.data == desired.data && s.type_ == desired.type_).then_some(())
-    };
-    let secret = current_in(t, namespace, name, owned, |s: Option<&Secret>| s.and_then(keeps).is_none()).await?;
-    let stored = secret.as_ref().and_then(&read);
-    if let Some((pem, info)) = stored.as_ref().and_then(|p| Some((p.clone(), keep(p)?))) {
-        let desired = build(&pem);
-        if secret.as_ref().is_some_and(|s| s.data != desired.data || s.type_ != desired.type_) {
-            apply_in(t, namespace, &desired).await?;
-            t.normal(reason::SECRET_RESTORED, format!("Secret {name} was edited; its content was put back")).await;
+    let mut secret = child.observed()?;
+    loop {
+        let stored = secret.as_ref().and_then(&read);
+        if let Some((pem, info)) = stored.as_ref().and_then(|p| Some((p.clone(), keep(p)?))) {
+            let desired = build(&pem);
+            if secret.as_ref().is_some_and(|s| s.data != desired.data || s.type_ != desired.type_) {
+                child.apply(&desired).await?;
+                let note = format!("Secret {} was edited; its content was put back", desired.name_any());
+                t.normal(reason::SECRET_RESTORED, note).await;
+            }
+            return Ok(Kept { pem, info, issued: false, replaced: false, before: secret });
         }
-        return Ok(Kept { pem, info, issued: false, replaced: false, before: secret });
+        let pem = issue()?;
+        let desired = build(&pem);
+        if secret.is_some() {
+            child.apply(&desired).await?;
+        } else if let Made::Found(found) = child.create(&desired).await? {
+            // The sandbox's own Secret, out of the caches' sight (its labels were removed): what
+            // it holds decides, as if the cache had it.
+            secret = Some(found);
+            continue;
+        }
+        let info = tls::inspect(&pem.cert)?;
+        return Ok(Kept { pem, info, issued: true, replaced: stored.is_some(), before: secret });
     }
-    let pem = issue()?;
-    apply_in(t, namespace, &build(&pem)).await?;
-    let info = tls::inspect(&pem.cert)?;
-    Ok(Kept { pem, info, issued: true, replaced: stored.is_some(), before: secret })
-}
-
-/// The sandbox's own namespace, its children owned by it.
-fn in_sandbox_namespace<'a>(
-    t: &'a Target<'_>,
-    name: &'a str,
-    owned: &'a (dyn Fn(&ObjectMeta) -> std::result::Result<(), String> + Sync),
-) -> Place<'a> {
-    Place { namespace: &t.names.namespace, name, owned }
 }
 
 /// A leaf that is signed by `ca` and not due for renewal.
@@ -121,15 +107,15 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
     // A CA from before the key moved (in NAME-ca, with its key) is moved, not replaced.
     let legacy = match t.ctx.caches.get::<Secret>(Some(ca_ns), &names.ca_key_secret) {
         Some(_) => None,
-        None => legacy_ca(t, wanted).await?.filter(|ca| ca_valid(ca).is_some()),
+        None => legacy_ca(t, wanted)?.filter(|ca| ca_valid(ca).is_some()),
     };
     let moved = legacy.is_some();
     let mut ca = keep_or_issue(
         t,
-        Place { namespace: ca_ns, name: &names.ca_key_secret, owned: &ours },
+        Child::owned_by(t, ca_ns, &names.ca_key_secret, Box::new(ours)),
         |s: &Secret| (secret::generation(s) == wanted).then(|| secret::ca_pem(s)).flatten(),
         ca_valid,
-        || legacy.map_or_else(|| tls::new_ca(&format!("dockersandbox CA {who}"), now), Ok),
+        || legacy.clone().map_or_else(|| tls::new_ca(&format!("dockersandbox CA {who}"), now), Ok),
         |ca| secret::ca_key(dsb, ca, wanted, ca_ns),
     )
     .await?;
@@ -150,7 +136,7 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
             names.client_secret
         );
         t.normal(reason::CREDENTIALS_ROTATING, note).await;
-    } else if ca.issued && (ca.replaced || live::<Secret>(t, &names.client_secret, false).await?.is_some()) {
+    } else if ca.issued && (ca.replaced || Child::<Secret>::of(t, &names.client_secret).observed()?.is_some()) {
         let note = format!(
             "the CA key of this sandbox was missing, invalid or expiring, so a new CA was issued; clients must use the \
              new client Secret {}",
@@ -168,31 +154,31 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
         &plan.service.extra_sans,
     );
     let server_ok = |l: &Pem| usable(l, &ca.pem, unix).filter(|i| tls::normalize(i.sans.clone()) == sans);
-    let owned = |meta: &ObjectMeta| claim(dsb, meta, false);
     let server = keep_or_issue(
         t,
-        in_sandbox_namespace(t, &names.server_secret, &owned),
+        Child::of(t, &names.server_secret),
         secret::leaf,
         server_ok,
         || tls::issue_server(&ca.pem, &names.server_name(), &sans, days, now),
         |leaf| secret::server(dsb, &ca.pem.cert, leaf),
     )
     .await?;
-    if server.issued {
+    // A sandbox's first certificates are routine (no Event); a new one in place of another is news.
+    if server.issued && server.replaced {
         let note = format!("issued the engine's server certificate for {}", sans.join(", "));
         t.normal(reason::SERVER_CERTIFICATE_ISSUED, note).await;
     }
 
     let client = keep_or_issue(
         t,
-        in_sandbox_namespace(t, &names.client_secret, &owned),
+        Child::of(t, &names.client_secret),
         secret::leaf,
         |l: &Pem| usable(l, &ca.pem, unix),
         || tls::issue_client(&ca.pem, &format!("dockersandbox client {who}"), days, now),
         |leaf| secret::client(dsb, &ca.pem.cert, leaf),
     )
     .await?;
-    if client.issued {
+    if client.issued && client.replaced {
         let note = format!("issued the client certificate in Secret {}", names.client_secret);
         t.normal(reason::CLIENT_CERTIFICATE_ISSUED, note).await;
     }
@@ -208,8 +194,8 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
 
 /// The CA of a sandbox from before CA keys moved to the operator's namespace: `NAME-ca` with its
 /// key, for credentials generation `wanted`. Read from the cache (`NAME-ca` is a labelled child).
-async fn legacy_ca(t: &Target<'_>, wanted: i64) -> Result<Option<Pem>> {
-    let old = current::<Secret>(t, &t.names.ca_secret, false, |_| false).await?;
+fn legacy_ca(t: &Target<'_>, wanted: i64) -> Result<Option<Pem>> {
+    let old = Child::<Secret>::of(t, &t.names.ca_secret).observed()?;
     Ok(old.filter(|s| secret::generation(s) == wanted).and_then(|s| secret::ca_pem(&s)))
 }
 
@@ -217,18 +203,16 @@ async fn legacy_ca(t: &Target<'_>, wanted: i64) -> Result<Option<Pem>> {
 /// before is removed: server-side apply drops the field the operator no longer sets).
 async fn public_ca(t: &Target<'_>, ca_cert: &str, generation: i64) -> Result<()> {
     let desired = secret::ca(t.dsb, ca_cert, generation);
-    let differs = |s: &Secret| s.data != desired.data || secret::generation(s) != generation;
-    let found = current(t, &t.names.ca_secret, false, |s: Option<&Secret>| s.is_none_or(differs)).await?;
-    if found.as_ref().is_none_or(differs) {
-        apply(t, &desired).await?;
-    }
+    let same = |s: &Secret| s.data == desired.data && secret::generation(s) == generation;
+    let child = Child::of(t, &t.names.ca_secret);
+    child.ensure_if(&desired, child.observed()?, same).await?;
     Ok(())
 }
 
 /// The ClusterIP the server certificate was issued for, if a server certificate exists: its IP
 /// SANs other than loopback and the plan's extra SANs.
-pub async fn previous_cluster_ip(t: &Target<'_>, plan: &Plan) -> Result<Option<String>> {
-    let server = current::<Secret>(t, &t.names.server_secret, false, |_| false).await?;
+pub fn previous_cluster_ip(t: &Target<'_>, plan: &Plan) -> Result<Option<String>> {
+    let server = Child::<Secret>::of(t, &t.names.server_secret).observed()?;
     let Some(leaf) = server.and_then(|s| secret::leaf(&s)) else {
         return Ok(None);
     };

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::core::{DynamicObject, NamespaceResourceScope};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -13,8 +13,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
 use super::cache::{Cached, Caches};
+use super::expect::Expectations;
 use crate::config::{Config, EngineProbe};
-use crate::crd::{DockerSandbox, DockerSandboxStatus};
+use crate::crd::DockerSandbox;
 use crate::metrics::Metrics;
 use crate::resources::Names;
 
@@ -41,40 +42,8 @@ pub struct Context {
     unanswered: Mutex<HashMap<(String, String), u32>>,
     /// Slots for engine checks (`--engine-checks`): a fixed number of TLS calls to engines at once.
     pub engine_checks: Arc<tokio::sync::Semaphore>,
-    /// The status last written per sandbox (uid, status, when): the sandbox cache can be behind it
-    /// for a moment, and writing it again (with its Event) would be noise.
-    published: Mutex<HashMap<(String, String), Published>>,
-    /// Children this process wrote recently: only for those can the cache be behind the truth.
-    pub recent: Arc<RecentWrites>,
-}
-
-/// A status this process wrote: the sandbox's uid, the status, when.
-type Published = (String, DockerSandboxStatus, Instant);
-
-/// The children (kind, namespace, name) this process wrote in the last `RECENT` seconds. A cache
-/// can be behind only on writes it has not seen yet; everybody else's were listed or watched before
-/// the caches said they were synced. So only these are re-read live before a decision to write.
-#[derive(Default)]
-pub struct RecentWrites(Mutex<HashMap<(String, String, String), Instant>>);
-
-/// How long a write of ours may take to come back through a watch.
-pub const RECENT: Duration = Duration::from_secs(60);
-
-impl RecentWrites {
-    /// Records a write of `kind` `namespace`/`name`, and forgets the ones older than `RECENT`.
-    pub fn wrote(&self, kind: &str, namespace: &str, name: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        map.retain(|_, at| now.duration_since(*at) < RECENT);
-        map.insert((kind.to_string(), namespace.to_string(), name.to_string()), now);
-    }
-
-    /// Whether this process wrote it within `RECENT`.
-    pub fn has(&self, kind: &str, namespace: &str, name: &str) -> bool {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (kind.to_string(), namespace.to_string(), name.to_string());
-        map.get(&key).is_some_and(|at| at.elapsed() < RECENT)
-    }
+    /// What this process wrote (children and statuses) that the caches have not shown yet.
+    pub expect: Arc<Expectations>,
 }
 
 impl Context {
@@ -100,16 +69,15 @@ impl Context {
             waits: Mutex::default(),
             unanswered: Mutex::default(),
             engine_checks,
-            published: Mutex::default(),
-            recent: Arc::default(),
+            expect: Arc::default(),
         }
     }
 
-    /// This context, remembering the writes in `recent` (tests that run one context per reconcile
-    /// share it, as one long-running process would).
+    /// This context, with the writes not yet seen kept in `expect` (tests that run one context per
+    /// reconcile share it, as one long-running process would).
     #[doc(hidden)]
-    pub fn with_recent(mut self, recent: Arc<RecentWrites>) -> Self {
-        self.recent = recent;
+    pub fn with_expectations(mut self, expect: Arc<Expectations>) -> Self {
+        self.expect = expect;
         self
     }
 
@@ -149,7 +117,6 @@ impl Context {
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         self.waits.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         self.unanswered.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
-        self.published.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
     }
 
     /// Counts one more reconcile that found `dsb` waiting; returns how many in a row.
@@ -180,26 +147,15 @@ impl Context {
         self.not_probing(dsb);
     }
 
-    /// The status this operator wrote for `dsb` (this very object: same uid) within `RECENT`, if
-    /// any. Later the cache has seen that write, and the cached status is the truth (so a status
-    /// someone else changed is written again).
-    pub fn last_published(&self, dsb: &DockerSandbox) -> Option<DockerSandboxStatus> {
-        self.published_within(dsb, RECENT)
-    }
-
-    fn published_within(&self, dsb: &DockerSandbox, window: Duration) -> Option<DockerSandboxStatus> {
-        let published = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        let (uid, status, at) = published.get(&key(&ObjectRef::from_obj(dsb).erase()))?;
-        (Some(uid) == dsb.metadata.uid.as_ref() && at.elapsed() < window).then(|| status.clone())
-    }
-
-    /// Records the status just written for `dsb`.
-    pub fn published(&self, dsb: &DockerSandbox, status: DockerSandboxStatus) {
-        let uid = dsb.metadata.uid.clone().unwrap_or_default();
-        let key = key(&ObjectRef::from_obj(dsb).erase());
-        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        published.retain(|_, (_, _, at)| at.elapsed() < RECENT);
-        published.insert(key, (uid, status, Instant::now()));
+    /// `dsb` as this process last wrote it (its status), while the sandbox cache has not shown that
+    /// write yet; else as cached. Only this operator writes the status.
+    pub fn newest(&self, dsb: &DockerSandbox) -> DockerSandbox {
+        let cached = Arc::new(dsb.clone());
+        let newest = self.expect.observed(dsb.metadata.namespace.as_deref(), &dsb.name_any(), Some(cached));
+        match newest {
+            Some(n) if n.metadata.uid == dsb.metadata.uid => (*n).clone(),
+            _ => dsb.clone(),
+        }
     }
 
     /// How many sandboxes have anything on record (failures, waits, statuses).
@@ -207,7 +163,6 @@ impl Context {
     pub fn remembered(&self) -> usize {
         self.waits.lock().unwrap_or_else(|e| e.into_inner()).len()
             + self.unanswered.lock().unwrap_or_else(|e| e.into_inner()).len()
-            + self.published.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// How many sandboxes have failures on record.
@@ -322,7 +277,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_successful_reconcile_keeps_the_wait_count_and_the_published_status() {
+    async fn a_successful_reconcile_keeps_the_wait_count() {
         // Every reconcile of a waiting sandbox succeeds; its re-check delay must still grow (when
         // a success reset it, 1000 engines whose dockerd did not answer were probed every second).
         let ctx = context();
@@ -335,12 +290,26 @@ mod tests {
             })
             .collect();
         assert_eq!(waits, [1, 2, 3, 4]);
-        ctx.published(&dsb, DockerSandboxStatus::default());
-        ctx.succeeded(&dsb);
-        assert!(ctx.last_published(&dsb).is_some(), "the status last written is still known");
-        assert!(ctx.published_within(&dsb, Duration::ZERO).is_none(), "once the cache has caught up, it is the truth");
         ctx.done_waiting(&dsb);
         assert_eq!(ctx.still_waiting(&dsb), 1, "Ready starts the next wait over");
+    }
+
+    #[tokio::test]
+    async fn the_newest_sandbox_is_the_status_written_until_the_cache_shows_it() {
+        let ctx = context();
+        let mut cached = minimal();
+        cached.metadata.resource_version = Some("4".into());
+        assert_eq!(ctx.newest(&cached).status, None);
+        let mut written = cached.clone();
+        written.metadata.resource_version = Some("5".into());
+        written.status = Some(crate::crd::DockerSandboxStatus { observed_generation: Some(1), ..Default::default() });
+        ctx.expect.wrote(&written);
+        assert_eq!(ctx.newest(&cached).status, written.status, "the cache is behind our write");
+        let mut recreated = cached.clone();
+        recreated.metadata.uid = Some("another".into());
+        assert_eq!(ctx.newest(&recreated).status, None, "another sandbox of that name is not what we wrote");
+        assert_eq!(ctx.newest(&written).status, written.status);
+        assert!(ctx.expect.is_empty(), "the cache caught up");
     }
 
     #[tokio::test]
@@ -349,8 +318,7 @@ mod tests {
         let dsb = minimal();
         ctx.backoff(&dsb);
         ctx.still_waiting(&dsb);
-        ctx.published(&dsb, DockerSandboxStatus::default());
-        assert_eq!((ctx.failing(), ctx.remembered()), (1, 2));
+        assert_eq!((ctx.failing(), ctx.remembered()), (1, 1));
         // what the controller reports when a requeue finds the sandbox gone
         ctx.forget(&ObjectRef::<DockerSandbox>::new("web").within("team-a").erase());
         assert_eq!((ctx.failing(), ctx.remembered()), (0, 0));
@@ -365,16 +333,6 @@ mod tests {
         assert_eq!(t.api::<k8s_openapi::api::core::v1::Pod>().resource_url(), "/api/v1/namespaces/team-a/pods");
         dsb.metadata.namespace = None;
         assert!(Target::new(&dsb, &ctx).is_none());
-    }
-
-    #[test]
-    fn recent_writes_are_known_by_kind_namespace_and_name() {
-        let recent = RecentWrites::default();
-        assert!(!recent.has("Secret", "team-a", "web-ca"));
-        recent.wrote("Secret", "team-a", "web-ca");
-        assert!(recent.has("Secret", "team-a", "web-ca"));
-        assert!(!recent.has("Secret", "team-b", "web-ca"), "another namespace");
-        assert!(!recent.has("Pod", "team-a", "web-ca"), "another kind");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod cache;
 mod certs;
 pub mod context;
 mod engine;
+pub mod expect;
 mod facts;
 mod network;
 pub mod pods;
@@ -34,6 +35,7 @@ use tracing::{debug, warn};
 
 pub use cache::{Caches, Feeds};
 pub use context::Context;
+use expect::Expectations;
 
 use crate::config::SysboxUserNamespace;
 use crate::crd::conditions::reason;
@@ -82,7 +84,9 @@ pub fn controllers(
         let (reader, writer) = kube::runtime::reflector::store::<DockerSandbox>();
         let raw = watcher(sandboxes::raw_api(c, scope), watcher::Config::default().any_semantic()).default_backoff();
         let typed = sandboxes::typed(raw, report_unreadable(ctx.clone()));
-        let controller = Controller::for_stream(reflector(writer, typed).applied_objects(), reader);
+        let expect = ctx.expect.clone();
+        let typed = reflector(writer, typed).inspect(move |event| saw(&expect, event));
+        let controller = Controller::for_stream(typed.applied_objects(), reader);
         let sandboxes = controller.store();
         wakes.push((controller.store(), wake));
         let namespace_watch = match scope {
@@ -92,30 +96,45 @@ pub fn controllers(
         let controller = controller
             // Children are matched by a label anyone can set: each is bounded before it is cached
             // (cache::slim_*). Pods also lose their spec: only metadata and status are read.
-            .owns_stream(feed(f.pods, watcher(api::<Pod>(c, scope), children.clone()).modify(cache::slim_pod)))
             .owns_stream(feed(
+                ctx.expect.clone(),
+                f.pods,
+                watcher(api::<Pod>(c, scope), children.clone()).modify(cache::slim_pod),
+            ))
+            .owns_stream(feed(
+                ctx.expect.clone(),
                 f.services,
                 watcher(api::<Service>(c, scope), children.clone()).modify(cache::slim_service),
             ))
             // Secrets are listed in small pages from the API server (not all at once from its watch
             // cache): a namespace full of large labelled Secrets never has to fit in memory at once.
-            .owns_stream(feed(f.secrets, watcher(api::<Secret>(c, scope), secrets.clone()).modify(cache::slim_secret)))
+            .owns_stream(feed(
+                ctx.expect.clone(),
+                f.secrets,
+                watcher(api::<Secret>(c, scope), secrets.clone()).modify(cache::slim_secret),
+            ))
             // A Retain claim has no owner reference (it outlives the sandbox): it is mapped by its
             // labels, so a claim that binds, is lost or goes still wakes its sandbox.
             .watches_stream(
                 feed(
+                    ctx.expect.clone(),
                     f.claims,
                     watcher(api::<PersistentVolumeClaim>(c, scope), children.clone()).modify(cache::slim_claim),
                 ),
                 |claim| labelled_owner(&claim),
             )
             .owns_stream(feed(
+                ctx.expect.clone(),
                 f.policies,
                 watcher(api::<NetworkPolicy>(c, scope), children.clone()).modify(cache::slim_policy),
             ))
             // A namespace's labels decide privileged opt-in: a change re-plans its sandboxes.
             .watches_stream(
-                feed(f.namespaces, watcher(Api::<PartialObjectMeta<Namespace>>::all(c.clone()), namespace_watch)),
+                feed(
+                    ctx.expect.clone(),
+                    f.namespaces,
+                    watcher(Api::<PartialObjectMeta<Namespace>>::all(c.clone()), namespace_watch),
+                ),
                 move |ns| in_namespace(&sandboxes, &ns.name_any()),
             )
             // Cluster-scoped changes, mapped to sandboxes below.
@@ -140,26 +159,37 @@ pub fn controllers(
     let wakes = Arc::new(wakes);
     let w = wakes.clone();
     // A RuntimeClass appearing (or going) changes where waiting sandboxes can run.
-    let rcs = feed(runtime_classes, watcher(Api::<RuntimeClass>::all(c.clone()), watcher::Config::default())).for_each(
-        move |_| {
-            wake(&w, waiting);
-            futures::future::ready(())
-        },
-    );
+    let rcs = feed(
+        ctx.expect.clone(),
+        runtime_classes,
+        watcher(Api::<RuntimeClass>::all(c.clone()), watcher::Config::default()),
+    )
+    .for_each(move |_| {
+        wake(&w, waiting);
+        futures::future::ready(())
+    });
     // A class change (or a class appearing, going, becoming default) re-plans its sandboxes.
     let w = wakes.clone();
-    let class_changes = feed(classes, watcher(Api::<DockerSandboxClass>::all(c.clone()), watcher::Config::default()))
-        .for_each(move |class| {
-            if let Ok(class) = class {
-                wake(&w, |store| using(store, &class.name_any()));
-            }
-            futures::future::ready(())
-        });
+    let class_changes = feed(
+        ctx.expect.clone(),
+        classes,
+        watcher(Api::<DockerSandboxClass>::all(c.clone()), watcher::Config::default()),
+    )
+    .for_each(move |class| {
+        if let Ok(class) = class {
+            wake(&w, |store| using(store, &class.name_any()));
+        }
+        futures::future::ready(())
+    });
     // Nodes wake nobody (their status changes all the time); they are read when a sandbox is planned.
     let node_feed = if ctx.config.sysbox_user_namespace == SysboxUserNamespace::Auto {
-        feed(nodes, watcher(Api::<Node>::all(c.clone()), watcher::Config::default()).modify(cache::slim_node))
-            .for_each(|_| futures::future::ready(()))
-            .boxed()
+        feed(
+            ctx.expect.clone(),
+            nodes,
+            watcher(Api::<Node>::all(c.clone()), watcher::Config::default()).modify(cache::slim_node),
+        )
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
     } else {
         cache::empty(nodes);
         futures::future::ready(()).boxed()
@@ -169,8 +199,8 @@ pub fn controllers(
     let w = wakes.clone();
     let ca_selector = format!("{MANAGED_SELECTOR},app.kubernetes.io/component={}", secret::CA_KEY_COMPONENT);
     let ca_api = Api::<Secret>::namespaced(c.clone(), ctx.config.ca_namespace());
-    let ca_feed =
-        feed(ca_keys, watcher(ca_api, watcher::Config::default().labels(&ca_selector))).for_each(move |key| {
+    let ca_feed = feed(ctx.expect.clone(), ca_keys, watcher(ca_api, watcher::Config::default().labels(&ca_selector)))
+        .for_each(move |key| {
             if let Ok(key) = key
                 && let Some(uid) = key.labels().get(secret::SANDBOX_UID_LABEL).cloned()
             {
@@ -192,13 +222,23 @@ pub fn controllers(
 /// A watch that fills `writer` (without managedFields) and yields what it touched; retried with
 /// backoff when the API server is away.
 fn feed<K>(
+    expect: Arc<Expectations>,
     writer: Writer<K>,
     watch: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
 ) -> impl Stream<Item = watcher::Result<K>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    reflector(writer, watch.modify(|o: &mut K| o.meta_mut().managed_fields = None).default_backoff()).touched_objects()
+    let watch = watch.modify(|o: &mut K| o.meta_mut().managed_fields = None).default_backoff();
+    // Once the store has an event, the writes it shows are no longer expected.
+    reflector(writer, watch).inspect(move |event| saw(&expect, event)).touched_objects()
+}
+
+/// Tells `expect` what a watch event brought (after the store has it).
+fn saw<K: Resource<DynamicType = ()>>(expect: &Expectations, event: &watcher::Result<watcher::Event<K>>) {
+    if let Ok(event) = event {
+        expect.saw(event);
+    }
 }
 
 /// Reports a sandbox that cannot be read: a Warning Event on it that says what to fix.

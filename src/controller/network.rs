@@ -1,7 +1,7 @@
 //! Step: the engine's NetworkPolicy (who may reach port 2376, where nested containers may go).
 //! A child like the others: owned, labelled, put back when edited, never taken over.
 
-use super::apply::{current_for, ensure as apply_if_changed, stamped};
+use super::apply::{Child, stamped};
 use super::context::Target;
 use crate::crd::NetworkStatus;
 use crate::error::Result;
@@ -11,7 +11,7 @@ use crate::resources::network_policy;
 /// Applies the NetworkPolicy when it is not as wanted; returns what it lets through.
 pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<NetworkStatus> {
     let desired = stamped(&network_policy::build(t.dsb, plan));
-    let current = current_for(t, &t.names.pod, false, |_| desired.clone()).await?;
-    apply_if_changed(t, &desired, current).await?;
+    let child = Child::of(t, &t.names.pod);
+    child.ensure(&desired, child.observed()?).await?;
     Ok(network_policy::describe(t.dsb, plan))
 }

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
-use super::apply::{apply, current, delete};
+use super::apply::{Child, Made};
 use super::context::Target;
 use crate::crd::FIELD_MANAGER;
 use crate::crd::conditions::reason;
@@ -88,14 +88,15 @@ pub fn decide(current: &Pod, desired: &Pod) -> Step {
 
 /// Ensures the engine pod matches `desired`.
 pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
-    let name = desired.name_any();
     let api = t.api::<Pod>();
-    // Observing or waiting reads the cache; anything that writes looks at the live pod first.
-    let writes = |c: Option<&Pod>| {
-        c.is_none_or(|p| matches!(decide(p, desired), Step::Roll(_) | Step::Recreate(_) | Step::Revoke(_)))
-    };
-    let Some(current) = current(t, &name, false, writes).await? else {
-        return create(t, desired).await;
+    let child = Child::of(t, &t.names.pod);
+    let current = match child.observed()? {
+        Some(current) => current,
+        None => match create(&child, desired).await? {
+            Ok(state) => return Ok(state),
+            // The sandbox's own pod with its labels removed: decided on as it is (and relabelled).
+            Err(found) => found,
+        },
     };
     match decide(&current, desired) {
         Step::WaitForStop(why) => Ok(PodState::Waiting(why)),
@@ -107,10 +108,10 @@ pub async fn ensure(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
                     "the spec change cannot be applied: the API server would refuse the new engine pod ({refused}); the running engine is kept until the spec is fixed"
                 ),
             }),
-            Ok(()) => replace(t, &current, why).await,
+            Ok(()) => replace(t, &child, &current, why).await,
         },
         // Fail closed: the old engine goes even when no new pod can be admitted (a full quota).
-        Step::Recreate(why) | Step::Revoke(why) => replace(t, &current, why).await,
+        Step::Recreate(why) | Step::Revoke(why) => replace(t, &child, &current, why).await,
         Step::Observe => {
             relabel(t, &current, desired).await?;
             Ok(state(&current))
@@ -130,10 +131,12 @@ async fn relabel(t: &Target<'_>, current: &Pod, desired: &Pod) -> Result<()> {
     }
     let name = desired.name_any();
     let patch = serde_json::json!({ "metadata": { "labels": desired.labels() } });
-    t.api::<Pod>()
+    let patched = t
+        .api::<Pod>()
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(Error::kube("relabel", "Pod", &name))?;
+    t.ctx.expect.wrote(&super::apply::slim(&patched));
     let keys = missing.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
     let note = format!(
         "the engine pod's labels {keys} were edited; they were put back (its Service and NetworkPolicy select it by them)"
@@ -142,8 +145,8 @@ async fn relabel(t: &Target<'_>, current: &Pod, desired: &Pod) -> Result<()> {
     Ok(())
 }
 
-async fn replace(t: &Target<'_>, current: &Pod, why: String) -> Result<PodState> {
-    delete(t, current).await?;
+async fn replace(t: &Target<'_>, child: &Child<'_, '_, Pod>, current: &Pod, why: String) -> Result<PodState> {
+    child.delete(current).await?;
     t.normal(reason::ENGINE_RECREATING, why.clone()).await;
     Ok(PodState::Waiting(why))
 }
@@ -163,7 +166,8 @@ async fn admitted(api: &Api<Pod>, desired: &Pod) -> Result<Result<(), String>> {
 /// Whether the engine pod, as the API server has it now, runs a privileged container (the cache
 /// keeps no pod spec).
 pub async fn runs_privileged(t: &Target<'_>) -> Result<bool> {
-    let pod = super::apply::get(&t.api::<Pod>(), &t.names.pod).await?;
+    let name = &t.names.pod;
+    let pod = t.api::<Pod>().get_opt(name).await.map_err(Error::kube("get", "Pod", name))?;
     Ok(pod.and_then(|p| p.spec).is_some_and(|s| {
         s.containers
             .iter()
@@ -174,12 +178,12 @@ pub async fn runs_privileged(t: &Target<'_>) -> Result<bool> {
 
 /// Stops the engine pod, if there is one, because policy no longer allows it (`why`).
 pub async fn stop(t: &Target<'_>, why: &str) -> Result<()> {
-    let running = |c: Option<&Pod>| c.is_some_and(|p| p.metadata.deletion_timestamp.is_none());
-    let Some(pod) = current(t, &t.names.pod, false, running).await? else { return Ok(()) };
+    let child = Child::<Pod>::of(t, &t.names.pod);
+    let Some(pod) = child.observed()? else { return Ok(()) };
     if pod.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
-    delete(t, &pod).await?;
+    child.delete(&pod).await?;
     let note = format!(
         "stopped the engine pod {}, which policy no longer allows; the volume keeps its data: {why}",
         t.names.pod
@@ -188,18 +192,20 @@ pub async fn stop(t: &Target<'_>, why: &str) -> Result<()> {
     Ok(())
 }
 
-async fn create(t: &Target<'_>, desired: &Pod) -> Result<PodState> {
-    match apply(t, desired).await {
-        Ok(_) => {
-            t.normal(reason::ENGINE_CREATED, format!("created engine pod {}", desired.name_any())).await;
-            Ok(PodState::Waiting("the engine pod was created; dockerd is starting".into()))
-        }
+/// Creates the engine pod: its state (`Ok`), or the sandbox's own pod that was there (`Err`). One
+/// the API server refuses is `Broken`, with its message.
+async fn create(child: &Child<'_, '_, Pod>, desired: &Pod) -> Result<Result<PodState, Pod>> {
+    match child.create(desired).await {
+        // Routine: no Event (the phase change to Ready says it all). Its state reads as the
+        // cache will show it, so the next reconcile has no status to write for it.
+        Ok(Made::Created(pod)) => Ok(Ok(state(&pod))),
+        Ok(Made::Found(pod)) => Ok(Err(pod)),
         Err(e) if e.is_permanent() => {
             let message = format!(
                 "the API server refused the engine pod: {}",
                 e.api_message().map_or_else(|| e.to_string(), str::to_string)
             );
-            Ok(PodState::Broken { reason: reason::POD_REJECTED.into(), message })
+            Ok(Ok(PodState::Broken { reason: reason::POD_REJECTED.into(), message }))
         }
         Err(e) => Err(e),
     }

@@ -14,13 +14,10 @@ use crate::error::{Error, Result};
 
 /// Computes and publishes the status after `outcome`; returns the phase.
 pub async fn publish_status(t: &Target<'_>, outcome: &Outcome) -> Result<Phase> {
-    // Only this operator writes the status: what it last wrote is the newest, even when the sandbox
-    // cache has not seen that write yet.
-    let mut dsb = t.dsb.clone();
-    if let Some(last) = t.ctx.last_published(t.dsb) {
-        dsb.status = Some(last);
-    }
-    let new = status::compute(&dsb, outcome, &Time(jiff::Timestamp::now()));
+    // `t.dsb` has the status this process last wrote, even when the sandbox cache has not shown
+    // that write yet (`Context::newest`).
+    let dsb = t.dsb;
+    let new = status::compute(dsb, outcome, &Time(jiff::Timestamp::now()));
     let phase = new.phase.unwrap_or(Phase::Pending);
     if !status::changed(dsb.status.as_ref(), &new) {
         return Ok(phase);
@@ -31,11 +28,12 @@ pub async fn publish_status(t: &Target<'_>, outcome: &Outcome) -> Result<Phase> 
         "status": new,
     });
     let name = t.dsb.name_any();
-    t.api::<DockerSandbox>()
+    let written = t
+        .api::<DockerSandbox>()
         .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
         .await
         .map_err(Error::kube("patch status of", "DockerSandbox", &name))?;
-    t.ctx.published(t.dsb, new.clone());
+    t.ctx.expect.wrote(&written);
     let old_phase = dsb.status.as_ref().and_then(|s| s.phase);
     if old_phase != Some(phase) {
         info!(from = ?old_phase, to = ?phase, "phase changed");

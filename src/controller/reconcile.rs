@@ -48,7 +48,10 @@ pub fn error_policy(dsb: Arc<DockerSandbox>, error: &Error, ctx: Arc<Context>) -
     Action::requeue(if error.is_permanent() { delay.max(Duration::from_secs(60)) } else { delay })
 }
 
-async fn run(dsb: &DockerSandbox, ctx: &Context) -> Result<Action> {
+async fn run(cached: &DockerSandbox, ctx: &Context) -> Result<Action> {
+    // The sandbox with the status this process last wrote, if the cache has not shown it yet.
+    let newest = ctx.newest(cached);
+    let dsb = &newest;
     let t = Target::new(dsb, ctx).ok_or_else(|| Error::NoNamespace(dsb.name_any()))?;
     // Until every watch has listed once, "not in the cache" would be mistaken for "does not exist".
     ctx.caches.synced().await;
@@ -147,8 +150,9 @@ async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<(Observed, Wait)> {
 /// engine answers with a certificate of the new CA (the check verifies the server against it): until
 /// then the status says the old generation, and when it moves, a Warning Event says so.
 async fn revocation(t: &Target<'_>, mut certificates: CertificateStatus, engine: &Engine) -> CertificateStatus {
-    let status = t.ctx.last_published(t.dsb).or_else(|| t.dsb.status.clone());
-    let Some(before) = status.and_then(|s| s.certificates).map(|c| c.generation) else { return certificates };
+    let Some(before) = t.dsb.status.clone().and_then(|s| s.certificates).map(|c| c.generation) else {
+        return certificates;
+    };
     if before == certificates.generation {
         return certificates;
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use k8s_openapi::api::core::v1::Service;
 
-use super::apply::{apply, current_for, ensure as apply_if_changed, stamped};
+use super::apply::{Child, Made, stamped};
 use super::certs;
 use super::context::Target;
 use crate::error::Result;
@@ -26,28 +26,37 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Service> {
         }
         svc
     };
-    let current = current_for(t, &t.names.service, false, |c: Option<&Service>| with_ip(c.and_then(ip_of))).await?;
+    let child = Child::<Service>::of(t, &t.names.service);
+    let current = child.observed()?;
     let ip = match current.as_ref().and_then(ip_of) {
         Some(ip) => Some(ip),
-        None => certs::previous_cluster_ip(t, plan).await?,
+        None => certs::previous_cluster_ip(t, plan)?,
     };
     let reused = current.is_none() && ip.is_some();
     if !reused {
-        return apply_if_changed(t, &with_ip(ip), current).await;
+        return child.ensure(&with_ip(ip), current).await;
     }
     // The API server announces a deleted Service before it frees its address (by tens of
     // milliseconds), and the operator answers the announcement at once: the address it asks for
     // back can still be held by the Service it replaces. Asked again for about 3 s.
     let again = ExponentialBuilder::default().with_min_delay(Duration::from_millis(50)).with_max_times(6);
     let asked = with_ip(ip.clone());
-    let created = (|| apply(t, &asked)).retry(again).when(address_held).await;
-    match created {
+    let created = (|| child.create(&asked)).retry(again).when(address_held).await;
+    let made = match created {
         Err(e) if e.is_permanent() => {
             // The old address is taken or outside the range: take a new one (and a new certificate).
             tracing::info!(address = ip.as_deref().unwrap_or_default(), reason = %e, "the Service gets a new address");
-            apply(t, &with_ip(None)).await
+            child.create(&with_ip(None)).await?
         }
-        other => other,
+        other => other?,
+    };
+    match made {
+        Made::Created(svc) => Ok(svc),
+        // Ours, with its labels removed: put back as wanted, at the address it has.
+        Made::Found(svc) => {
+            let ip = ip_of(&svc);
+            child.ensure(&with_ip(ip), Some(svc)).await
+        }
     }
 }
 

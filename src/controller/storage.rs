@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
 
-use super::apply::{current_for, ensure as apply_if_changed, stamped};
+use super::apply::{Child, stamped};
 use super::context::Target;
 use super::status::Storage;
 use crate::error::Result;
@@ -17,13 +17,14 @@ use crate::resources::pvc;
 pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Storage> {
     let Some(claim) = pvc::build(t.dsb, plan).map(|c| stamped(&c)) else { return Ok(Storage::Ephemeral) };
     // A Retain volume of an earlier sandbox with this name is adopted; anyone else's is left alone.
-    let existing = current_for(t, &t.names.pvc, true, |_| claim.clone()).await?;
+    let child = Child::adoptable(t, &t.names.pvc);
+    let existing = child.observed()?;
     if let Some(why) = existing.as_ref().and_then(|c| shrinks(c, &claim)) {
         // The API server would refuse it; the engine keeps the volume it has.
         return Ok(Storage::Waiting(why));
     }
     let existed = existing.is_some();
-    match apply_if_changed(t, &claim, existing).await {
+    match child.ensure(&claim, existing).await {
         Ok(applied) => Ok(state(&applied)),
         Err(e) if e.is_permanent() && existed => Ok(Storage::Waiting(format!(
             "PersistentVolumeClaim {} could not be updated to the spec: {}",

@@ -81,8 +81,6 @@ pub mod reason {
     pub const UNREADABLE: &str = "Unreadable";
     /// Event: the engine answered for the first time (or again).
     pub const ENGINE_READY: &str = "EngineReady";
-    /// Event: the engine pod was created.
-    pub const ENGINE_CREATED: &str = "EngineCreated";
     /// Event: the engine pod is recreated (spec or certificate change, or it ended).
     pub const ENGINE_RECREATING: &str = "EngineRecreating";
     /// Event: `spec.credentials.generation` was raised: a new CA and certificates were issued and
@@ -104,9 +102,9 @@ pub mod reason {
     pub const SECRET_RESTORED: &str = "SecretRestored";
     /// An object with a child's name exists and is not this sandbox's; it is left untouched.
     pub const CONFLICT: &str = "Conflict";
-    /// Event: a server certificate was issued.
+    /// Event: a server certificate was issued in place of another (renewal, new address, new CA).
     pub const SERVER_CERTIFICATE_ISSUED: &str = "ServerCertificateIssued";
-    /// Event: a client certificate was issued.
+    /// Event: a client certificate was issued in place of another (renewal, new CA).
     pub const CLIENT_CERTIFICATE_ISSUED: &str = "ClientCertificateIssued";
 }
 
