@@ -43,7 +43,7 @@ pub fn orphans(
             let labels = k.labels();
             let uid = labels.get(SANDBOX_UID_LABEL)?.clone();
             let namespace = labels.get(SANDBOX_NAMESPACE_LABEL)?.clone();
-            let name = labels.get("app.kubernetes.io/instance")?.clone();
+            let name = labels.get(crate::resources::label::INSTANCE)?.clone();
             let created = k.creation_timestamp()?.0;
             let old = now.duration_since(created).as_secs() >= GRACE.as_secs() as i64;
             let in_scope = watched.is_empty() || watched.contains(&namespace);

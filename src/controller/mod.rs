@@ -270,7 +270,7 @@ fn wake(wakes: &[Wake], pick: impl Fn(&Store<DockerSandbox>) -> Vec<ObjectRef<Do
 
 /// The sandbox a child names in its `app.kubernetes.io/instance` label (every child carries it).
 fn labelled_owner<K: Resource>(child: &K) -> Option<ObjectRef<DockerSandbox>> {
-    let name = child.labels().get("app.kubernetes.io/instance")?;
+    let name = child.labels().get(crate::resources::label::INSTANCE)?;
     Some(ObjectRef::new(name).within(&child.namespace()?))
 }
 

@@ -291,18 +291,10 @@ fn keys<V>(map: &BTreeMap<String, V>) -> String {
 
 /// Whether `labels` satisfy a label selector (matchLabels and matchExpressions).
 pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let by_labels = sel.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
-    let by_expressions = sel.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.clone().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-            "Exists" => labels.contains_key(&e.key),
-            "DoesNotExist" => !labels.contains_key(&e.key),
-            _ => false,
-        }
-    });
-    by_labels && by_expressions
+    // kube-core's selector; one it cannot read (an unknown operator) matches nothing: refused,
+    // never waved through.
+    use kube::core::SelectorExt;
+    kube::core::Selector::try_from(sel.clone()).is_ok_and(|s| s.matches(labels))
 }
 
 #[cfg(test)]
@@ -407,6 +399,15 @@ mod tests {
         };
         assert!(selector_matches(&absent, &labels(&[])));
         assert!(!selector_matches(&absent, &labels(&[("quarantine", "yes")])));
+        let unreadable = LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "team".into(),
+                operator: "Maybe".into(),
+                values: None,
+            }]),
+            ..LabelSelector::default()
+        };
+        assert!(!selector_matches(&unreadable, &labels(&[("team", "a")])), "an unknown operator refuses");
     }
 
     #[test]

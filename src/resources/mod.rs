@@ -71,14 +71,28 @@ impl Names {
     }
 }
 
+/// The label keys on every child, one constant each.
+pub mod label {
+    /// `app.kubernetes.io/name`: always `dockersandbox`.
+    pub const NAME: &str = "app.kubernetes.io/name";
+    /// `app.kubernetes.io/instance`: the sandbox's name (a Retain claim is mapped back by it).
+    pub const INSTANCE: &str = "app.kubernetes.io/instance";
+    /// `app.kubernetes.io/component`: engine, tls, storage, network.
+    pub const COMPONENT: &str = "app.kubernetes.io/component";
+    /// `app.kubernetes.io/part-of`: always `dockersandbox`.
+    pub const PART_OF: &str = "app.kubernetes.io/part-of";
+    /// `app.kubernetes.io/managed-by`: `MANAGED_BY`; the watches select children by it.
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+}
+
 /// Standard `app.kubernetes.io/*` labels for a child of `dsb`.
 pub fn labels(dsb: &DockerSandbox, component: &str) -> BTreeMap<String, String> {
     [
-        ("app.kubernetes.io/name", "dockersandbox".to_string()),
-        ("app.kubernetes.io/instance", dsb.name_any()),
-        ("app.kubernetes.io/component", component.to_string()),
-        ("app.kubernetes.io/part-of", "dockersandbox".to_string()),
-        ("app.kubernetes.io/managed-by", MANAGED_BY.to_string()),
+        (label::NAME, "dockersandbox".to_string()),
+        (label::INSTANCE, dsb.name_any()),
+        (label::COMPONENT, component.to_string()),
+        (label::PART_OF, "dockersandbox".to_string()),
+        (label::MANAGED_BY, MANAGED_BY.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -88,9 +102,7 @@ pub fn labels(dsb: &DockerSandbox, component: &str) -> BTreeMap<String, String> 
 /// Labels that select the engine pod of `dsb` (used by the Service).
 pub fn selector(dsb: &DockerSandbox) -> BTreeMap<String, String> {
     let mut l = labels(dsb, "engine");
-    l.retain(|k, _| {
-        k == "app.kubernetes.io/instance" || k == "app.kubernetes.io/component" || k == "app.kubernetes.io/name"
-    });
+    l.retain(|k, _| [label::INSTANCE, label::COMPONENT, label::NAME].contains(&k.as_str()));
     l
 }
 
@@ -126,8 +138,8 @@ pub fn claim(dsb: &DockerSandbox, meta: &ObjectMeta, adoptable: bool) -> Result<
         return Err(format!("it belongs to {} {}", o.kind, o.name));
     }
     let labels = meta.labels.clone().unwrap_or_default();
-    let ours = labels.get("app.kubernetes.io/managed-by").map(String::as_str) == Some(MANAGED_BY)
-        && labels.get("app.kubernetes.io/instance") == Some(&dsb.name_any());
+    let ours = labels.get(label::MANAGED_BY).map(String::as_str) == Some(MANAGED_BY)
+        && labels.get(label::INSTANCE) == Some(&dsb.name_any());
     if adoptable && ours {
         return Ok(());
     }
@@ -199,6 +211,11 @@ mod tests {
             meta.labels = None;
         }
         meta
+    }
+
+    #[test]
+    fn the_watch_selector_is_the_managed_by_label() {
+        assert_eq!(MANAGED_SELECTOR, format!("{}={MANAGED_BY}", label::MANAGED_BY));
     }
 
     #[test]

@@ -217,7 +217,7 @@ fn hash(spec: &PodSpec, server_cert: &str, userns_annotation: Option<&str>) -> S
 
 /// Annotation on the engine pod: the `spec.credentials.generation` its certificates belong to. A
 /// pod of another generation trusts a revoked CA and is stopped at once, whatever else happens.
-pub const CREDENTIALS_ANNOTATION: &str = "dockersandbox.dev/credentials-generation";
+pub const CREDENTIALS_ANNOTATION: &str = super::secret::GENERATION_ANNOTATION;
 
 /// The credentials generation recorded on a pod, if any (pods made before it was recorded have none).
 pub fn credentials_of(pod: &Pod) -> Option<&str> {
