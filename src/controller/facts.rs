@@ -5,7 +5,12 @@ use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
-use kube::{Api, ResourceExt};
+use kube::{Api, Client, ResourceExt};
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::cache::Caches;
 
 use super::apply::get;
 use super::context::Target;
@@ -38,65 +43,107 @@ pub enum Source {
     Live,
 }
 
-/// Reads the facts.
+/// Where facts are read from: the watch caches or the API server. One `gather` reads either.
+trait View {
+    /// The namespace's labels and whether it is being deleted; `None` when it does not exist.
+    async fn namespace(&self, name: &str) -> Result<Option<(BTreeMap<String, String>, bool)>>;
+    /// The class `name`.
+    async fn class(&self, name: &str) -> Result<Option<DockerSandboxClass>>;
+    /// Every class (to find the default).
+    async fn classes(&self) -> Result<Vec<DockerSandboxClass>>;
+    /// The RuntimeClass `name`.
+    async fn runtime_class(&self, name: &str) -> Result<Option<RuntimeClass>>;
+    /// Every node (for the runtime of the RuntimeClass's nodes).
+    async fn nodes(&self) -> Result<Vec<Node>>;
+}
+
+/// The watch caches (no request; a namespace the cache does not hold is read live).
+struct FromCache<'a>(&'a Caches, &'a Client);
+
+/// The API server.
+struct FromApi<'a>(&'a Client);
+
+fn namespace_facts(meta: &ObjectMeta) -> (BTreeMap<String, String>, bool) {
+    (meta.labels.clone().unwrap_or_default(), meta.deletion_timestamp.is_some())
+}
+
+impl View for FromCache<'_> {
+    async fn namespace(&self, name: &str) -> Result<Option<(BTreeMap<String, String>, bool)>> {
+        match self.0.get::<PartialObjectMeta<Namespace>>(None, name) {
+            Some(n) => Ok(Some(namespace_facts(&n.metadata))),
+            None => FromApi(self.1).namespace(name).await,
+        }
+    }
+
+    async fn class(&self, name: &str) -> Result<Option<DockerSandboxClass>> {
+        Ok(self.0.get::<DockerSandboxClass>(None, name).map(|c| (*c).clone()))
+    }
+
+    async fn classes(&self) -> Result<Vec<DockerSandboxClass>> {
+        Ok(self.0.all::<DockerSandboxClass>().iter().map(|c| (**c).clone()).collect())
+    }
+
+    async fn runtime_class(&self, name: &str) -> Result<Option<RuntimeClass>> {
+        Ok(self.0.get::<RuntimeClass>(None, name).map(|r| (*r).clone()))
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>> {
+        Ok(self.0.all::<Node>().iter().map(|n| (**n).clone()).collect())
+    }
+}
+
+impl View for FromApi<'_> {
+    async fn namespace(&self, name: &str) -> Result<Option<(BTreeMap<String, String>, bool)>> {
+        Ok(get(&Api::<Namespace>::all(self.0.clone()), name).await?.map(|n| namespace_facts(&n.metadata)))
+    }
+
+    async fn class(&self, name: &str) -> Result<Option<DockerSandboxClass>> {
+        get(&Api::all(self.0.clone()), name).await
+    }
+
+    async fn classes(&self) -> Result<Vec<DockerSandboxClass>> {
+        let api = Api::<DockerSandboxClass>::all(self.0.clone());
+        Ok(api.list(&ListParams::default()).await.map_err(Error::kube("list", "DockerSandboxClass", ""))?.items)
+    }
+
+    async fn runtime_class(&self, name: &str) -> Result<Option<RuntimeClass>> {
+        get(&Api::all(self.0.clone()), name).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>> {
+        let api = Api::<Node>::all(self.0.clone());
+        Ok(api.list(&ListParams::default()).await.map_err(Error::kube("list", "Node", ""))?.items)
+    }
+}
+
+/// Reads the facts from `source`.
 pub async fn gather(t: &Target<'_>, source: Source) -> Result<Gathered> {
-    let client = &t.ctx.client;
-    let caches = &t.ctx.caches;
+    match source {
+        Source::Cache => gather_from(t, &FromCache(&t.ctx.caches, &t.ctx.client)).await,
+        Source::Live => gather_from(t, &FromApi(&t.ctx.client)).await,
+    }
+}
+
+async fn gather_from(t: &Target<'_>, view: &impl View) -> Result<Gathered> {
     let config = &t.ctx.config;
     let ns = &t.names.namespace;
-    let cached_ns = caches.get::<PartialObjectMeta<Namespace>>(None, ns).filter(|_| source == Source::Cache);
-    let (namespace_labels, deleting) = match cached_ns {
-        Some(n) => (n.labels().clone(), n.metadata.deletion_timestamp.is_some()),
-        None => match get(&Api::<Namespace>::all(client.clone()), ns).await? {
-            Some(n) => (n.labels().clone(), n.metadata.deletion_timestamp.is_some()),
-            None => (Default::default(), false),
-        },
-    };
+    let (namespace_labels, deleting) = view.namespace(ns).await?.unwrap_or_default();
     if deleting {
         return Ok(Gathered::NamespaceGone);
     }
     let named = t.dsb.spec.class_name.clone().or_else(|| t.dsb.status.as_ref().and_then(|s| s.class_name.clone()));
-    let class = match source {
-        Source::Cache => {
-            let found = named.as_deref().map(|n| caches.get::<DockerSandboxClass>(None, n).map(|c| (*c).clone()));
-            let all = if named.is_none() { caches.all::<DockerSandboxClass>() } else { vec![] };
-            pick_class(named.as_deref(), found.flatten(), all.iter().map(AsRef::as_ref))
-        }
-        Source::Live => {
-            let api = Api::<DockerSandboxClass>::all(client.clone());
-            let found = match named.as_deref() {
-                Some(n) => get(&api, n).await?,
-                None => None,
-            };
-            let all = if named.is_none() {
-                api.list(&ListParams::default()).await.map_err(Error::kube("list", "DockerSandboxClass", ""))?.items
-            } else {
-                vec![]
-            };
-            pick_class(named.as_deref(), found, all.iter())
-        }
+    let (found, all) = match named.as_deref() {
+        Some(n) => (view.class(n).await?, vec![]),
+        None => (None, view.classes().await?),
     };
-    let class = match class {
+    let class = match pick_class(named.as_deref(), found, all.iter()) {
         Ok(class) => class,
         Err(refusal) => return Ok(Gathered::NoClass(refusal)),
     };
-    let rc = match source {
-        Source::Cache => caches.get::<RuntimeClass>(None, &config.sysbox_runtime_class).map(|r| (*r).clone()),
-        Source::Live => get(&Api::<RuntimeClass>::all(client.clone()), &config.sysbox_runtime_class).await?,
-    };
+    let rc = view.runtime_class(&config.sysbox_runtime_class).await?;
     let sysbox_nodes = match &rc {
         Some(rc) if config.sysbox_user_namespace == SysboxUserNamespace::Auto => {
-            let nodes = match source {
-                Source::Cache => caches.all::<Node>().iter().map(|n| (**n).clone()).collect(),
-                Source::Live => {
-                    Api::<Node>::all(client.clone())
-                        .list(&ListParams::default())
-                        .await
-                        .map_err(Error::kube("list", "Node", ""))?
-                        .items
-                }
-            };
-            Some(nodes_of(rc, &nodes))
+            Some(nodes_of(rc, &view.nodes().await?))
         }
         _ => None,
     };
