@@ -11,6 +11,8 @@ export DSB_CACHE=${DSB_CACHE:-/var/cache/dockersandbox}
 export DSB_E2E_STATE=${DSB_E2E_STATE:-/var/lib/dockersandbox-e2e}
 export E2E_ARTIFACTS=${E2E_ARTIFACTS:-/tmp/dsb-e2e-artifacts}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# Which cargo profile's binaries to use (make e2e: e2e; the benchmarks: release).
+export E2E_PROFILE=${E2E_PROFILE:-release}
 mode=tests
 [ "${1:-}" = "--bench" ] && { mode=bench; shift; }
 [ "${1:-}" = "--bench-scale" ] && { mode=bench-scale; shift; }
@@ -48,11 +50,12 @@ else
   export KUBECONFIG=$DSB_E2E_STATE/kubeconfig
 fi
 
-stamp "operator image from $CARGO_TARGET_DIR/release/dockersandbox-operator"
+binary=$CARGO_TARGET_DIR/$E2E_PROFILE/dockersandbox-operator
+stamp "operator image from $binary"
 if [ "$local_cluster" = 1 ]; then
-  bash "$E2E_DIR/images/operator/build.sh" "$CARGO_TARGET_DIR/release/dockersandbox-operator"
+  bash "$E2E_DIR/images/operator/build.sh" "$binary"
 else
-  OPERATOR_IMPORT=0 bash "$E2E_DIR/images/operator/build.sh" "$CARGO_TARGET_DIR/release/dockersandbox-operator"
+  OPERATOR_IMPORT=0 bash "$E2E_DIR/images/operator/build.sh" "$binary"
   stamp "load $DSB_CACHE/images/operator.oci.tar and the dind image into your cluster (kind load image-archive ...)"
 fi
 HELM=$(bash "$E2E_DIR/tools/install-helm.sh" | tail -n 1)

@@ -10,7 +10,7 @@ source "$(dirname "$0")/../lib.sh"
 
 # --- the plugin (KUBECTL_DSB, else the release build, else kubectl-dsb on PATH) and a docker CLI
 plugin=${KUBECTL_DSB:-}
-for p in "${CARGO_TARGET_DIR:-}/release/kubectl-dsb" "$REPO_ROOT/target/release/kubectl-dsb"; do
+for p in "${CARGO_TARGET_DIR:-}/${E2E_PROFILE:-release}/kubectl-dsb" "$REPO_ROOT/target/${E2E_PROFILE:-release}/kubectl-dsb"; do
   [[ -n "$plugin" || ! -x "$p" ]] || plugin=$p
 done
 [[ -n "$plugin" ]] || plugin=$(command -v kubectl-dsb) || fail "no kubectl-dsb: run make release (or set KUBECTL_DSB)"

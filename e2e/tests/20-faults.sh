@@ -117,6 +117,16 @@ engine_exec "$ns" keep sh -c 'kill -TERM 1' || true
 restarted() { (($(restarts) > before)); }
 wait_for 120 "the dockerd container restarted" restarted || fail "dockerd was not restarted (restarts $(restarts))"
 wait_for 240 "keep Ready after dockerd restarted" all_ready keep || fail "keep not Ready after dockerd was stopped"
+# How long after dockerd answered again (its pod turned ready: the readiness probe is dockerd's) the
+# sandbox said Ready: both transitions are in the objects, to the second.
+ready_at() { date -d "$1" +%s 2>/dev/null || echo 0; }
+pod_ready=$(ready_at "$(kubectl get pod -n "$ns" keep-engine -o jsonpath='{.status.conditions[?(@.type=="Ready")].lastTransitionTime}')")
+dsb_ready=$(ready_at "$(dsb_get "$ns" keep '{.status.conditions[?(@.type=="Ready")].lastTransitionTime}')")
+if ((dsb_ready >= pod_ready && pod_ready > 0)); then
+  log "figure: dockerd answering again -> sandbox Ready: $((dsb_ready - pod_ready)) s"
+else
+  log "figure: dockerd answering again -> sandbox Ready: the sandbox stayed Ready (the operator did not look while dockerd was down)"
+fi
 marker_intact "after dockerd was stopped"
 
 # --- 6. a claim stuck Pending, then its StorageClass appears --------------------------------------
