@@ -62,6 +62,11 @@ impl<'a, 't, K: ChildKind> Child<'a, 't, K> {
         Self { t, namespace, name, owned, kind: PhantomData }
     }
 
+    /// Announces a write to the child (the watch may bring it before the answer does).
+    fn writing(&self) -> super::expect::Writing<'_> {
+        self.t.ctx.expect.writing::<K>(Some(self.namespace), self.name)
+    }
+
     fn api(&self) -> Api<K> {
         Api::namespaced(self.t.ctx.client.clone(), self.namespace)
     }
@@ -86,9 +91,10 @@ impl<'a, 't, K: ChildKind> Child<'a, 't, K> {
     /// create fails: `Error::Foreign`) or the sandbox's own with its labels removed (`Made::Found`).
     pub async fn create(&self, obj: &K) -> Result<Made<K>> {
         let params = PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER.to_string()) };
+        let writing = self.writing();
         match self.api().create(&params, obj).await {
             Ok(created) => {
-                self.t.ctx.expect.wrote(&slim(&created));
+                writing.wrote(&slim(&created));
                 Ok(Made::Created(created))
             }
             Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
@@ -110,11 +116,12 @@ impl<'a, 't, K: ChildKind> Child<'a, 't, K> {
     pub async fn apply(&self, obj: &K) -> Result<K> {
         let api = self.api();
         take_over_created_fields(&api, self.name).await?;
+        let writing = self.writing();
         let applied = api
             .patch(self.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&with_type(obj)))
             .await
             .map_err(Error::kube("apply", K::kind(&()), self.name))?;
-        self.t.ctx.expect.wrote(&slim(&applied));
+        writing.wrote(&slim(&applied));
         Ok(applied)
     }
 
@@ -144,11 +151,12 @@ impl<'a, 't, K: ChildKind> Child<'a, 't, K> {
             preconditions: obj.uid().map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
             ..DeleteParams::background()
         };
+        let writing = self.writing();
         match self.api().delete(self.name, &params).await {
             Ok(answer) => match answer.left() {
                 // Still there, going (a pod stops gracefully): as the server has it.
-                Some(going) => self.t.ctx.expect.wrote(&slim(&going)),
-                None => self.t.ctx.expect.deleted::<K>(Some(self.namespace), self.name, &obj.uid().unwrap_or_default()),
+                Some(going) => writing.wrote(&slim(&going)),
+                None => writing.deleted(&obj.uid().unwrap_or_default()),
             },
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(e) => return Err(Error::kube("delete", K::kind(&()), self.name)(e)),

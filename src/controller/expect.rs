@@ -10,7 +10,9 @@
 //! An expectation ends when the cache holds the written version (or, for a delete, no longer holds
 //! that object), when the watch delivers it (even if someone wrote after it), when the watch lists
 //! everything again after the write, or, as a safety net for an event that never comes (a watch
-//! that lost it), after `EXPIRY`.
+//! that lost it), after `EXPIRY`. The watch can also outrun the answer to the request: a write is
+//! announced (`writing`) before it is sent, the events for that object meanwhile are noted, and an
+//! answer whose version already came by leaves no expectation.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -55,6 +57,65 @@ struct Inner {
     seq: u64,
     /// Per kind: the write sequence when its watch started a re-list.
     relisting: HashMap<String, u64>,
+    /// Writes sent and not answered yet, with the events their objects had meanwhile.
+    in_flight: HashMap<Key, InFlight>,
+}
+
+/// The most events noted for one object while a write to it is in flight.
+const MAX_NOTED: usize = 64;
+
+#[derive(Default)]
+struct InFlight {
+    /// How many writes to the object are in flight.
+    writers: usize,
+    /// (resourceVersion, uid, deleted) of each event that came meanwhile.
+    seen: Vec<(Option<String>, Option<String>, bool)>,
+}
+
+/// A write to one object, announced before it is sent; says what the API server answered.
+#[must_use = "a write announced is ended by wrote, deleted or drop"]
+pub struct Writing<'a> {
+    expect: &'a Expectations,
+    key: Key,
+}
+
+impl Writing<'_> {
+    /// The API server stored `obj` (created, updated, or marked for deletion).
+    pub fn wrote<K>(self, obj: &K)
+    where
+        K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    {
+        let (Some(uid), Some(rv)) = (obj.meta().uid.clone(), obj.meta().resource_version.clone()) else { return };
+        let came = self.expect.noted(&self.key, |(v, _, _)| v.as_ref() == Some(&rv));
+        if came {
+            // The watch was faster than the answer: the cache has it (or something newer).
+            self.expect.lock().pending.remove(&self.key);
+        } else {
+            self.expect.record(self.key.clone(), Wrote::Version { uid, rv, object: Arc::new(obj.clone()) });
+        }
+    }
+
+    /// The API server deleted the object with `uid`.
+    pub fn deleted(self, uid: &str) {
+        let came = self.expect.noted(&self.key, |(_, u, deleted)| *deleted && u.as_deref() == Some(uid));
+        if came {
+            self.expect.lock().pending.remove(&self.key);
+        } else {
+            self.expect.record(self.key.clone(), Wrote::Gone { uid: uid.to_string() });
+        }
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.expect.lock();
+        if let Some(f) = inner.in_flight.get_mut(&self.key) {
+            f.writers -= 1;
+            if f.writers == 0 {
+                inner.in_flight.remove(&self.key);
+            }
+        }
+    }
 }
 
 fn key_of<K: Resource<DynamicType = ()>>(namespace: Option<&str>, name: &str) -> Key {
@@ -79,22 +140,26 @@ impl Expectations {
         inner.pending.insert(key, Pending { wrote, at: Instant::now(), seq });
     }
 
-    /// Records `obj` as the API server answered a create or an update of it.
+    /// Announces a write to the object `namespace`/`name` of kind `K`, before it is sent.
+    pub fn writing<K: Resource<DynamicType = ()>>(&self, namespace: Option<&str>, name: &str) -> Writing<'_> {
+        let key = key_of::<K>(namespace, name);
+        self.lock().in_flight.entry(key.clone()).or_default().writers += 1;
+        Writing { expect: self, key }
+    }
+
+    /// Whether an event that `matches` came for `key` while a write to it was in flight.
+    fn noted(&self, key: &Key, matches: impl Fn(&(Option<String>, Option<String>, bool)) -> bool) -> bool {
+        self.lock().in_flight.get(key).is_some_and(|f| f.seen.iter().any(matches))
+    }
+
+    /// Records `obj` as the API server answered a write of it (announce writes with `writing`
+    /// instead: this one cannot tell that the watch was faster).
     pub fn wrote<K>(&self, obj: &K)
     where
         K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     {
-        let (Some(key), Some(uid), Some(rv)) =
-            (key_of_obj(obj), obj.meta().uid.clone(), obj.meta().resource_version.clone())
-        else {
-            return;
-        };
-        self.record(key, Wrote::Version { uid, rv, object: Arc::new(obj.clone()) });
-    }
-
-    /// Records that the object `namespace`/`name` with `uid` was deleted.
-    pub fn deleted<K: Resource<DynamicType = ()>>(&self, namespace: Option<&str>, name: &str, uid: &str) {
-        self.record(key_of::<K>(namespace, name), Wrote::Gone { uid: uid.to_string() });
+        let Some(name) = obj.meta().name.as_deref() else { return };
+        self.writing::<K>(obj.meta().namespace.as_deref(), name).wrote(obj);
     }
 
     /// What to take for the object `namespace`/`name`, given what the cache has: what this process
@@ -151,6 +216,14 @@ impl Expectations {
     pub fn saw<K: Resource<DynamicType = ()>>(&self, event: &Event<K>) {
         let kind = K::kind(&()).to_string();
         let mut inner = self.lock();
+        if let Event::Apply(obj) | Event::InitApply(obj) | Event::Delete(obj) = event
+            && let Some(key) = key_of_obj(obj)
+            && let Some(f) = inner.in_flight.get_mut(&key)
+            && f.seen.len() < MAX_NOTED
+        {
+            let meta = obj.meta();
+            f.seen.push((meta.resource_version.clone(), meta.uid.clone(), matches!(event, Event::Delete(_))));
+        }
         match event {
             Event::Apply(obj) | Event::InitApply(obj) => {
                 let Some(key) = key_of_obj(obj) else { return };
@@ -244,11 +317,11 @@ mod tests {
     fn a_delete_hides_the_object_until_the_cache_lets_it_go() {
         let e = Expectations::default();
         let gone = secret("u", "9", "x");
-        e.deleted::<Secret>(Some("team-a"), "web-ca", "u");
+        e.writing::<Secret>(Some("team-a"), "web-ca").deleted("u");
         assert_eq!(observed(&e, Some(gone.clone())), None, "the cache still has it: it is gone all the same");
         e.saw(&Event::Delete(gone));
         assert!(e.is_empty());
-        e.deleted::<Secret>(Some("team-a"), "web-ca", "u");
+        e.writing::<Secret>(Some("team-a"), "web-ca").deleted("u");
         assert_eq!(observed(&e, None), None);
         assert!(e.is_empty(), "the cache has no such object: it caught up");
     }
@@ -265,6 +338,31 @@ mod tests {
         e.saw::<Secret>(&Event::Init);
         e.saw::<Secret>(&Event::InitDone);
         assert!(e.is_empty());
+    }
+
+    #[test]
+    fn a_watch_faster_than_the_answer_leaves_no_expectation() {
+        let e = Expectations::default();
+        // Created: the watch brings rv 9, then 10 (the scheduler), before the create's answer.
+        let writing = e.writing::<Secret>(Some("team-a"), "web-ca");
+        e.saw(&Event::Apply(secret("u", "9", "ours")));
+        e.saw(&Event::Apply(secret("u", "10", "theirs")));
+        writing.wrote(&secret("u", "9", "ours"));
+        assert!(e.is_empty(), "the cache is past our write");
+        let newer = secret("u", "10", "theirs");
+        assert_eq!(observed(&e, Some(newer.clone())), Some(newer));
+        // Deleted: the watch says so before the answer.
+        let writing = e.writing::<Secret>(Some("team-a"), "web-ca");
+        e.saw(&Event::Delete(secret("u", "11", "x")));
+        writing.deleted("u");
+        assert!(e.is_empty());
+        // An answer the watch has not brought yet is expected as before, and nothing stays in flight.
+        e.writing::<Secret>(Some("team-a"), "web-ca").wrote(&secret("u2", "12", "y"));
+        assert!(e.pending::<Secret>(Some("team-a"), "web-ca"));
+        assert!(e.lock().in_flight.is_empty());
+        // A request that failed leaves nothing behind.
+        drop(e.writing::<Secret>(Some("team-a"), "web-ca"));
+        assert!(e.lock().in_flight.is_empty());
     }
 
     #[test]

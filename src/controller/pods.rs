@@ -131,12 +131,13 @@ async fn relabel(t: &Target<'_>, current: &Pod, desired: &Pod) -> Result<()> {
     }
     let name = desired.name_any();
     let patch = serde_json::json!({ "metadata": { "labels": desired.labels() } });
+    let writing = t.ctx.expect.writing::<Pod>(Some(&t.names.namespace), &name);
     let patched = t
         .api::<Pod>()
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(Error::kube("relabel", "Pod", &name))?;
-    t.ctx.expect.wrote(&super::apply::slim(&patched));
+    writing.wrote(&super::apply::slim(&patched));
     let keys = missing.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
     let note = format!(
         "the engine pod's labels {keys} were edited; they were put back (its Service and NetworkPolicy select it by them)"

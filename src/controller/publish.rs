@@ -28,12 +28,13 @@ pub async fn publish_status(t: &Target<'_>, outcome: &Outcome) -> Result<Phase> 
         "status": new,
     });
     let name = t.dsb.name_any();
+    let writing = t.ctx.expect.writing::<DockerSandbox>(Some(&t.names.namespace), &name);
     let written = t
         .api::<DockerSandbox>()
         .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
         .await
         .map_err(Error::kube("patch status of", "DockerSandbox", &name))?;
-    t.ctx.expect.wrote(&written);
+    writing.wrote(&written);
     let old_phase = dsb.status.as_ref().and_then(|s| s.phase);
     if old_phase != Some(phase) {
         info!(from = ?old_phase, to = ?phase, "phase changed");
