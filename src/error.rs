@@ -50,25 +50,25 @@ impl Error {
         move |source| Error::Kube { action, kind, name, source: Box::new(source) }
     }
 
-    /// A bounded label for metrics.
-    pub fn category(&self) -> &'static str {
+    /// What kind of failure this is.
+    pub fn category(&self) -> Category {
         match self {
             Error::Kube { source, .. } => match source.as_ref() {
-                kube::Error::Api(s) if s.is_forbidden() => "forbidden",
-                kube::Error::Api(s) if s.code == 409 => "conflict",
-                kube::Error::Api(s) if s.code == 422 || s.code == 400 => "invalid",
-                _ => "kube",
+                kube::Error::Api(s) if s.is_forbidden() => Category::Forbidden,
+                kube::Error::Api(s) if s.code == 409 => Category::Conflict,
+                kube::Error::Api(s) if s.code == 422 || s.code == 400 => Category::Invalid,
+                _ => Category::Kube,
             },
-            Error::Foreign { .. } => "conflict",
-            Error::Tls(_) => "tls",
-            Error::NoNamespace(_) => "invalid",
+            Error::Foreign { .. } => Category::Conflict,
+            Error::Tls(_) => Category::Tls,
+            Error::NoNamespace(_) => Category::Invalid,
         }
     }
 
     /// Whether retrying cannot help until the spec (or RBAC) changes. The reconciler still retries
     /// such errors, slowly, because the cause may lie outside the sandbox.
     pub fn is_permanent(&self) -> bool {
-        matches!(self.category(), "forbidden" | "invalid")
+        matches!(self.category(), Category::Forbidden | Category::Invalid)
     }
 
     /// The API server's own message for a refused request, if this is one.
@@ -79,6 +79,34 @@ impl Error {
                 _ => None,
             },
             _ => None,
+        }
+    }
+}
+
+/// The kinds of failure, for decisions (`Error::is_permanent`) and the metrics' bounded label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    /// RBAC or admission said no.
+    Forbidden,
+    /// Someone else's object, or a write that lost a race.
+    Conflict,
+    /// The API server refused the object as invalid.
+    Invalid,
+    /// Any other API failure (unreachable, timed out, ...).
+    Kube,
+    /// Certificate material could not be made or read.
+    Tls,
+}
+
+impl Category {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Forbidden => "forbidden",
+            Category::Conflict => "conflict",
+            Category::Invalid => "invalid",
+            Category::Kube => "kube",
+            Category::Tls => "tls",
         }
     }
 }
@@ -114,7 +142,7 @@ mod tests {
             e.to_string(),
             "apply Service a.b: Service \"a.b\" is invalid: metadata.name: Invalid value: \"a.b\""
         );
-        assert_eq!(e.category(), "invalid");
+        assert_eq!(e.category(), Category::Invalid);
         assert!(e.is_permanent());
         assert_eq!(
             api_error(500, "InternalError", "").to_string(),
@@ -124,10 +152,10 @@ mod tests {
 
     #[test]
     fn categories_are_bounded_labels() {
-        assert_eq!(api_error(403, "Forbidden", "no").category(), "forbidden");
-        assert_eq!(api_error(409, "Conflict", "no").category(), "conflict");
+        assert_eq!(api_error(403, "Forbidden", "no").category(), Category::Forbidden);
+        assert_eq!(api_error(409, "Conflict", "no").category(), Category::Conflict);
         assert!(!api_error(409, "Conflict", "no").is_permanent(), "a conflict is retried");
-        assert_eq!(api_error(500, "InternalError", "no").category(), "kube");
-        assert_eq!(Error::NoNamespace("x".into()).category(), "invalid");
+        assert_eq!(api_error(500, "InternalError", "no").category(), Category::Kube);
+        assert_eq!(Error::NoNamespace("x".into()).category(), Category::Invalid);
     }
 }

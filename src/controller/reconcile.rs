@@ -27,7 +27,7 @@ use crate::plan;
 pub async fn reconcile(dsb: Arc<DockerSandbox>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let result = run(&dsb, &ctx).await;
-    ctx.metrics.reconciled(result.as_ref().err().map(Error::category), started.elapsed());
+    ctx.metrics.reconciled(result.as_ref().err().map(|e| e.category().as_str()), started.elapsed());
     match &result {
         Ok(action) => {
             ctx.succeeded(&dsb);
