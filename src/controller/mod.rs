@@ -82,7 +82,11 @@ pub fn controllers(
         let (wake, woken) = futures::channel::mpsc::unbounded();
         // Sandboxes are read one by one: one this version cannot read is reported, not fatal.
         let (reader, writer) = kube::runtime::reflector::store::<DockerSandbox>();
-        let raw = watcher(sandboxes::raw_api(c, scope), watcher::Config::default().any_semantic()).default_backoff();
+        // Cached without what the reconciler never reads (managedFields, kubectl's copy of the last
+        // applied object): at 1000 sandboxes that is megabytes.
+        let raw = watcher(sandboxes::raw_api(c, scope), watcher::Config::default().any_semantic())
+            .modify(sandboxes::slim)
+            .default_backoff();
         let typed = sandboxes::typed(raw, report_unreadable(ctx.clone()));
         let expect = ctx.expect.clone();
         let typed = reflector(writer, typed).inspect(move |event| saw(&expect, event));

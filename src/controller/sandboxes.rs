@@ -69,6 +69,18 @@ fn parse(o: DynamicObject, report: &impl Fn(Unreadable)) -> Result<DockerSandbox
     })
 }
 
+/// kubectl's copy of the object it last applied (client-side apply): the spec again, as JSON.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the reconciler never reads from a sandbox before it is cached: its managedFields and
+/// kubectl's last-applied copy.
+pub fn slim(o: &mut DynamicObject) {
+    o.metadata.managed_fields = None;
+    if let Some(a) = o.metadata.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
 /// A sandbox with `o`'s metadata and an empty spec: enough for the cache to find and drop it.
 fn stub(o: &DynamicObject) -> DockerSandbox {
     let mut dsb = DockerSandbox::new(&o.name_any(), Default::default());
@@ -82,6 +94,20 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_cached_sandbox_keeps_neither_managed_fields_nor_kubectls_copy() {
+        let mut o: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "dockersandbox.dev/v1alpha1", "kind": "DockerSandbox",
+            "metadata": {"name": "web", "namespace": "team-a", "annotations": {LAST_APPLIED: "{}", "team": "a"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+            "spec": {}
+        }))
+        .expect("raw");
+        slim(&mut o);
+        assert!(o.metadata.managed_fields.is_none());
+        assert_eq!(o.metadata.annotations.expect("annotations").into_keys().collect::<Vec<_>>(), ["team"]);
+    }
 
     fn raw(name: &str, weight: i64) -> DynamicObject {
         serde_json::from_value(json!({
