@@ -369,6 +369,19 @@ cdocker() { local cns=$1 pod=$2; shift 2; kubectl exec -n "$cns" "$pod" -- docke
 # docker_answers CLIENT_NS POD: the engine answers `docker version` (server part included)
 docker_answers() { cdocker "$1" "$2" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
+# ready_sandbox_with_client SLUG: what most tests start from. Sets $ns (namespace dsb-e2e-SLUG-*)
+# with sandbox $name (box) Ready, and $cns (dsb-e2e-SLUG-client-*) with a docker client pod
+# "client" holding box's client Secret; returns once the engine answers the client.
+ready_sandbox_with_client() {
+  ns_new ns "$1"
+  ns_new cns "$1-client"
+  name=box
+  sandbox_apply "$ns" "$name"
+  wait_ready "$ns" "$name"
+  make_client "$cns" client "$ns" "$name"
+  retry 10 docker_answers "$cns" client >/dev/null || fail "the engine does not answer the client"
+}
+
 # load_nested_image CLIENT_NS POD: stream the nested busybox tar into the engine.
 load_nested_image() {
   [[ -r "$E2E_NESTED_IMAGE_TAR" ]] || fail "nested image tar $E2E_NESTED_IMAGE_TAR not readable (set E2E_NESTED_IMAGE_TAR)"

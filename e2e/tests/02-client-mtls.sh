@@ -4,12 +4,7 @@
 # version, load an image, run a nested container.
 source "$(dirname "$0")/../lib.sh"
 
-ns_new ns mtls
-ns_new cns mtls-client
-name=box
-sandbox_apply "$ns" "$name"
-wait_ready "$ns" "$name"
-make_client "$cns" client "$ns" "$name"
+ready_sandbox_with_client mtls
 
 out=$(retry 10 cdocker "$cns" client version) || fail "docker version failed: $out"
 log "docker version:"$'\n'"$out"

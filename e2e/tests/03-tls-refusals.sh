@@ -4,12 +4,7 @@
 # spec.credentials.generation is raised, the client certificate handed out before is refused too.
 source "$(dirname "$0")/../lib.sh"
 
-ns_new ns refuse
-ns_new cns refuse-client
-name=box
-sandbox_apply "$ns" "$name"
-wait_ready "$ns" "$name"
-make_client "$cns" client "$ns" "$name"
+ready_sandbox_with_client refuse
 endpoint=$(dsb_get "$ns" "$name" '{.status.endpoint}')
 
 out=$(retry 10 cdocker "$cns" client version --format '{{.Server.Version}}') || fail "control client failed: $out"

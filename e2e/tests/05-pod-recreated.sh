@@ -5,13 +5,7 @@
 # image edit the class does not allow (ImageNotAllowed).
 source "$(dirname "$0")/../lib.sh"
 
-ns_new ns recreate
-ns_new cns recreate-client
-name=box
-sandbox_apply "$ns" "$name"
-wait_ready "$ns" "$name"
-make_client "$cns" client "$ns" "$name"
-retry 10 docker_answers "$cns" client >/dev/null || fail "engine does not answer"
+ready_sandbox_with_client recreate
 load_nested_image "$cns" client
 
 old_uid=$(pod_uid "$ns" "$name-engine")

@@ -4,13 +4,7 @@
 # edited by hand (ca.pem replaced) is put back with the same CA and certificate (Event SecretRestored).
 source "$(dirname "$0")/../lib.sh"
 
-ns_new ns restore
-ns_new cns restore-client
-name=box
-sandbox_apply "$ns" "$name"
-wait_ready "$ns" "$name"
-make_client "$cns" client "$ns" "$name"
-retry 10 docker_answers "$cns" client >/dev/null || fail "engine does not answer"
+ready_sandbox_with_client restore
 
 ca_before=$(kubectl get secret -n "$ns" "$name-ca" -o 'jsonpath={.data.ca\.pem}')
 [[ -n "$ca_before" ]] || fail "Secret $name-ca has no ca.pem"
