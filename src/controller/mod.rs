@@ -242,7 +242,7 @@ where
 /// minutes without a failure. kube's default goes to 30 s plus up to as much jitter: after an API
 /// server restart, when every watch must list again, the operator was blind for up to 1.5 minutes
 /// (e2e 20). A list of the operator's labelled children every 10 s at worst is kind enough.
-fn watch_backoff() -> impl kube::runtime::utils::Backoff + Send {
+fn watch_backoff() -> impl kube::runtime::utils::Backoff {
     let exponential = backon::ExponentialBuilder::default()
         .with_min_delay(std::time::Duration::from_millis(500))
         .with_max_delay(std::time::Duration::from_secs(10))
