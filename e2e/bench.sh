@@ -70,6 +70,16 @@ if [[ "$RESTART" == 1 ]]; then
     log "restarting the operator so that its peak memory covers this run only"
     kubectl rollout restart -n "$E2E_OPERATOR_NAMESPACE" "$d" >&2
     kubectl rollout status -n "$E2E_OPERATOR_NAMESPACE" "$d" --timeout=300s >&2
+    # A ready pod may still be a standby, or listing: the sandboxes are timed against an operator
+    # that leads and has its caches (as users meet it), not against its start-up.
+    newest_synced() {
+      local pod
+      pod=$(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" \
+        --sort-by=.metadata.creationTimestamp -o 'jsonpath={.items[-1:].metadata.name}') &&
+        kubectl logs -n "$E2E_OPERATOR_NAMESPACE" "$pod" | grep -q "caches synced"
+    }
+    wait_for 120 "the restarted operator leads and has its caches" newest_synced ||
+      log "WARNING: the restarted operator did not say its caches are synced"
   fi
 fi
 
@@ -140,6 +150,9 @@ log "deleting the $N sandboxes before the bare run"
 kubectl delete "$DSB" -n "$sns" --all --wait=true --timeout=300s >/dev/null || log "WARNING: sandbox deletion slow"
 no_pods() { [[ -z "$(kubectl get pods -n "$sns" -o name 2>/dev/null)" ]]; }
 wait_for 300 "engine pods of the sandboxes gone" no_pods || log "WARNING: engine pods still terminating"
+# Their volumes too: the provisioner's clean-up of them would otherwise compete with the bare run.
+no_volumes() { ! kubectl get pv -o 'jsonpath={.items[*].spec.claimRef.namespace}' | grep -qw "$sns"; }
+wait_for 300 "volumes of the sandboxes gone" no_volumes || log "WARNING: volumes of the sandboxes still there"
 
 # the operator's engine pod already has exec probes running `docker version`; they are kept as they are
 # so that both runs wait for the same signal. Only if it had none, add one.
