@@ -76,7 +76,7 @@ if [[ "$RESTART" == 1 ]]; then
       local pod
       pod=$(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" \
         --sort-by=.metadata.creationTimestamp -o 'jsonpath={.items[-1:].metadata.name}') &&
-        kubectl logs -n "$E2E_OPERATOR_NAMESPACE" "$pod" | grep -q "caches synced"
+        kubectl logs -n "$E2E_OPERATOR_NAMESPACE" "$pod" | grep "caches synced" >/dev/null
     }
     wait_for 120 "the restarted operator leads and has its caches" newest_synced ||
       log "WARNING: the restarted operator did not say its caches are synced"
