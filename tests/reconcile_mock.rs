@@ -795,6 +795,10 @@ async fn a_planted_secret_is_a_conflict_and_is_left_untouched() {
     assert_eq!(status["conditions"][0]["reason"], "Conflict");
     let message = status["conditions"][0]["message"].as_str().unwrap_or_default().to_string();
     assert!(message.starts_with("Secret web-ca already exists and it was not created for this sandbox"), "{message}");
+    // The certificates are what is blocked; the isolation is resolved.
+    let of = |t: &str| status["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == t).cloned());
+    assert_eq!(of("TLSReady").map(|c| c["reason"].clone()), Some(json!("Conflict")));
+    assert_eq!(of("IsolationResolved").map(|c| c["reason"].clone()), Some(json!("Resolved")));
     assert_eq!(api.take_events().last(), Some(&("Conflict".to_string(), "Warning".to_string())));
 }
 

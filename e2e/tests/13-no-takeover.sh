@@ -3,6 +3,8 @@
 # before the sandbox exists (a Secret NAME-ca that would become its CA, a Service NAME, a PVC
 # NAME-docker) gives condition Conflict naming it and a Warning Event; the planted object is
 # neither changed nor deleted, and no engine pod is made. Removing it lets the sandbox proceed.
+# Each condition speaks of its own step: a planted Secret blocks TLSReady (isolation is resolved), a
+# planted claim StorageBound, and an engine the scheduler cannot place reads Unschedulable.
 source "$(dirname "$0")/../lib.sh"
 
 ns_new ns takeover
@@ -23,6 +25,9 @@ check_planted() {
 
 kubectl create secret generic -n "$ns" planted-ca --from-literal=ca.pem=not-yours --from-literal=ca-key.pem=not-yours >&2
 check_planted secret/planted-ca planted 'Secret planted-ca already exists and it was not created for this sandbox'
+reason_of() { dsb_get "$ns" "$1" "{.status.conditions[?(@.type==\"$2\")].reason}"; }
+assert_eq "a planted Secret blocks TLSReady" Conflict "$(reason_of planted TLSReady)"
+assert_eq "isolation is resolved all the same" Resolved "$(reason_of planted IsolationResolved)"
 
 kubectl create service clusterip -n "$ns" svc-planted --tcp=2376:2376 >&2
 check_planted service/svc-planted svc-planted 'Service svc-planted already exists'
@@ -34,9 +39,24 @@ metadata: {name: pvc-planted-docker}
 spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
 YAML
 check_planted pvc/pvc-planted-docker pvc-planted 'PersistentVolumeClaim pvc-planted-docker already exists'
+assert_eq "a planted claim blocks StorageBound" Conflict "$(reason_of pvc-planted StorageBound)"
 
 log "removing the planted Secret: sandbox 'planted' may proceed"
 kubectl delete secret -n "$ns" planted-ca --wait=true >&2
 wait_ready "$ns" planted
 kubectl get secret -n "$ns" planted-ca -o 'jsonpath={.metadata.ownerReferences[0].kind}' | grep -qx DockerSandbox ||
   fail "the CA Secret made after the planted one went is not owned by the sandbox"
+
+log "an engine no node can take: EngineReady says Unschedulable, in the scheduler's words"
+# (ephemeral: a claim waiting for its first consumer would be what Ready names first)
+sandbox_apply "$ns" nowhere "  storage: {type: Ephemeral, size: 1Gi}
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms: [{matchExpressions: [{key: dsb-e2e/nowhere, operator: Exists}]}]"
+unschedulable() { [[ $(reason_of nowhere EngineReady) == Unschedulable ]]; }
+wait_for 120 "EngineReady reason Unschedulable" unschedulable ||
+  fail "EngineReady of an unschedulable engine: $(dsb_conditions "$ns" nowhere)"
+assert_match "the scheduler's words" "cannot be scheduled: .*node" \
+  "$(dsb_get "$ns" nowhere '{.status.conditions[?(@.type=="EngineReady")].message}')"
+assert_eq "Ready carries the summary" Unschedulable "$(reason_of nowhere Ready)"

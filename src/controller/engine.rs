@@ -28,6 +28,7 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, tls: &Material) -> Result<(Engi
     Ok(match pods::ensure(t, &desired).await? {
         PodState::Ready { ip } => check(t, ip, tls).await,
         PodState::Waiting(why) => (Engine::NotAnswering(why), Wait::ForEvents),
+        PodState::Unschedulable(why) => (Engine::Unschedulable(why), Wait::ForEvents),
         PodState::Broken { reason, message } => (Engine::Broken { reason, message }, Wait::ForEvents),
     })
 }

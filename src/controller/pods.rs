@@ -23,6 +23,8 @@ pub enum PodState {
     },
     /// Not ready yet; why.
     Waiting(String),
+    /// The scheduler cannot place it; its message.
+    Unschedulable(String),
     /// Cannot run until something changes.
     Broken {
         /// PascalCase reason.
@@ -236,7 +238,7 @@ pub fn state(pod: &Pod) -> PodState {
     }
     let unschedulable = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False");
     if let Some(c) = unschedulable {
-        return PodState::Waiting(format!(
+        return PodState::Unschedulable(format!(
             "the engine pod cannot be scheduled: {}",
             c.message.clone().unwrap_or_default()
         ));
@@ -366,7 +368,7 @@ mod tests {
         let mut p = pod("a", "Pending");
         p.status.as_mut().expect("status").conditions =
             Some(vec![condition("PodScheduled", "False", Some("0/1 nodes are available: 1 Insufficient memory."))]);
-        let PodState::Waiting(m) = state(&p) else { panic!("waiting") };
+        let PodState::Unschedulable(m) = state(&p) else { panic!("unschedulable") };
         assert_eq!(m, "the engine pod cannot be scheduled: 0/1 nodes are available: 1 Insufficient memory.");
     }
 

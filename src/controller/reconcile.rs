@@ -67,18 +67,36 @@ async fn run(cached: &DockerSandbox, ctx: &Context) -> Result<Action> {
         Planned::NamespaceGone => return Ok(Action::await_change()),
         Planned::Refused(refusal) => return refused(&t, refusal).await,
     };
+    let mode = plan.mode.clone();
     match place(&t, *plan).await {
         Ok((seen, wait)) => {
             let phase = publish_status(&t, &Outcome::Placed(Box::new(seen))).await?;
             Ok(requeue_after(ctx, dsb, phase, wait))
         }
         Err(e @ Error::Foreign { .. }) => {
-            // Someone else's object is in the way: nothing of it is changed; say so and look again.
+            // Someone else's object is in the way: nothing of it is changed; say so (on the step it
+            // blocks) and look again.
+            let condition = match &e {
+                Error::Foreign { kind, .. } => blocked_condition(kind),
+                _ => None,
+            };
             let refusal = plan::Refusal { reason: reason::CONFLICT, message: e.to_string(), spec_error: false };
-            publish_status(&t, &Outcome::Refused(refusal)).await?;
+            publish_status(&t, &Outcome::Blocked { refusal, condition, mode }).await?;
             Ok(Action::requeue(recheck_after(ctx.still_waiting(dsb))))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The condition of the step a foreign object of `kind` blocks: the certificates (a Secret), the
+/// volume, the engine; a Service or NetworkPolicy has none (Ready says it).
+fn blocked_condition(kind: &str) -> Option<&'static str> {
+    use crate::crd::conditions::{ENGINE_READY, STORAGE_BOUND, TLS_READY};
+    match kind {
+        "Secret" => Some(TLS_READY),
+        "PersistentVolumeClaim" => Some(STORAGE_BOUND),
+        "Pod" => Some(ENGINE_READY),
+        _ => None,
     }
 }
 

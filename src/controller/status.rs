@@ -25,6 +25,8 @@ pub enum Engine {
     Answering(String),
     /// The pod exists but dockerd does not answer yet (or any more); the message says why.
     NotAnswering(String),
+    /// The scheduler cannot place the pod; its message.
+    Unschedulable(String),
     /// The pod cannot start: rejected by the API server, image missing, crash looping.
     Broken {
         /// PascalCase reason.
@@ -58,6 +60,16 @@ pub enum Outcome {
     Terminating,
     /// The sandbox cannot be placed; nothing was created.
     Refused(Refusal),
+    /// An object under a child's name is someone else's: it is left alone, and what needs it waits.
+    /// `condition` is the step it blocks (`None`: only Ready says it); isolation is resolved.
+    Blocked {
+        /// Why (reason Conflict).
+        refusal: Refusal,
+        /// The condition of the blocked step.
+        condition: Option<&'static str>,
+        /// The isolation resolved for the sandbox.
+        mode: Mode,
+    },
     /// The children were applied; this is what they do.
     Placed(Box<Observed>),
 }
@@ -98,6 +110,24 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 conditions: conditions::merge(&old.conditions, &conds, generation, now),
             }
         }
+        Outcome::Blocked { refusal: r, condition, mode } => {
+            let mut conds = vec![
+                Cond::not_ok(conditions::READY, r.reason, &r.message),
+                Cond::ok(conditions::ISOLATION_RESOLVED, reason::RESOLVED, mode.describe()),
+            ];
+            conds.extend(condition.map(|c| Cond::not_ok(c, r.reason, &r.message)));
+            DockerSandboxStatus {
+                phase: Some(Phase::Pending),
+                isolation: Some(mode.as_str().to_string()),
+                sysbox_user_namespace: user_namespace(mode),
+                endpoint: Some(names.endpoint()),
+                client_secret_name: None,
+                certificates: None,
+                observed_generation: generation,
+                conditions: conditions::merge(&old.conditions, &conds, generation, now),
+                ..old
+            }
+        }
         Outcome::Placed(seen) => {
             let (phase, conds) = placed(seen);
             let answering = match &seen.engine {
@@ -107,10 +137,7 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
             DockerSandboxStatus {
                 phase: Some(phase),
                 isolation: Some(seen.mode.as_str().to_string()),
-                sysbox_user_namespace: match &seen.mode {
-                    Mode::Sysbox { user_namespace, .. } => Some(user_namespace.as_str().to_string()),
-                    Mode::Privileged => None,
-                },
+                sysbox_user_namespace: user_namespace(&seen.mode),
                 class_name: Some(seen.class.0.clone()),
                 class_generation: Some(seen.class.1),
                 endpoint: Some(names.endpoint()),
@@ -122,6 +149,14 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 conditions: conditions::merge(&old.conditions, &conds, generation, now),
             }
         }
+    }
+}
+
+/// How a sysbox engine gets its user namespace, for status.
+fn user_namespace(mode: &Mode) -> Option<String> {
+    match mode {
+        Mode::Sysbox { user_namespace, .. } => Some(user_namespace.as_str().to_string()),
+        Mode::Privileged => None,
     }
 }
 
@@ -146,6 +181,8 @@ fn placed(seen: &Observed) -> (Phase, Vec<Cond>) {
             Cond::ok(ENGINE_READY, reason::ENGINE_ANSWERING, format!("dockerd {v} answers over mutual TLS")),
         ),
         Engine::NotAnswering(m) => (Phase::Provisioning, Cond::not_ok(ENGINE_READY, reason::ENGINE_NOT_ANSWERING, m)),
+        // The engine was never started: the scheduler's words, under its own reason.
+        Engine::Unschedulable(m) => (Phase::Provisioning, Cond::not_ok(ENGINE_READY, reason::UNSCHEDULABLE, m)),
         Engine::Broken { reason, message } => (Phase::Failed, Cond::not_ok(ENGINE_READY, reason, message)),
     };
     let ready = if phase == Phase::Ready {
@@ -219,6 +256,27 @@ mod tests {
         assert_eq!(s.phase, Some(Phase::Provisioning));
         let ready = cond(&s, conditions::READY);
         assert_eq!((ready.status.as_str(), ready.reason.as_str(), ready.message.as_str()), ("False", "Pending", "pvc"));
+    }
+
+    #[test]
+    fn each_condition_speaks_of_its_own_step() {
+        // An engine the scheduler cannot place: Unschedulable, with the scheduler's words.
+        let why = "the engine pod cannot be scheduled: 0/1 nodes are available: 1 Insufficient memory.";
+        let s = compute(&minimal(), &seen(Engine::Unschedulable(why.into()), Storage::Ephemeral), &now());
+        let engine = cond(&s, conditions::ENGINE_READY);
+        assert_eq!((engine.reason.as_str(), engine.message.as_str()), ("Unschedulable", why));
+        assert_eq!(cond(&s, conditions::READY).reason, "Unschedulable", "Ready carries the summary");
+        // Someone else's Secret under the CA's name: the certificates are blocked, isolation is fine.
+        let refusal =
+            Refusal { reason: reason::CONFLICT, message: "Secret web-ca already exists".into(), spec_error: false };
+        let blocked = Outcome::Blocked { refusal, condition: Some(conditions::TLS_READY), mode: Mode::Privileged };
+        let s = compute(&minimal(), &blocked, &now());
+        assert_eq!(s.phase, Some(Phase::Pending));
+        assert_eq!(cond(&s, conditions::TLS_READY).reason, "Conflict");
+        assert_eq!(cond(&s, conditions::READY).reason, "Conflict");
+        let iso = cond(&s, conditions::ISOLATION_RESOLVED);
+        assert_eq!((iso.status.as_str(), iso.reason.as_str()), ("True", "Resolved"));
+        assert_eq!(s.isolation.as_deref(), Some("privileged"));
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub mod reason {
     /// Event: the stored sandbox cannot be read by this operator (a field out of range); it is not
     /// reconciled until it is fixed, and every other sandbox is.
     pub const UNREADABLE: &str = "Unreadable";
+    /// The scheduler cannot place the engine pod (its message is quoted).
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
     /// Event: the engine answered for the first time (or again).
     pub const ENGINE_READY: &str = "EngineReady";
     /// Event: the engine pod is recreated (spec or certificate change, or it ended).
