@@ -117,6 +117,11 @@ else
   got=$(quantity_bytes "$limit") || fail "cannot read the pod's memory quantity '$limit'"
   assert_eq "engine memory limit (bytes) = the class's $default_memory" "$want" "$got"
 fi
+# what an engine reserves is in its status (kubectl describe dsb shows it), and it is the pod's
+reserved=$(dsb_get "$ns" plain '{.status.resources.requests.memory}')
+assert_eq "status.resources.requests.memory is the engine pod's request" \
+  "$(kubectl get pod -n "$ns" plain-engine -o 'jsonpath={.spec.containers[?(@.name=="dockerd")].resources.requests.memory}')" "$reserved"
+[[ -n "$reserved" ]] || fail "status.resources.requests.memory of $ns/plain is empty"
 # no moving to another class: spec.className is immutable (also from empty to a name)
 if out=$(kubectl patch "$DSB" -n "$ns" plain --type merge -p "{\"spec\":{\"className\":\"$b\"}}" 2>&1); then
   fail "spec.className of a running sandbox could be set: $out"

@@ -161,7 +161,8 @@ async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<(Observed, Wait)> {
     let network = network::ensure(t, &plan).await?;
     let (engine, wait) = engine::ensure(t, &plan, &tls).await?;
     let certificates = revocation(t, tls.status, &engine).await;
-    Ok((Observed { mode: plan.mode, class: plan.class, certificates, storage, engine, network }, wait))
+    let resources = plan.resources;
+    Ok((Observed { mode: plan.mode, class: plan.class, certificates, storage, engine, network, resources }, wait))
 }
 
 /// `status.certificates.generation` moves to a raised `spec.credentials.generation` only once the

@@ -37,7 +37,7 @@ pub enum Engine {
 }
 
 /// What the reconciler observed of a sandbox whose children it manages.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
     /// The isolation mode in use.
     pub mode: Mode,
@@ -51,10 +51,12 @@ pub struct Observed {
     pub engine: Engine,
     /// What the engine's NetworkPolicy lets through.
     pub network: NetworkStatus,
+    /// What the engine pod requests and is limited to.
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
 
 /// How a reconcile ended, for status.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// The sandbox is being deleted: nothing is created or changed any more.
     Terminating,
@@ -106,6 +108,7 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 docker_version: old.docker_version,
                 certificates: None,
                 network: old.network,
+                resources: old.resources,
                 observed_generation: generation,
                 conditions: conditions::merge(&old.conditions, &conds, generation, now),
             }
@@ -145,6 +148,7 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 docker_version: answering.or(old.docker_version),
                 certificates: Some(seen.certificates.clone()),
                 network: Some(seen.network.clone()),
+                resources: seen.resources.clone(),
                 observed_generation: generation,
                 conditions: conditions::merge(&old.conditions, &conds, generation, now),
             }
@@ -230,6 +234,7 @@ mod tests {
             storage,
             engine,
             network: NetworkStatus::default(),
+            resources: None,
         }))
     }
 

@@ -194,7 +194,10 @@ pub struct ClassResources {
     pub default: Option<ResourceRequirements>,
 
     /// Largest limit (and request) a sandbox may set, per resource (`memory`, `cpu`). An engine
-    /// without a memory limit gets `max.memory` as its limit.
+    /// without a memory limit gets `max.memory` as its limit, and then a memory request of 256Mi
+    /// (or `max.memory` when that is less) unless `default` or the sandbox sets one: never the
+    /// maximum, which every engine would otherwise reserve. `status.resources` shows what an engine
+    /// reserves.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub max: BTreeMap<String, Quantity>,
 }

@@ -388,6 +388,12 @@ pub struct DockerSandboxStatus {
     /// containers may connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStatus>,
+    /// What the engine pod requests (what it reserves on a node) and what it is limited to: the
+    /// sandbox's resources, else the class's default, with the class's memory maximum as the limit
+    /// when none is set (and then a request of 256Mi, or less when the maximum is less, never the
+    /// maximum itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
     /// Ready, IsolationResolved, TLSReady, StorageBound and EngineReady, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::conditions::schema")]

@@ -26,6 +26,10 @@ fn refuse(reason: &'static str, message: String) -> Refusal {
     Refusal { reason, message, spec_error: true }
 }
 
+/// The memory an engine requests when the class's maximum is its limit and nothing asked for more
+/// (an idle dockerd uses well under it).
+pub const DEFAULT_MEMORY_REQUEST: &str = "256Mi";
+
 impl ClassFacts {
     /// Isolation modes in preference order (default: sysbox only).
     pub fn isolation(&self) -> Vec<ClassIsolation> {
@@ -76,7 +80,17 @@ impl ClassFacts {
         let mut r = wanted.cloned().or_else(|| self.spec.resources.default.clone());
         if let Some(memory) = self.spec.resources.max.get("memory") {
             let res = r.get_or_insert_with(ResourceRequirements::default);
-            res.limits.get_or_insert_with(BTreeMap::new).entry("memory".into()).or_insert_with(|| memory.clone());
+            let limits = res.limits.get_or_insert_with(BTreeMap::new);
+            if !limits.contains_key("memory") {
+                limits.insert("memory".into(), memory.clone());
+                // Without a request Kubernetes would take the limit as the request: every engine
+                // would reserve the class's maximum. A small documented request instead.
+                let small = match (quantity::parse(&memory.0), quantity::parse(DEFAULT_MEMORY_REQUEST)) {
+                    (Some(max), Some(default)) if max < default => memory.clone(),
+                    _ => k8s_openapi::apimachinery::pkg::api::resource::Quantity(DEFAULT_MEMORY_REQUEST.into()),
+                };
+                res.requests.get_or_insert_with(BTreeMap::new).entry("memory".into()).or_insert(small);
+            }
         }
         Ok(r)
     }
@@ -460,6 +474,8 @@ mod tests {
             [("memory".to_string(), Quantity("8Gi".into())), ("cpu".to_string(), Quantity("4".into()))].into();
         let c = class(spec);
         let r = c.resources(None).expect("default").expect("some");
+        let requests = r.requests.clone().expect("requests");
+        assert_eq!(requests["memory"].0, "256Mi", "a small request, not the maximum");
         let l = r.limits.expect("limits");
         assert_eq!((l["cpu"].0.as_str(), l["memory"].0.as_str()), ("1", "8Gi"), "memory limit from max");
         let own = c.resources(Some(&limits(&[("memory", "2Gi")]))).expect("ok").expect("some");
