@@ -104,7 +104,7 @@ impl Context {
     }
 
     /// Forgets failures of `dsb` after a successful reconcile. Only failures: the waits (the
-    /// re-check and probe backoff) and the last published status outlive a success.
+    /// re-check and probe backoff) outlive a success.
     pub fn succeeded(&self, dsb: &DockerSandbox) {
         let k = key(&ObjectRef::from_obj(dsb).erase());
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
