@@ -98,8 +98,7 @@ impl<'a, 't, K: ChildKind> Child<'a, 't, K> {
                 Ok(Made::Created(created))
             }
             Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
-                let live = self.api().get_opt(self.name).await.map_err(Error::kube("get", K::kind(&()), self.name))?;
-                match live {
+                match get(&self.api(), self.name).await? {
                     Some(found) => {
                         (self.owned)(found.meta()).map_err(|why| self.foreign(why))?;
                         Ok(Made::Found(found))
@@ -197,7 +196,7 @@ pub fn slim<K: Cached>(obj: &K) -> K {
 /// first apply, those fields move to the operator's `Apply` entry, as `kubectl apply
 /// --server-side` does for objects it created client-side. Nothing to do (one read) once they moved.
 async fn take_over_created_fields<K: ChildKind>(api: &Api<K>, name: &str) -> Result<()> {
-    let Some(live) = api.get_opt(name).await.map_err(Error::kube("get", K::kind(&()), name))? else {
+    let Some(live) = get(api, name).await? else {
         return Ok(());
     };
     let Some(entries) = moved_fields(&live.meta().managed_fields.clone().unwrap_or_default()) else {

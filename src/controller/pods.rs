@@ -169,8 +169,7 @@ async fn admitted(api: &Api<Pod>, desired: &Pod) -> Result<Result<(), String>> {
 /// Whether the engine pod, as the API server has it now, runs a privileged container (the cache
 /// keeps no pod spec).
 pub async fn runs_privileged(t: &Target<'_>) -> Result<bool> {
-    let name = &t.names.pod;
-    let pod = t.api::<Pod>().get_opt(name).await.map_err(Error::kube("get", "Pod", name))?;
+    let pod = super::apply::get(&t.api::<Pod>(), &t.names.pod).await?;
     Ok(pod.and_then(|p| p.spec).is_some_and(|s| {
         s.containers
             .iter()
