@@ -2,6 +2,7 @@
 //! per-sandbox failure counts that drive back-off, which kube has none of for reconcile errors), and
 //! the `Target` every step of one reconcile works on.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -148,13 +149,16 @@ impl Context {
     }
 
     /// `dsb` as this process last wrote it (its status), while the sandbox cache has not shown that
-    /// write yet; else as cached. Only this operator writes the status.
-    pub fn newest(&self, dsb: &DockerSandbox) -> DockerSandbox {
-        let cached = Arc::new(dsb.clone());
-        let newest = self.expect.observed(dsb.metadata.namespace.as_deref(), &dsb.name_any(), Some(cached));
-        match newest {
-            Some(n) if n.metadata.uid == dsb.metadata.uid => (*n).clone(),
-            _ => dsb.clone(),
+    /// write yet; else as cached (borrowed: no copy on the usual path). Only this operator writes
+    /// the status.
+    pub fn newest<'d>(&self, dsb: &'d DockerSandbox) -> Cow<'d, DockerSandbox> {
+        let (namespace, name) = (dsb.metadata.namespace.as_deref(), dsb.name_any());
+        if !self.expect.pending::<DockerSandbox>(namespace, &name) {
+            return Cow::Borrowed(dsb);
+        }
+        match self.expect.observed(namespace, &name, Some(Arc::new(dsb.clone()))) {
+            Some(n) if n.metadata.uid == dsb.metadata.uid => Cow::Owned((*n).clone()),
+            _ => Cow::Borrowed(dsb),
         }
     }
 

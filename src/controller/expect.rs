@@ -152,9 +152,10 @@ impl Expectations {
         self.lock().in_flight.get(key).is_some_and(|f| f.seen.iter().any(matches))
     }
 
-    /// Records `obj` as the API server answered a write of it (announce writes with `writing`
-    /// instead: this one cannot tell that the watch was faster).
-    pub fn wrote<K>(&self, obj: &K)
+    /// Records `obj` as the API server answered a write of it, for tests (writes announce
+    /// themselves with `writing`: only that can tell that the watch was faster).
+    #[cfg(test)]
+    pub(crate) fn wrote<K>(&self, obj: &K)
     where
         K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     {

@@ -51,7 +51,7 @@ pub fn error_policy(dsb: Arc<DockerSandbox>, error: &Error, ctx: Arc<Context>) -
 async fn run(cached: &DockerSandbox, ctx: &Context) -> Result<Action> {
     // The sandbox with the status this process last wrote, if the cache has not shown it yet.
     let newest = ctx.newest(cached);
-    let dsb = &newest;
+    let dsb: &DockerSandbox = &newest;
     let t = Target::new(dsb, ctx).ok_or_else(|| Error::NoNamespace(dsb.name_any()))?;
     // Until every watch has listed once, "not in the cache" would be mistaken for "does not exist".
     ctx.caches.synced().await;
