@@ -112,6 +112,12 @@ parallel=() serial=()
 for t in "${selected[@]}"; do
   if grep -q '^# e2e: serial' "$E2E_DIR/tests/$t.sh"; then serial+=("$t"); else parallel+=("$t"); fi
 done
+# The longest first (a test's `# e2e: about Ns` line, 30 s when it has none), so that E2E_JOBS
+# lanes end together instead of one long test starting last and running alone.
+about() { local s; s=$(sed -n 's/^# e2e: about \([0-9]*\)s$/\1/p' "$E2E_DIR/tests/$1.sh" | head -n 1); echo "${s:-30}"; }
+if ((${#parallel[@]})); then
+  mapfile -t parallel < <(for t in "${parallel[@]}"; do echo "$(about "$t") $t"; done | sort -k1,1nr -k2,2 | cut -d' ' -f2)
+fi
 
 launched=() reported=()
 report_finished() {
