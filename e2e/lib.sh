@@ -102,10 +102,12 @@ expect_condition() {
 
 # expect_refused NS NAME REASON REGEX: the operator refuses to place an accepted sandbox and says why
 # (expect_condition), and no engine pod appears. (Refusals by the API server at apply time:
-# 07-validation's expect_admission_refused.)
+# 07-validation's expect_admission_refused.) The reconcile that refuses writes the condition after
+# its child writes, so a pod it made would exist already; a few seconds more catch a later reconcile
+# that decides otherwise.
 expect_refused() {
   expect_condition "$@"
-  still_true 10 pod_absent "$1" "$2-engine" || fail "an engine pod was created although the sandbox is refused ($3)"
+  still_true 4 pod_absent "$1" "$2-engine" || fail "an engine pod was created although the sandbox is refused ($3)"
   log "ok: no engine pod ($3)"
 }
 
