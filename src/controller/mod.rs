@@ -238,14 +238,16 @@ where
     reflector(writer, watch).inspect(move |event| saw(&expect, event)).touched_objects()
 }
 
-/// How a failed watch is retried: 0.5 s doubling to 10 s (with jitter), from 0.5 s again after 2
-/// minutes without a failure. kube's default goes to 30 s plus up to as much jitter: after an API
-/// server restart, when every watch must list again, the operator was blind for up to 1.5 minutes
-/// (e2e 20). A list of the operator's labelled children every 10 s at worst is kind enough.
+/// How a failed watch is retried: 0.5 s doubling to 2 s, plus up to as much jitter (so at most 4 s
+/// between tries), from 0.5 s again after 2 minutes without a failure. After an API server restart
+/// every watch fails a few times in a row (refused while it is down, then "too old resource
+/// version" before it lists again), and each failure waits: with kube's default (30 s plus jitter)
+/// or a 10 s cap, the operator was blind for 20 s to 1.5 minutes (e2e 20). A dozen watches of the
+/// operator's own labelled objects retried every few seconds is little load for an API server.
 fn watch_backoff() -> impl kube::runtime::utils::Backoff {
     let exponential = backon::ExponentialBuilder::default()
         .with_min_delay(std::time::Duration::from_millis(500))
-        .with_max_delay(std::time::Duration::from_secs(10))
+        .with_max_delay(std::time::Duration::from_secs(2))
         .with_factor(2.0)
         .with_jitter()
         .without_max_times();
