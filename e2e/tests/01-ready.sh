@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 28s
 # A sandbox applied with kubectl reaches phase Ready; `kubectl get dsb` shows its columns and the
 # status carries the endpoint, the client Secret, the engine version and a Ready condition.
 source "$(dirname "$0")/../lib.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 27s
 # A docker client in another namespace, with the client certificate copied from the sandbox's
 # Secret and DOCKER_HOST set to status.endpoint verbatim, talks to the engine over mutual TLS:
 # version, load an image, run a nested container.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 37s
 # The engine refuses clients that do not present a certificate signed by the sandbox's CA, and
 # refuses plain HTTP. A correctly configured client in the same pod works (control). After
 # spec.credentials.generation is raised, the client certificate handed out before is refused too.

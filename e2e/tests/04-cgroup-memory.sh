@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 76s
 # Nested containers live inside the engine pod's cgroup, so the pod's memory limit holds for them:
 # a nested memory hog is OOM-killed while the engine keeps running. Works on cgroup v1 and v2.
 source "$(dirname "$0")/../lib.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 34s
 # Deleting the engine pod is not fatal: the operator recreates it, the sandbox returns to Ready,
 # and images loaded before are still there because /var/lib/docker lives on the PVC. A spec change
 # whose new pod would be refused keeps the running engine (condition RollRefused), and so does an

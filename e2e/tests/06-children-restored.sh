@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 28s
 # Children deleted by hand come back: the Service and the client Secret are re-created, the CA is
 # kept (same ca.pem), and a client using the re-created client Secret still works. A client Secret
 # edited by hand (ca.pem replaced) is put back with the same CA and certificate (Event SecretRestored).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 19s
 # Invalid sandboxes are refused by the API server at `kubectl apply`, with a message that names the
 # offending field. Add a case by adding a line to one of the tables below.
 source "$(dirname "$0")/../lib.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 68s
 # Deleting a sandbox: the operator puts no finalizer on it; while a foreground deletion waits for
 # the children the phase is Terminating. With reclaimPolicy Delete every child goes, PVC included; with Retain (the
 # default) the PVC and its volume stay, and a new sandbox of the same name re-adopts them with the

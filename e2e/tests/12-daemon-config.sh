@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 36s
 # The engine's daemon settings reach dockerd and nested containers:
 #  - by default nested containers get the pod interface's MTU (on the default bridge and on
 #    user-created networks) and the default bridge avoids 172.17.0.0/16;

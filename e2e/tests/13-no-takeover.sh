@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 90s
 # The operator touches only what it created for a sandbox. An object planted under a child's name
 # before the sandbox exists (a Secret NAME-ca that would become its CA, a Service NAME, a PVC
 # NAME-docker) gives condition Conflict naming it and a Warning Event; the planted object is

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 83s
 # DockerSandboxClass, the platform team's contract, on the real cluster:
 #  - the default class (the one annotated dockersandbox.dev/is-default-class: "true", looked up, not
 #    assumed) serves a sandbox without spec.className: Ready, status.className names it,

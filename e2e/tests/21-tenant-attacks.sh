@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: about 190s
 # A tenant with `edit` in one namespace attacks the operator, as issue "No tenant can hurt the
 # operator or another tenant" tried them; each attack must fail without slowing anyone else:
 #  - no Secret the tenant can read holds a CA key: it is in the operator's namespace (ca-NS-UID),
