@@ -325,7 +325,7 @@ fn opted_in() -> Value {
 }
 
 #[tokio::test]
-async fn first_reconcile_creates_every_child_in_pipeline_order() {
+async fn first_reconcile_creates_every_child_once_and_the_engine_last() {
     let api = Fake::new(opted_in());
     let dsb = sandbox("{}");
     let action = api.reconcile(&dsb, config(true)).await.expect("reconcile");
@@ -334,21 +334,29 @@ async fn first_reconcile_creates_every_child_in_pipeline_order() {
     // have is created with a create request, nothing read before (someone else's object of that
     // name makes the create fail: see the planted Secret below). One request per child and one
     // status: a new ephemeral sandbox costs 8 requests, and no Event (its phase is Provisioning).
+    let made = api.take_calls();
+    let mut sorted = made.clone();
+    sorted.sort();
     let expected = calls(&[
-        // Service first: its ClusterIP goes into the server certificate.
-        "POST services/web",
-        // The CA key (in the operator's namespace), then the public CA certificate.
+        "PATCH dockersandboxes/web/status",
+        "POST networkpolicies/web-engine",
+        "POST persistentvolumeclaims/web-docker",
+        "POST pods/web-engine",
         "POST secrets/ca-team-a-u1",
         "POST secrets/web-ca",
-        "POST secrets/web-server",
         "POST secrets/web-client",
-        "POST persistentvolumeclaims/web-docker",
-        // The NetworkPolicy is in place before the engine can serve.
-        "POST networkpolicies/web-engine",
-        "POST pods/web-engine",
-        "PATCH dockersandboxes/web/status",
+        "POST secrets/web-server",
+        "POST services/web",
     ]);
-    assert_eq!(api.take_calls(), expected);
+    assert_eq!(sorted, expected, "each child once, and the status");
+    // Independent children are written at once; what depends on another comes after it.
+    let at = |call: &str| made.iter().position(|m| m == call).expect(call);
+    assert!(at("POST services/web") < at("POST secrets/web-server"), "the Service's address is in the certificate");
+    for leaf in ["POST secrets/web-ca", "POST secrets/web-server", "POST secrets/web-client"] {
+        assert!(at("POST secrets/ca-team-a-u1") < at(leaf), "{leaf} comes after the CA that signs it");
+    }
+    // The engine needs every other child (the NetworkPolicy is in place before it can serve).
+    assert_eq!(made[made.len() - 2..], calls(&["POST pods/web-engine", "PATCH dockersandboxes/web/status"]));
     assert_eq!(api.take_events(), events(&[]), "creating children is routine: no Event");
 
     let pod = api.object("pods/web-engine");

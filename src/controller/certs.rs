@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::plan::Plan;
 use crate::resources::{secret, service};
 use crate::tls::{self, CertInfo, Pem, TlsError};
+use time::OffsetDateTime;
 
 /// The sandbox's TLS material, as in use after this reconcile.
 pub struct Material {
@@ -84,13 +85,24 @@ fn usable(leaf: &Pem, ca: &Pem, now: i64) -> Option<CertInfo> {
     (!tls::needs_renewal(&info, now) && tls::is_signed_by(&leaf.cert, &ca.cert)).then_some(info)
 }
 
-/// Ensures the three secrets; returns the material in use.
-pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Material> {
+/// The sandbox's CA as kept or issued by `authority`, for `leaves`.
+pub struct Authority {
+    ca: Kept,
+    now: OffsetDateTime,
+}
+
+/// Who the certificates are for, in their subjects and messages.
+fn who(t: &Target<'_>) -> String {
+    format!("{}/{}", t.names.namespace, t.dsb.name_any())
+}
+
+/// The first step of the certificates: keeps or issues the CA. It needs nothing of the Service, so
+/// it runs while the Service is made.
+pub async fn authority(t: &Target<'_>, plan: &Plan) -> Result<Authority> {
     let (dsb, names) = (t.dsb, &t.names);
     let now = tls::now();
     let unix = now.unix_timestamp();
-    let days = t.ctx.config.cert_validity_days;
-    let who = format!("{}/{}", names.namespace, dsb.name_any());
+    let who = who(t);
 
     // The CA key lives in the operator's namespace, named by the sandbox's namespace and uid, with
     // no owner (owners cannot cross namespaces): its labels say whose it is, and the operator
@@ -144,8 +156,18 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
         );
         t.warning(reason::CA_REGENERATED, note).await;
     }
-    public_ca(t, &ca.pem.cert, wanted).await?;
+    Ok(Authority { ca, now })
+}
 
+/// The second step: the public CA Secret, the server certificate (for the Service's names and
+/// address) and the client certificate, at once; returns the material in use.
+pub async fn leaves(t: &Target<'_>, plan: &Plan, svc: &Service, authority: Authority) -> Result<Material> {
+    let (dsb, names) = (t.dsb, &t.names);
+    let Authority { ca, now } = authority;
+    let unix = now.unix_timestamp();
+    let days = t.ctx.config.cert_validity_days;
+    let who = who(t);
+    let wanted = plan.credentials_generation;
     let sans = tls::server_sans(
         &names.service,
         &names.namespace,
@@ -161,14 +183,7 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
         server_ok,
         || tls::issue_server(&ca.pem, &names.server_name(), &sans, days, now),
         |leaf| secret::server(dsb, &ca.pem.cert, leaf),
-    )
-    .await?;
-    // A sandbox's first certificates are routine (no Event); a new one in place of another is news.
-    if server.issued && server.replaced {
-        let note = format!("issued the engine's server certificate for {}", sans.join(", "));
-        t.normal(reason::SERVER_CERTIFICATE_ISSUED, note).await;
-    }
-
+    );
     let client = keep_or_issue(
         t,
         Child::of(t, &names.client_secret),
@@ -176,8 +191,15 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, svc: &Service) -> Result<Materi
         |l: &Pem| usable(l, &ca.pem, unix),
         || tls::issue_client(&ca.pem, &format!("dockersandbox client {who}"), days, now),
         |leaf| secret::client(dsb, &ca.pem.cert, leaf),
-    )
-    .await?;
+    );
+    // Three independent writes, sent together; the first error in this order is the one told.
+    let (public, server, client) = futures::join!(public_ca(t, &ca.pem.cert, wanted), server, client);
+    let (server, client) = (public.and(server)?, client?);
+    // A sandbox's first certificates are routine (no Event); a new one in place of another is news.
+    if server.issued && server.replaced {
+        let note = format!("issued the engine's server certificate for {}", sans.join(", "));
+        t.normal(reason::SERVER_CERTIFICATE_ISSUED, note).await;
+    }
     if client.issued && client.replaced {
         let note = format!("issued the client certificate in Secret {}", names.client_secret);
         t.normal(reason::CLIENT_CERTIFICATE_ISSUED, note).await;

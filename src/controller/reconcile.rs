@@ -1,6 +1,6 @@
-//! The reconcile loop, read top to bottom as the pipeline: facts → plan → Service → certificates
-//! → storage → engine → status. Each step lives in its own file under `controller/` and returns
-//! what status needs; this is the only module that calls them.
+//! The reconcile loop, read top to bottom as the pipeline: facts → plan → Service and certificates,
+//! volume and NetworkPolicy (at once) → engine → status. Each step lives in its own file under
+//! `controller/` and returns what status needs; this is the only module that calls them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,14 +151,20 @@ async fn refused(t: &Target<'_>, mut refusal: plan::Refusal) -> Result<Action> {
     })
 }
 
-/// The children, in order: the Service (its address goes into the server certificate), the
-/// certificates, the volume, the NetworkPolicy (in place before the engine can serve), then the
-/// engine pod, which needs all of them.
+/// The children. What does not depend on another is written at once: the Service and the CA, then
+/// the certificates (the server's names the Service's address); the volume and the NetworkPolicy
+/// meanwhile. The engine pod, which needs all of them, comes last, so the NetworkPolicy is in
+/// place before the engine can serve. When several steps fail, the error told is that of the
+/// first in this order (Service, CA, certificates, volume, NetworkPolicy), as when they ran one
+/// after the other; every step runs to its end (none is cancelled half-written).
 async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<(Observed, Wait)> {
-    let svc = service::ensure(t, &plan).await?;
-    let tls = certs::ensure(t, &plan, &svc).await?;
-    let storage = storage::ensure(t, &plan).await?;
-    let network = network::ensure(t, &plan).await?;
+    let tls = async {
+        let (svc, ca) = futures::join!(service::ensure(t, &plan), certs::authority(t, &plan));
+        let (svc, ca) = (svc?, ca?);
+        certs::leaves(t, &plan, &svc, ca).await
+    };
+    let (tls, storage, network) = futures::join!(tls, storage::ensure(t, &plan), network::ensure(t, &plan));
+    let (tls, storage, network) = (tls?, storage?, network?);
     let (engine, wait) = engine::ensure(t, &plan, &tls).await?;
     let certificates = revocation(t, tls.status, &engine).await;
     let resources = plan.resources;
