@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Namespace, Node,
+    PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -22,53 +25,115 @@ use tokio::sync::watch;
 
 use crate::crd::DockerSandboxClass;
 
-/// The stores, one per watched scope for namespaced kinds (a lookup asks each; only the one of the
-/// object's namespace can hold it).
-#[derive(Clone)]
-pub struct Caches {
-    pods: Vec<Store<Pod>>,
-    services: Vec<Store<Service>>,
-    secrets: Vec<Store<Secret>>,
-    claims: Vec<Store<PersistentVolumeClaim>>,
-    policies: Vec<Store<NetworkPolicy>>,
-    namespaces: Vec<Store<PartialObjectMeta<Namespace>>>,
-    runtime_classes: Vec<Store<RuntimeClass>>,
-    classes: Vec<Store<DockerSandboxClass>>,
-    nodes: Vec<Store<Node>>,
-    synced: watch::Receiver<bool>,
-}
+/// The one list of cached kinds. Each line is a kind, the field that names its stores and writers,
+/// and what is dropped before an object of it is kept (in a store, or as a write the stores have
+/// not shown yet). Namespaced kinds have a store per watched scope, cluster-wide kinds one. From
+/// it come the stores (`Caches`), the writers the watches feed (`Feeds`, `ScopeFeeds`), the sync
+/// signal (`announce_synced`) and the test snapshots (`Caches::snapshot`).
+macro_rules! cached_kinds {
+    (
+        namespaced { $($(#[$sdoc:meta])* $skind:ty => $sfield:ident, $sslim:expr;)* }
+        cluster { $($(#[$cdoc:meta])* $ckind:ty => $cfield:ident, $cslim:expr;)* }
+    ) => {
+        /// The stores, one per watched scope for namespaced kinds (a lookup asks each; only the one
+        /// of the object's namespace can hold it).
+        #[derive(Clone)]
+        pub struct Caches {
+            $($sfield: Vec<Store<$skind>>,)*
+            $($cfield: Vec<Store<$ckind>>,)*
+            synced: watch::Receiver<bool>,
+        }
 
-/// The writers behind `Caches`, handed to the watches that feed them.
-pub struct Feeds {
-    /// Per scope, in the order of `controller::scopes`.
-    pub scopes: Vec<ScopeFeeds>,
-    /// RuntimeClasses.
-    pub runtime_classes: Writer<RuntimeClass>,
-    /// DockerSandboxClasses.
-    pub classes: Writer<DockerSandboxClass>,
-    /// Nodes.
-    pub nodes: Writer<Node>,
-    /// CA key Secrets in the operator's namespace (first among the Secret stores: the scope stores
-    /// may hold the same objects without their data).
-    pub ca_keys: Writer<Secret>,
-    /// Set once every store has its first full list.
-    pub synced: watch::Sender<bool>,
-}
+        /// The writers behind `Caches`, handed to the watches that feed them.
+        pub struct Feeds {
+            /// Per scope, in the order of `controller::scopes`.
+            pub scopes: Vec<ScopeFeeds>,
+            $($(#[$cdoc])* pub $cfield: Writer<$ckind>,)*
+            /// CA key Secrets in the operator's namespace (first among the Secret stores: the scope
+            /// stores may hold the same objects without their data).
+            pub ca_keys: Writer<Secret>,
+            /// Set once every store has its first full list.
+            pub synced: watch::Sender<bool>,
+        }
 
-/// The writers of one scope's namespaced stores.
-pub struct ScopeFeeds {
-    /// Engine pods.
-    pub pods: Writer<Pod>,
-    /// Services.
-    pub services: Writer<Service>,
-    /// Secrets.
-    pub secrets: Writer<Secret>,
-    /// Claims.
-    pub claims: Writer<PersistentVolumeClaim>,
-    /// NetworkPolicies.
-    pub policies: Writer<NetworkPolicy>,
-    /// The scope's namespaces (metadata only: labels and deletion).
-    pub namespaces: Writer<PartialObjectMeta<Namespace>>,
+        /// The writers of one scope's namespaced stores.
+        pub struct ScopeFeeds {
+            $($(#[$sdoc])* pub $sfield: Writer<$skind>,)*
+        }
+
+        $(impl Cached for $skind {
+            fn stores(c: &Caches) -> &[Store<Self>] {
+                &c.$sfield
+            }
+            fn slim(&mut self) {
+                let slim: fn(&mut Self) = $sslim;
+                slim(self)
+            }
+        })*
+        $(impl Cached for $ckind {
+            fn stores(c: &Caches) -> &[Store<Self>] {
+                &c.$cfield
+            }
+            fn slim(&mut self) {
+                let slim: fn(&mut Self) = $cslim;
+                slim(self)
+            }
+        })*
+
+        impl Caches {
+            /// Empty stores for `scopes` watched scopes, and the writers that fill them.
+            pub fn new(scopes: usize) -> (Self, Feeds) {
+                let (synced_tx, synced) = watch::channel(false);
+                let mut caches = Self { $($sfield: vec![],)* $($cfield: vec![],)* synced };
+                let ca_keys = pair(&mut caches.secrets);
+                let scopes = (0..scopes.max(1))
+                    .map(|_| ScopeFeeds { $($sfield: pair(&mut caches.$sfield),)* })
+                    .collect();
+                let feeds = Feeds { scopes, $($cfield: pair(&mut caches.$cfield),)* ca_keys, synced: synced_tx };
+                (caches, feeds)
+            }
+
+            /// Caches holding exactly `objects` (a snapshot, already synced): for tests of the
+            /// reconciler. Objects are told apart by their `kind`; other kinds are ignored.
+            #[doc(hidden)]
+            pub fn snapshot(objects: impl IntoIterator<Item = serde_json::Value>) -> Self {
+                let (caches, feeds) = Self::new(1);
+                let Feeds { mut scopes, $(mut $cfield,)* mut ca_keys, synced } = feeds;
+                let ScopeFeeds { $(mut $sfield,)* } = scopes.remove(0);
+                // By kind; the CA key store is filled by no kind (its Secrets go to the scope's).
+                let mut writers: Vec<(Option<String>, &mut dyn Init)> = vec![
+                    $((Some(<$skind as Resource>::kind(&()).into_owned()), &mut $sfield),)*
+                    $((Some(<$ckind as Resource>::kind(&()).into_owned()), &mut $cfield),)*
+                    (None, &mut ca_keys),
+                ];
+                writers.iter_mut().for_each(|(_, w)| w.begin());
+                for o in objects {
+                    let kind = o["kind"].as_str().unwrap_or_default();
+                    if let Some((_, w)) = writers.iter_mut().find(|(k, _)| k.as_deref() == Some(kind)) {
+                        w.add(o);
+                    }
+                }
+                writers.iter_mut().for_each(|(_, w)| w.end());
+                let _ = synced.send(true);
+                // The stores keep their content when their writers go.
+                caches
+            }
+        }
+
+        /// Waits for every store of `caches` to be filled, then says so on `synced`.
+        pub async fn announce_synced(caches: Caches, synced: watch::Sender<bool>) {
+            // Each store has exactly this one waiter (kube's readiness future wakes one waiter only).
+            async fn all<K: Cached>(c: &Caches) {
+                for s in K::stores(c) {
+                    let _ = s.wait_until_ready().await;
+                }
+            }
+            $(all::<$skind>(&caches).await;)*
+            $(all::<$ckind>(&caches).await;)*
+            tracing::info!("caches synced: reconciling");
+            let _ = synced.send(true);
+        }
+    };
 }
 
 /// A kind the caches hold.
@@ -80,125 +145,34 @@ pub trait Cached: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug 
     fn slim(&mut self);
 }
 
-macro_rules! cached {
-    ($($kind:ty => $field:ident, $slim:expr);* $(;)?) => {
-        $(impl Cached for $kind {
-            fn stores(c: &Caches) -> &[Store<Self>] {
-                &c.$field
-            }
-            fn slim(&mut self) {
-                let slim: fn(&mut Self) = $slim;
-                slim(self)
-            }
-        })*
-    };
+cached_kinds! {
+    namespaced {
+        /// Engine pods.
+        Pod => pods, slim_pod;
+        /// Services.
+        Service => services, slim_service;
+        /// Secrets. The operator's own are small and kept whole when it writes them (the watch
+        /// bounds the others with `slim_secret`; CA keys, which have no owner, are not slimmed
+        /// there either).
+        Secret => secrets, |s| bound_meta(&mut s.metadata);
+        /// Claims.
+        PersistentVolumeClaim => claims, slim_claim;
+        /// NetworkPolicies.
+        NetworkPolicy => policies, slim_policy;
+        /// The scope's namespaces (metadata only: labels and deletion).
+        PartialObjectMeta<Namespace> => namespaces, |_| {};
+    }
+    cluster {
+        /// RuntimeClasses.
+        RuntimeClass => runtime_classes, |_| {};
+        /// DockerSandboxClasses.
+        DockerSandboxClass => classes, |_| {};
+        /// Nodes.
+        Node => nodes, slim_node;
+    }
 }
 
-cached!(
-    Pod => pods, slim_pod;
-    Service => services, slim_service;
-    // The Secrets the operator writes are its own, and small: kept whole (the watch bounds the
-    // others with `slim_secret`; CA keys, which have no owner, are not slimmed there either).
-    Secret => secrets, |s| bound_meta(&mut s.metadata);
-    PersistentVolumeClaim => claims, slim_claim;
-    NetworkPolicy => policies, slim_policy;
-    PartialObjectMeta<Namespace> => namespaces, |_| {};
-    RuntimeClass => runtime_classes, |_| {};
-    DockerSandboxClass => classes, |_| {};
-    Node => nodes, slim_node;
-);
-
 impl Caches {
-    /// Empty stores for `scopes` watched scopes, and the writers that fill them.
-    pub fn new(scopes: usize) -> (Self, Feeds) {
-        let (synced_tx, synced) = watch::channel(false);
-        let mut caches = Self {
-            pods: vec![],
-            services: vec![],
-            secrets: vec![],
-            claims: vec![],
-            policies: vec![],
-            namespaces: vec![],
-            runtime_classes: vec![],
-            classes: vec![],
-            nodes: vec![],
-            synced,
-        };
-        let ca_keys = pair(&mut caches.secrets);
-        let mut feeds_of_scopes = Vec::new();
-        for _ in 0..scopes.max(1) {
-            feeds_of_scopes.push(ScopeFeeds {
-                pods: pair(&mut caches.pods),
-                services: pair(&mut caches.services),
-                secrets: pair(&mut caches.secrets),
-                claims: pair(&mut caches.claims),
-                policies: pair(&mut caches.policies),
-                namespaces: pair(&mut caches.namespaces),
-            });
-        }
-        let feeds = Feeds {
-            scopes: feeds_of_scopes,
-            runtime_classes: pair(&mut caches.runtime_classes),
-            classes: pair(&mut caches.classes),
-            nodes: pair(&mut caches.nodes),
-            ca_keys,
-            synced: synced_tx,
-        };
-        (caches, feeds)
-    }
-
-    /// Caches holding exactly `objects` (a snapshot, already synced): for tests of the reconciler.
-    /// Objects are told apart by their `kind`; other kinds are ignored.
-    #[doc(hidden)]
-    pub fn snapshot(objects: impl IntoIterator<Item = serde_json::Value>) -> Self {
-        let (caches, feeds) = Self::new(1);
-        let Feeds { mut scopes, mut runtime_classes, mut classes, mut nodes, mut ca_keys, synced } = feeds;
-        let mut scope = scopes.remove(0);
-        for w in [&mut runtime_classes as &mut dyn Init, &mut classes, &mut nodes, &mut ca_keys] {
-            w.begin();
-        }
-        for w in [
-            &mut scope.pods as &mut dyn Init,
-            &mut scope.services,
-            &mut scope.secrets,
-            &mut scope.claims,
-            &mut scope.policies,
-        ] {
-            w.begin();
-        }
-        scope.namespaces.begin();
-        for o in objects {
-            match o["kind"].as_str().unwrap_or_default() {
-                "Pod" => scope.pods.add(o),
-                "Service" => scope.services.add(o),
-                "Secret" => scope.secrets.add(o),
-                "PersistentVolumeClaim" => scope.claims.add(o),
-                "NetworkPolicy" => scope.policies.add(o),
-                "Namespace" => scope.namespaces.add(o),
-                "RuntimeClass" => runtime_classes.add(o),
-                "DockerSandboxClass" => classes.add(o),
-                "Node" => nodes.add(o),
-                _ => {}
-            }
-        }
-        for w in [&mut runtime_classes as &mut dyn Init, &mut classes, &mut nodes, &mut ca_keys] {
-            w.end();
-        }
-        for w in [
-            &mut scope.pods as &mut dyn Init,
-            &mut scope.services,
-            &mut scope.secrets,
-            &mut scope.claims,
-            &mut scope.policies,
-        ] {
-            w.end();
-        }
-        scope.namespaces.end();
-        let _ = synced.send(true);
-        // The stores keep their content when their writers go.
-        caches
-    }
-
     /// Waits until every store has had its first full list; a reconcile before that would take
     /// "not in the cache" for "does not exist" (and issue a new CA over an existing one).
     pub async fn synced(&self) {
@@ -225,27 +199,6 @@ impl Caches {
     pub fn all<K: Cached>(&self) -> Vec<Arc<K>> {
         K::stores(self).iter().flat_map(Store::state).collect()
     }
-}
-
-/// Waits for every store of `caches` to be filled, then says so on `synced`.
-pub async fn announce_synced(caches: Caches, synced: watch::Sender<bool>) {
-    // Each store has exactly this one waiter (kube's readiness future wakes one waiter only).
-    async fn all<K: Cached>(c: &Caches) {
-        for s in K::stores(c) {
-            let _ = s.wait_until_ready().await;
-        }
-    }
-    all::<Pod>(&caches).await;
-    all::<Service>(&caches).await;
-    all::<Secret>(&caches).await;
-    all::<PersistentVolumeClaim>(&caches).await;
-    all::<NetworkPolicy>(&caches).await;
-    all::<PartialObjectMeta<Namespace>>(&caches).await;
-    all::<RuntimeClass>(&caches).await;
-    all::<DockerSandboxClass>(&caches).await;
-    all::<Node>(&caches).await;
-    tracing::info!("caches synced: reconciling");
-    let _ = synced.send(true);
 }
 
 fn pair<K: Cached>(stores: &mut Vec<Store<K>>) -> Writer<K> {
@@ -369,8 +322,54 @@ pub fn slim_claim(claim: &mut PersistentVolumeClaim) {
 pub fn slim_pod(pod: &mut Pod) {
     bound_meta(&mut pod.metadata);
     pod.spec = None;
-    if !sandbox_owned(&pod.metadata) {
-        pod.status = None;
+    match pod.status.take() {
+        Some(status) if sandbox_owned(&pod.metadata) => pod.status = Some(slim_pod_status(status)),
+        _ => {}
+    }
+}
+
+/// What `pods::state` and `pods::decide` read of a pod's status: its phase and reason, its IP, the
+/// Ready and PodScheduled conditions (without their times), and each container's name, state and
+/// last termination message. Times, images, IDs, resources and the rest are dropped.
+fn slim_pod_status(status: PodStatus) -> PodStatus {
+    let conditions = status.conditions.map(|cs| {
+        cs.into_iter()
+            .filter(|c| c.type_ == "Ready" || c.type_ == "PodScheduled")
+            .map(|c| PodCondition { type_: c.type_, status: c.status, message: c.message, ..PodCondition::default() })
+            .collect()
+    });
+    let waiting = |state: Option<ContainerState>| {
+        let waiting = state?.waiting?;
+        Some(ContainerState {
+            waiting: Some(ContainerStateWaiting { reason: waiting.reason, message: waiting.message }),
+            ..ContainerState::default()
+        })
+    };
+    let terminated = |state: Option<ContainerState>| {
+        let message = state?.terminated?.message;
+        Some(ContainerState {
+            terminated: Some(ContainerStateTerminated { message, ..ContainerStateTerminated::default() }),
+            ..ContainerState::default()
+        })
+    };
+    let container_statuses = status.container_statuses.map(|cs| {
+        cs.into_iter()
+            .map(|c| ContainerStatus {
+                name: c.name,
+                ready: c.ready,
+                state: waiting(c.state),
+                last_state: terminated(c.last_state),
+                ..ContainerStatus::default()
+            })
+            .collect()
+    });
+    PodStatus {
+        phase: status.phase,
+        reason: status.reason,
+        pod_ip: status.pod_ip,
+        conditions,
+        container_statuses,
+        ..PodStatus::default()
     }
 }
 
@@ -391,23 +390,48 @@ mod tests {
     fn a_slim_pod_decides_and_reads_as_the_full_pod() {
         use crate::controller::pods::{decide, state};
         use crate::crd::SPEC_HASH_ANNOTATION;
-        let mut full: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "web-engine", "ownerReferences": [{"apiVersion": "dockersandbox.dev/v1alpha1",
-                "kind": "DockerSandbox", "name": "web", "uid": "u", "controller": true}]},
-            "spec": {"containers": [{"name": "dockerd", "image": "docker:dind", "args": ["--tlsverify"]}],
-                     "volumes": [{"name": "data", "emptyDir": {}}]},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
-        }))
-        .expect("pod");
-        full.annotations_mut().insert(SPEC_HASH_ANNOTATION.into(), "abc".into());
-        let mut slim = full.clone();
-        slim_pod(&mut slim);
-        assert!(slim.spec.is_none());
-        assert_eq!(state(&slim), state(&full));
-        for wanted in ["abc", "other"] {
-            let mut desired = full.clone();
-            desired.annotations_mut().insert(SPEC_HASH_ANNOTATION.into(), wanted.into());
-            assert_eq!(decide(&slim, &desired), decide(&full, &desired), "wanted hash {wanted}");
+        let time = "2026-12-05T10:00:00Z";
+        let statuses = [
+            json!({"phase": "Running", "podIP": "10.0.0.7", "podIPs": [{"ip": "10.0.0.7"}], "hostIP": "192.0.2.2",
+                   "startTime": time, "qosClass": "Burstable",
+                   "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": time},
+                                  {"type": "Initialized", "status": "True"}]}),
+            json!({"phase": "Running", "podIP": "10.0.0.7", "conditions": [{"type": "Ready", "status": "False"}],
+                   "containerStatuses": [{"name": "dockerd", "image": "docker:dind", "imageID": "sha256:x", "ready": false,
+                     "restartCount": 4, "containerID": "containerd://abc",
+                     "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                     "lastState": {"terminated": {"exitCode": 1, "message": "failed to start daemon", "startedAt": time}}}]}),
+            json!({"phase": "Pending", "containerStatuses": [{"name": "dockerd", "image": "d", "imageID": "", "ready": false,
+                     "restartCount": 0, "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "no secret"}}}]}),
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                     "message": "0/1 nodes are available: 1 Insufficient cpu.", "lastProbeTime": null}]}),
+            json!({"phase": "Failed", "reason": "Evicted", "message": "the node was low on resource: ephemeral-storage"}),
+            json!({"phase": "Running", "containerStatuses": [{"name": "dockerd", "image": "d", "imageID": "", "ready": false,
+                     "restartCount": 1, "state": {"running": {"startedAt": time}}}]}),
+        ];
+        for status in statuses {
+            let mut full: Pod = serde_json::from_value(json!({
+                "metadata": {"name": "web-engine", "ownerReferences": [{"apiVersion": "dockersandbox.dev/v1alpha1",
+                    "kind": "DockerSandbox", "name": "web", "uid": "u", "controller": true}]},
+                "spec": {"containers": [{"name": "dockerd", "image": "docker:dind", "args": ["--tlsverify"]}],
+                         "volumes": [{"name": "data", "emptyDir": {}}]},
+                "status": status.clone()
+            }))
+            .expect("pod");
+            full.annotations_mut().insert(SPEC_HASH_ANNOTATION.into(), "abc".into());
+            let mut slim = full.clone();
+            slim_pod(&mut slim);
+            assert!(slim.spec.is_none());
+            assert_eq!(state(&slim), state(&full), "{status}");
+            let kept = serde_json::to_string(&slim.status).expect("json");
+            for dropped in [time, "192.0.2.2", "podIPs", "sha256:x", "containerd://abc", "Burstable", "Initialized"] {
+                assert!(!kept.contains(dropped), "{dropped} is dropped: {kept}");
+            }
+            for wanted in ["abc", "other"] {
+                let mut desired = full.clone();
+                desired.annotations_mut().insert(SPEC_HASH_ANNOTATION.into(), wanted.into());
+                assert_eq!(decide(&slim, &desired), decide(&full, &desired), "wanted hash {wanted}, {status}");
+            }
         }
     }
 
