@@ -187,7 +187,12 @@ metrics=$(kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/pods/$op
 peak=$(awk '/^dockersandbox_process_peak_resident_memory_bytes /{ printf "%.1f", $2 / 1048576 }' <<<"$metrics")
 result "operator peak RSS at $N (its metric; target <= 48 MiB)" "${peak:-?} MiB"
 pid=$(pgrep -f 'dockersandbox-operator run' | head -1 || true)
-if [[ -n $pid ]]; then result "operator VmHWM (from /proc on this node)" "$(awk '/VmHWM/{ printf "%.1f MiB", $2 / 1024 }' "/proc/$pid/status")"; fi
+if [[ -n $pid ]]; then
+  result "operator VmHWM (from /proc on this node)" "$(awk '/VmHWM/{ printf "%.1f MiB", $2 / 1024 }' "/proc/$pid/status")"
+  # What stays once the churn is over, and how much of it is the heap (anon) rather than the binary.
+  result "operator RSS now: total (heap and stacks; binary and libraries)" \
+    "$(awk '/^(VmRSS|RssAnon|RssFile):/{ v[$1] = $2 / 1024 } END { printf "%.1f MiB (%.1f; %.1f)", v["VmRSS:"], v["RssAnon:"], v["RssFile:"] }' "/proc/$pid/status")"
+fi
 quantile() {  # quantile Q: from the histogram buckets (upper bound of the bucket holding it)
   awk -v q="$1" '/^dockersandbox_reconcile_duration_seconds_bucket/ {
       match($0, /le="[^"]+"/); le = substr($0, RSTART + 4, RLENGTH - 5); n = $NF; les[++k] = le; cs[k] = n; total = n }
