@@ -61,10 +61,12 @@ if ! kubectl wait "crd/$DSB" "crd/$DSB_CLASS" --for=condition=Established --time
 fi
 
 # --- run
-# Tests run E2E_JOBS at a time (default 3; they mostly wait on the cluster), except those marked
+# Tests run E2E_JOBS at a time (default 4; they mostly wait on the cluster), except those marked
 # `# e2e: serial` (they reconfigure the operator or add cluster-wide objects such as the sysbox
 # RuntimeClass that other tests' sandboxes would see): those run afterwards, one at a time.
-E2E_JOBS=${E2E_JOBS:-3}
+E2E_JOBS=${E2E_JOBS:-4}
+# A test deletes its namespaces and ends; they are waited for once, after the last test.
+export E2E_NS_WAIT=0
 [[ "$E2E_VERBOSE" == 1 ]] && E2E_JOBS=1
 passed=0 failed=0 skipped=0
 failed_names=()
@@ -147,8 +149,10 @@ done
 operator_logs >"$E2E_ARTIFACTS/operator.log" 2>&1 || true
 kubectl get "$DSB" -A -o wide >"$E2E_ARTIFACTS/sandboxes.txt" 2>&1 || true
 kubectl get events -n "$E2E_OPERATOR_NAMESPACE" --sort-by=.lastTimestamp >"$E2E_ARTIFACTS/operator-events.txt" 2>&1 || true
-leftover=$(kubectl get ns -l dockersandbox.dev/e2e=true -o name 2>/dev/null || true)
-[[ -z "$leftover" ]] || log "namespaces left behind: $(tr '\n' ' ' <<<"$leftover")"
+leftover=$(ns_wait_all 180 || true)
+[[ -z "$leftover" ]] || log "namespaces still terminating after 180 s: $(tr '\n' ' ' <<<"$leftover")"
+kept=$(kubectl get ns -l dockersandbox.dev/e2e=true -o name 2>/dev/null || true)
+[[ -z "$kept" || "$E2E_KEEP_NAMESPACES" == 0 ]] || log "namespaces kept: $(tr '\n' ' ' <<<"$kept")"
 log "artifacts in $E2E_ARTIFACTS"
 ((failed == 0)) || log "failed: ${failed_names[*]}"
 
