@@ -54,10 +54,24 @@ fn telemetry(config: &Config) {
     }
 }
 
+/// How long a connection to the API server may take to open. kube's default is 30 s. After an API
+/// server restart in e2e 20, four watches sent their next list only ~37 s after their last error
+/// (with at most 4 s of backoff between tries), all at once: what a hung connection attempt looks
+/// like, likely a SYN lost while the `kubernetes` Service's endpoints changed. The API server is
+/// one hop away; 5 s is ample, and a watch whose attempt timed out tries again within seconds.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The API server client's configuration (in-cluster or `KUBECONFIG`), with `CONNECT_TIMEOUT`.
+async fn client_config() -> Result<kube::Config, Box<dyn std::error::Error>> {
+    let mut config = kube::Config::infer().await?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    Ok(config)
+}
+
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     telemetry(&config);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::try_default().await?;
+    let client = Client::try_from(client_config().await?)?;
     info!(namespaces = ?config.watched_namespaces(), allow_privileged = config.allow_privileged,
           sysbox_runtime_class = %config.sysbox_runtime_class, default_image = %config.default_image, "starting");
 

@@ -88,6 +88,8 @@ burst api 10
 "$RESTART" --down 5 kube-apiserver >&2
 mapfile -t names < <(burst_names api 10)
 settle "${names[@]}"
+# The node reboot below restarts the operator's container: keep what it logged about this fault.
+operator_logs >"$E2E_ARTIFACTS/20-faults-operator-after-apiserver-restart.log" 2>&1 || true
 for n in "${names[@]}"; do
   [[ $(kubectl get secret -n "$ns" "$n-ca" -o 'jsonpath={.metadata.annotations.dockersandbox\.dev/credentials-generation}') == 0 ]] ||
     fail "$n: CA secret without its generation annotation"
