@@ -107,6 +107,19 @@ children_of_all() {  # prints how many sandboxes have all 6 children
     -o json | jq '[.items[].metadata.labels["app.kubernetes.io/instance"]] | group_by(.) | map(select(length == 6)) | length'
 }
 all_children() { (($(children_of_all) >= N)); }
+# The engine pod is the last child a reconcile creates: N engine pods mean N complete sandboxes.
+# Counting them (a server-side table) is cheap; listing every child as JSON every 2 s would take a
+# good part of the two cores from the operator being timed. Checked in full once, afterwards.
+engines_of_all() { kubectl get pods -n "$ns" -l app.kubernetes.io/component=engine --no-headers 2>/dev/null | wc -l; }
+all_engines() { (($(engines_of_all) >= N)); }
+# CPU seconds a process has used so far (local cluster: the operator, kube-apiserver, etcd).
+tick=$(getconf CLK_TCK)
+cpu_of() { [[ -n ${1:-} && -r /proc/$1/stat ]] && awk -v t="$tick" '{ printf "%.1f", ($14 + $15) / t }' "/proc/$1/stat" || echo 0; }
+cpu_now() { echo "$(cpu_of "$(pgrep -f 'dockersandbox-operator run' | head -1)") $(cpu_of "$(pgrep -x kube-apiserver | head -1)") $(cpu_of "$(pgrep -x etcd | head -1)")"; }
+cpu_used() {  # cpu_used BEFORE AFTER: "operator O s, kube-apiserver A s, etcd E s" used in between
+  awk -v b="$1" -v a="$2" 'BEGIN { split(b, x, " "); split(a, y, " ");
+    printf "operator %.1f s, kube-apiserver %.1f s, etcd %.1f s", y[1] - x[1], y[2] - x[2], y[3] - x[3] }'
+}
 audit_mark() { [[ -f $AUDIT ]] && wc -l <"$AUDIT" || echo 0; }
 # The operator is stopped while the sandboxes are applied (kubectl itself takes tens of seconds
 # for 1000 objects, which would bound the figure), then started: the time from its caches being
@@ -131,19 +144,29 @@ operator_synced() {
 }
 wait_for 300 "the operator started and synced its caches" operator_synced || fail "the operator did not start"
 t0=$(now)
-wait_for 1800 "all $N sandboxes have their 6 children" all_children || log "WARNING: only $(children_of_all)/$N complete"
+cpu0=$(cpu_now)
+wait_for 1800 "all $N engine pods created" all_engines || log "WARNING: only $(engines_of_all)/$N engine pods"
 done_at=$(now)
+cpu1=$(cpu_now)
 op_create=$(secs "$t0" "$done_at")
+wait_for 120 "all $N sandboxes have their 6 children" all_children || log "WARNING: only $(children_of_all)/$N complete"
 result "sandboxes applied (kubectl, operator stopped)" "$(secs "$t_apply" "$applied") s"
 result "operator: children of $N sandboxes ($((N * 6)) objects), from its caches synced" "$op_create s"
+result "CPU used meanwhile" "$(cpu_used "$cpu0" "$cpu1")"
 creation_requests=$(($( [[ -f $AUDIT ]] && wc -l <"$AUDIT" || echo 0) - mark))
 
 kubectl create namespace "$plain_ns" >/dev/null
 PLAIN=${E2E_PLAIN_CLIENT:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/plain_client}
 [[ -x $PLAIN ]] || fail "no plain client at $PLAIN (make bench-scale builds it: cargo build --release --example plain_client)"
-plain=$("$PLAIN" "$plain_ns" "$N" "$C" type=nowhere 2>>"$E2E_ARTIFACTS/bench-scale-plain.log") ||
+cpu0=$(cpu_now)
+# `times` in the same subshell: the second line is the CPU its children (the plain client) used.
+plain=$("$PLAIN" "$plain_ns" "$N" "$C" type=nowhere 2>>"$E2E_ARTIFACTS/bench-scale-plain.log" && times) ||
   fail "plain client failed; see $E2E_ARTIFACTS/bench-scale-plain.log"
+cpu1=$(cpu_now)
+plain_cpu=$(sed -n 3p <<<"$plain" | awk '{ split($1, u, "m"); split($2, s, "m"); printf "%.1f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+plain=$(sed -n 1p <<<"$plain")
 result "plain client: the same $((N * 6)) objects, concurrency $C" "$plain s"
+result "CPU used meanwhile" "plain client $plain_cpu s, $(cpu_used "$cpu0" "$cpu1" | sed 's/^operator [^,]*, //')"
 result "creation rate, operator / plain client (target >= 0.7)" "$(awk -v o="$op_create" -v p="$plain" 'BEGIN { printf "%.2f", p / o }')"
 [[ -f $AUDIT ]] && result "operator API requests during creation (all verbs but watch)" "$creation_requests"
 kubectl delete namespace "$plain_ns" --wait=false >/dev/null
