@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use kube::Resource;
 use kube::runtime::watcher::Event;
+use tracing::{debug, warn};
 
 /// How long an expectation waits for its watch event at most (kube-controller-manager: 5 min).
 pub const EXPIRY: Duration = Duration::from_secs(300);
@@ -133,6 +134,11 @@ impl Expectations {
     }
 
     fn record(&self, key: Key, wrote: Wrote) {
+        let (kind, namespace, name) = &key;
+        match &wrote {
+            Wrote::Version { rv, .. } => debug!(kind, namespace, name, rv, "waiting for the watch to show our write"),
+            Wrote::Gone { uid } => debug!(kind, namespace, name, uid, "waiting for the watch to show our delete"),
+        }
         let mut inner = self.lock();
         inner.seq += 1;
         let seq = inner.seq;
@@ -173,7 +179,17 @@ impl Expectations {
         let mut inner = self.lock();
         let Some(pending) = inner.pending.get(&key) else { return cached };
         let meta = cached.as_ref().map(|c| c.meta());
-        let seen = pending.at.elapsed() >= EXPIRY
+        let expired = pending.at.elapsed() >= EXPIRY;
+        if expired {
+            let (kind, namespace, name) = &key;
+            warn!(
+                kind,
+                namespace,
+                name,
+                "the watch never showed our write in 5 minutes (an event lost?): the cache is taken again"
+            );
+        }
+        let seen = expired
             || match &pending.wrote {
                 // The cache has this very version (resourceVersions are compared for equality only).
                 Wrote::Version { rv, .. } => meta.is_some_and(|m| m.resource_version.as_ref() == Some(rv)),
@@ -236,6 +252,8 @@ impl Expectations {
                 });
                 if done {
                     inner.pending.remove(&key);
+                    let (kind, namespace, name) = &key;
+                    debug!(kind, namespace, name, "the watch showed our write");
                 }
             }
             Event::Delete(obj) => {
