@@ -87,23 +87,18 @@ impl Writing<'_> {
         K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     {
         let (Some(uid), Some(rv)) = (obj.meta().uid.clone(), obj.meta().resource_version.clone()) else { return };
-        let came = self.expect.noted(&self.key, |(v, _, _)| v.as_ref() == Some(&rv));
-        if came {
-            // The watch was faster than the answer: the cache has it (or something newer).
-            self.expect.lock().pending.remove(&self.key);
-        } else {
-            self.expect.record(self.key.clone(), Wrote::Version { uid, rv, object: Arc::new(obj.clone()) });
-        }
+        let came = |(v, _, _): &(Option<String>, Option<String>, bool)| v.as_ref() == Some(&rv);
+        self.expect.settle(&self.key, came, || Wrote::Version {
+            uid: uid.clone(),
+            rv: rv.clone(),
+            object: Arc::new(obj.clone()),
+        });
     }
 
     /// The API server deleted the object with `uid`.
     pub fn deleted(self, uid: &str) {
-        let came = self.expect.noted(&self.key, |(_, u, deleted)| *deleted && u.as_deref() == Some(uid));
-        if came {
-            self.expect.lock().pending.remove(&self.key);
-        } else {
-            self.expect.record(self.key.clone(), Wrote::Gone { uid: uid.to_string() });
-        }
+        let came = |(_, u, deleted): &(Option<String>, Option<String>, bool)| *deleted && u.as_deref() == Some(uid);
+        self.expect.settle(&self.key, came, || Wrote::Gone { uid: uid.to_string() });
     }
 }
 
@@ -133,17 +128,31 @@ impl Expectations {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, key: Key, wrote: Wrote) {
-        let (kind, namespace, name) = &key;
+    /// Ends a write announced for `key`: if an event that `came` (the watch was faster than the
+    /// answer) was noted meanwhile, the cache has it and nothing is expected; otherwise `wrote` is.
+    /// One lock for both: an event that `saw` notes between the check and the record would
+    /// otherwise pass unseen, and the expectation would hide the cache until `EXPIRY`.
+    fn settle(
+        &self,
+        key: &Key,
+        came: impl Fn(&(Option<String>, Option<String>, bool)) -> bool,
+        wrote: impl FnOnce() -> Wrote,
+    ) {
+        let mut inner = self.lock();
+        if inner.in_flight.get(key).is_some_and(|f| f.seen.iter().any(came)) {
+            inner.pending.remove(key);
+            return;
+        }
+        let wrote = wrote();
+        let (kind, namespace, name) = key;
         match &wrote {
             Wrote::Version { rv, .. } => debug!(kind, namespace, name, rv, "waiting for the watch to show our write"),
             Wrote::Gone { uid } => debug!(kind, namespace, name, uid, "waiting for the watch to show our delete"),
         }
-        let mut inner = self.lock();
         inner.seq += 1;
         let seq = inner.seq;
         inner.pending.retain(|_, p| p.at.elapsed() < EXPIRY);
-        inner.pending.insert(key, Pending { wrote, at: Instant::now(), seq });
+        inner.pending.insert(key.clone(), Pending { wrote, at: Instant::now(), seq });
     }
 
     /// Announces a write to the object `namespace`/`name` of kind `K`, before it is sent.
@@ -151,11 +160,6 @@ impl Expectations {
         let key = key_of::<K>(namespace, name);
         self.lock().in_flight.entry(key.clone()).or_default().writers += 1;
         Writing { expect: self, key }
-    }
-
-    /// Whether an event that `matches` came for `key` while a write to it was in flight.
-    fn noted(&self, key: &Key, matches: impl Fn(&(Option<String>, Option<String>, bool)) -> bool) -> bool {
-        self.lock().in_flight.get(key).is_some_and(|f| f.seen.iter().any(matches))
     }
 
     /// Records `obj` as the API server answered a write of it, for tests (writes announce
@@ -296,6 +300,33 @@ mod tests {
 
     fn observed(e: &Expectations, cached: Option<Secret>) -> Option<Secret> {
         e.observed::<Secret>(Some("team-a"), "web-ca", cached.map(Arc::new)).map(|s| (*s).clone())
+    }
+
+    #[test]
+    fn an_event_racing_the_answer_on_another_thread_never_leaves_an_expectation() {
+        // The watch event of a write and its answer arrive on two threads, in any order and as
+        // close together as they come: once both are through, nothing is expected (an event seen
+        // between the check for it and the record of the write used to be missed, and the
+        // expectation then hid the cache for 5 minutes).
+        for i in 0..2000 {
+            let e = Arc::new(Expectations::default());
+            let created = secret("u", &i.to_string(), "v");
+            let writing = e.writing::<Secret>(Some("team-a"), "web-ca");
+            let (watch, event) = (e.clone(), created.clone());
+            let start = Arc::new(std::sync::Barrier::new(2));
+            let go = start.clone();
+            let tap = std::thread::spawn(move || {
+                go.wait();
+                watch.saw(&Event::Apply(event));
+            });
+            start.wait();
+            writing.wrote(&created);
+            tap.join().expect("watch thread");
+            assert!(
+                !e.pending::<Secret>(Some("team-a"), "web-ca"),
+                "iteration {i}: the event came, nothing is expected"
+            );
+        }
     }
 
     #[test]
