@@ -54,11 +54,10 @@ fn telemetry(config: &Config) {
     }
 }
 
-/// How long a connection to the API server may take to open. kube's default is 30 s. After an API
-/// server restart in e2e 20, four watches sent their next list only ~37 s after their last error
-/// (with at most 4 s of backoff between tries), all at once: what a hung connection attempt looks
-/// like, likely a SYN lost while the `kubernetes` Service's endpoints changed. The API server is
-/// one hop away; 5 s is ample, and a watch whose attempt timed out tries again within seconds.
+/// How long a connection to the API server may take to open. kube's default is 30 s; the API
+/// server is one hop away, so an attempt that hangs (a SYN lost while the `kubernetes` Service's
+/// endpoints change under an API server restart) is better given up after 5 s: the watch or the
+/// reconcile that made it tries again within seconds.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The API server client's configuration (in-cluster or `KUBECONFIG`), with `CONNECT_TIMEOUT`.
