@@ -37,7 +37,9 @@ pub struct Context {
     /// Failures in a row per sandbox (namespace, name); entries go with success or the sandbox.
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Reconciles in a row that found the sandbox still waiting (not Ready), for the re-check delay.
-    waits: Mutex<HashMap<(String, String), u32>>,
+    /// Per sandbox: how many re-check delays its current wait has grown by, and since when the
+    /// last one runs.
+    waits: Mutex<HashMap<(String, String), (u32, tokio::time::Instant)>>,
     /// TLS checks in a row that dockerd did not answer while its pod was ready, for the probe delay
     /// (only these count: a pod that just turned ready is checked at once).
     unanswered: Mutex<HashMap<(String, String), u32>>,
@@ -120,11 +122,19 @@ impl Context {
         self.unanswered.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
     }
 
-    /// Counts one more reconcile that found `dsb` waiting; returns how many in a row.
+    /// A reconcile found `dsb` waiting: how many re-check delays its wait has grown by (the
+    /// fallback is `backoff_after` of it).
     pub fn still_waiting(&self, dsb: &DockerSandbox) -> u32 {
         let mut waits = self.waits.lock().unwrap_or_else(|e| e.into_inner());
-        let n = waits.entry(key(&ObjectRef::from_obj(dsb).erase())).or_insert(0);
-        *n = n.saturating_add(1);
+        let now = tokio::time::Instant::now();
+        let (n, since) = waits.entry(key(&ObjectRef::from_obj(dsb).erase())).or_insert((0, now));
+        // The delay grows once the last one has run out, not with every reconcile: a new sandbox's
+        // children wake it seven times in a second, which used to take its fallback from 5 s to
+        // 5 minutes at once (and a watch event missed then cost 5 minutes).
+        if *n == 0 || since.elapsed() >= backoff_after(*n) {
+            *n = n.saturating_add(1);
+            *since = now;
+        }
         *n
     }
 
@@ -280,22 +290,38 @@ mod tests {
         assert_eq!(ctx.backoff(&a).as_secs(), 5, "a success starts over");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_successful_reconcile_keeps_the_wait_count() {
         // Every reconcile of a waiting sandbox succeeds; its re-check delay must still grow (when
         // a success reset it, 1000 engines whose dockerd did not answer were probed every second).
         let ctx = context();
         let dsb = minimal();
-        let waits: Vec<u32> = (0..4)
-            .map(|_| {
-                let n = ctx.still_waiting(&dsb);
-                ctx.succeeded(&dsb);
-                n
-            })
-            .collect();
+        let mut waits = vec![];
+        for _ in 0..4 {
+            let n = ctx.still_waiting(&dsb);
+            ctx.succeeded(&dsb);
+            waits.push(n);
+            tokio::time::advance(backoff_after(n)).await;
+        }
         assert_eq!(waits, [1, 2, 3, 4]);
         ctx.done_waiting(&dsb);
         assert_eq!(ctx.still_waiting(&dsb), 1, "Ready starts the next wait over");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_grows_with_time_not_with_the_events_meanwhile() {
+        let ctx = context();
+        let dsb = minimal();
+        // A new sandbox: its seven children's watch events wake it within a second.
+        let burst: Vec<u32> = (0..8).map(|_| ctx.still_waiting(&dsb)).collect();
+        assert_eq!(burst, [1; 8], "the fallback stays at 5 s");
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(ctx.still_waiting(&dsb), 1, "woken early: still 5 s");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(ctx.still_waiting(&dsb), 2, "the 5 s ran out: 10 s next");
+        assert_eq!(ctx.still_waiting(&dsb), 2);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(ctx.still_waiting(&dsb), 3);
     }
 
     #[tokio::test]
