@@ -36,9 +36,8 @@ pub struct Context {
     pub caches: Caches,
     /// Failures in a row per sandbox (namespace, name); entries go with success or the sandbox.
     failures: Mutex<HashMap<(String, String), u32>>,
-    /// Reconciles in a row that found the sandbox still waiting (not Ready), for the re-check delay.
-    /// Per sandbox: how many re-check delays its current wait has grown by, and since when the
-    /// last one runs.
+    /// Per sandbox still waiting (not Ready), for the re-check delay: how many times its wait's
+    /// delay has grown, and since when the current delay runs.
     waits: Mutex<HashMap<(String, String), (u32, tokio::time::Instant)>>,
     /// TLS checks in a row that dockerd did not answer while its pod was ready, for the probe delay
     /// (only these count: a pod that just turned ready is checked at once).

@@ -242,9 +242,10 @@ where
 /// How a failed watch is retried: 0.5 s doubling to 2 s, plus up to as much jitter (so at most 4 s
 /// between tries), from 0.5 s again after 2 minutes without a failure. After an API server restart
 /// every watch fails a few times in a row (refused while it is down, then "too old resource
-/// version" before it lists again), and each failure waits: with kube's default (30 s plus jitter)
-/// or a 10 s cap, the operator was blind for 20 s to 1.5 minutes (e2e 20). A dozen watches of the
-/// operator's own labelled objects retried every few seconds is little load for an API server.
+/// version" before it lists again), and each failure waits: kube's default waits up to 30 s plus
+/// jitter per try, a 10 s cap up to 20 s (the controller's joint pause, `EachWatchBacksOff`, came
+/// on top). A dozen watches of the operator's own labelled objects retried every few seconds is
+/// little load for an API server.
 fn watch_backoff() -> impl kube::runtime::utils::Backoff {
     let exponential = backon::ExponentialBuilder::default()
         .with_min_delay(std::time::Duration::from_millis(500))
