@@ -123,7 +123,7 @@ cpu_used() {  # cpu_used BEFORE AFTER: "operator O s, kube-apiserver A s, etcd E
 audit_mark() { [[ -f $AUDIT ]] && wc -l <"$AUDIT" || echo 0; }
 # The operator is stopped while the sandboxes are applied (kubectl itself takes tens of seconds
 # for 1000 objects, which would bound the figure), then started: the time from its caches being
-# synced to every sandbox having its children is the operator's own creation rate.
+# synced to every sandbox having its engine pod (its last child) is the operator's own creation rate.
 deploy=$(kubectl get deploy -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" -o 'jsonpath={.items[0].metadata.name}')
 kubectl scale deploy -n "$E2E_OPERATOR_NAMESPACE" "$deploy" --replicas=0 >/dev/null
 no_operator() { [[ -z "$(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" -o name)" ]]; }

@@ -209,7 +209,7 @@ ns_cleanup() {
 }
 
 # ns_wait_all SECONDS: waits for every test namespace being deleted to be gone; a sandbox stuck in a
-# foreground deletion has its finalizers removed halfway. Prints what is left (empty when none).
+# foreground deletion has its finalizers removed halfway.
 _ns_terminating() {
   kubectl get ns -l dockersandbox.dev/e2e=true -o json |
     jq -r '.items[] | select(.metadata.deletionTimestamp != null) | .metadata.name'
@@ -221,7 +221,6 @@ ns_wait_all() {
     for ns in $(_ns_terminating); do _strip_finalizers "$ns"; done
     wait_for "$half" "deleted test namespaces gone" _ns_none_terminating || true
   fi
-  _ns_terminating
 }
 
 _e2e_exit() {

@@ -149,10 +149,11 @@ done
 operator_logs >"$E2E_ARTIFACTS/operator.log" 2>&1 || true
 kubectl get "$DSB" -A -o wide >"$E2E_ARTIFACTS/sandboxes.txt" 2>&1 || true
 kubectl get events -n "$E2E_OPERATOR_NAMESPACE" --sort-by=.lastTimestamp >"$E2E_ARTIFACTS/operator-events.txt" 2>&1 || true
-leftover=$(ns_wait_all 180 || true)
-[[ -z "$leftover" ]] || log "namespaces still terminating after 180 s: $(tr '\n' ' ' <<<"$leftover")"
-kept=$(kubectl get ns -l dockersandbox.dev/e2e=true -o name 2>/dev/null || true)
-[[ -z "$kept" || "$E2E_KEEP_NAMESPACES" == 0 ]] || log "namespaces kept: $(tr '\n' ' ' <<<"$kept")"
+# The tests' namespaces, deleted as each test ended, are waited for once; what is left is named
+# (still terminating, or kept with E2E_KEEP_NAMESPACES, or never deleted).
+ns_wait_all 180 || true
+leftover=$(kubectl get ns -l dockersandbox.dev/e2e=true -o name 2>/dev/null || true)
+[[ -z "$leftover" ]] || log "namespaces left behind: $(tr '\n' ' ' <<<"$leftover")"
 log "artifacts in $E2E_ARTIFACTS"
 ((failed == 0)) || log "failed: ${failed_names[*]}"
 
