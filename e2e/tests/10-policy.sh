@@ -16,9 +16,13 @@ source "$(dirname "$0")/../lib.sh"
 if ! helm status "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" >/dev/null 2>&1; then
   skip "operator is not a Helm release $E2E_OPERATOR_NAMESPACE/$E2E_RELEASE (installed some other way)"
 fi
+# Running operator pods not being deleted: `rollout status` returns once the new pods are ready and
+# the old ReplicaSet is scaled to zero, while an old pod may still be in its grace period (phase
+# Running, deletionTimestamp set), which is a rolled Deployment all the same.
 operator_pod_names() {
   kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" \
-    --field-selector=status.phase=Running -o 'jsonpath={.items[*].metadata.name}'
+    --field-selector=status.phase=Running -o json |
+    jq -r '[.items[] | select(.metadata.deletionTimestamp == null) | .metadata.name] | join(" ")'
 }
 
 if kubectl get runtimeclass "$E2E_SYSBOX_RUNTIME_CLASS" >/dev/null 2>&1; then
@@ -41,11 +45,15 @@ else
   d=$(operator_deployment)
   [[ -n "$d" ]] || fail "no operator Deployment labelled $E2E_OPERATOR_SELECTOR"
   kubectl rollout status -n "$E2E_OPERATOR_NAMESPACE" "$d" --timeout=180s >&2 || fail "operator rollout did not finish"
+  old_pods_replaced() {
+    local after p
+    after=$(operator_pod_names)
+    for p in $before; do [[ " $after " != *" $p "* ]] || return 1; done
+  }
+  wait_for 30 "operator pods [$before] replaced" old_pods_replaced ||
+    fail "operator pods [$before] still running, not terminating: the Deployment did not roll on helm upgrade"
   after=$(operator_pod_names)
   log "operator pods before: [$before] after: [$after]"
-  for p in $before; do
-    [[ " $after " != *" $p "* ]] || fail "operator pod $p still running: the Deployment did not roll on helm upgrade"
-  done
   [[ -n "$after" ]] || fail "no operator pod running after helm upgrade"
 
   ns_new ns nopriv
