@@ -130,6 +130,12 @@ pub struct Config {
     #[arg(long, env = "ENGINE_CHECKS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub engine_checks: u16,
 
+    /// Seconds between two reads of what is inside a Ready engine (containers, images, disk use,
+    /// recent activity: `status.engine`). Each read is three bounded requests to dockerd, in an
+    /// engine-check slot; the status is written only when the figures change.
+    #[arg(long, env = "ENGINE_FACTS_INTERVAL", default_value_t = 180, value_parser = clap::value_parser!(u64).range(10..=3600))]
+    pub engine_facts_interval: u64,
+
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,

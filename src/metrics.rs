@@ -1,4 +1,5 @@
-//! Prometheus metrics: reconcile counts, errors, durations, sandboxes by phase, operator memory.
+//! Prometheus metrics: reconcile counts, errors, durations, sandboxes by phase, operator memory,
+//! and per engine what its status says is inside it (labelled by namespace, name and class only).
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -28,9 +29,89 @@ struct PhaseLabel {
     phase: &'static str,
 }
 
+/// A sandbox's series: bounded labels only (a sandbox's namespace, name and class; nothing an
+/// engine reports).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EngineLabels {
+    namespace: String,
+    name: String,
+    class: String,
+}
+
+/// Per-engine gauges, rebuilt from the sandboxes' status at every scrape (a deleted sandbox's
+/// series go with it).
+#[derive(Default)]
+struct EngineGauges {
+    up: Family<EngineLabels, Gauge>,
+    containers_running: Family<EngineLabels, Gauge>,
+    containers: Family<EngineLabels, Gauge>,
+    images: Family<EngineLabels, Gauge>,
+    disk_used: Family<EngineLabels, Gauge>,
+    disk_capacity: Family<EngineLabels, Gauge>,
+    last_activity: Family<EngineLabels, Gauge>,
+}
+
+impl EngineGauges {
+    fn register(&self, registry: &mut Registry) {
+        let engine = registry.sub_registry_with_prefix("engine");
+        engine.register(
+            "up",
+            "1 while the sandbox is Ready (dockerd answers over mutual TLS), else 0",
+            self.up.clone(),
+        );
+        engine.register("containers_running", "Containers running in the engine", self.containers_running.clone());
+        engine.register("containers", "Containers in the engine, in any state", self.containers.clone());
+        engine.register("images", "Images in the engine", self.images.clone());
+        engine.register(
+            "disk_used_bytes",
+            "Bytes of the engine's volume held by images, containers, volumes and build cache (docker system df)",
+            self.disk_used.clone(),
+        );
+        engine.register("disk_capacity_bytes", "Size of the engine's volume", self.disk_capacity.clone());
+        engine.register(
+            "last_activity_timestamp_seconds",
+            "Unix time of the last container, image, build, volume or network event of the engine",
+            self.last_activity.clone(),
+        );
+    }
+
+    fn refresh<'a>(&self, sandboxes: impl Iterator<Item = &'a DockerSandbox>) {
+        let families =
+            [&self.up, &self.containers_running, &self.containers, &self.images, &self.disk_used, &self.disk_capacity];
+        families.iter().for_each(|f| f.clear());
+        self.last_activity.clear();
+        for dsb in sandboxes {
+            let status = dsb.status.as_ref();
+            let labels = EngineLabels {
+                namespace: dsb.metadata.namespace.clone().unwrap_or_default(),
+                name: dsb.metadata.name.clone().unwrap_or_default(),
+                class: status.and_then(|s| s.class_name.clone()).unwrap_or_default(),
+            };
+            self.up.get_or_create(&labels).set(i64::from(status.and_then(|s| s.phase) == Some(Phase::Ready)));
+            let Some(e) = status.and_then(|s| s.engine.as_ref()) else { continue };
+            self.containers_running.get_or_create(&labels).set(e.containers_running);
+            self.containers.get_or_create(&labels).set(e.containers);
+            self.images.get_or_create(&labels).set(e.images);
+            if let Some(d) = &e.disk {
+                self.disk_used.get_or_create(&labels).set(d.used_bytes);
+                if let Some(c) = d.capacity_bytes {
+                    self.disk_capacity.get_or_create(&labels).set(c);
+                }
+            }
+            let activity = e.last_activity.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+            if let Some(t) = activity {
+                self.last_activity.get_or_create(&labels).set(t.as_second());
+            }
+        }
+    }
+}
+
 /// The operator's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
+    engines: EngineGauges,
+    /// One scrape at a time: the per-engine families are cleared and refilled for each.
+    rendering: std::sync::Mutex<()>,
     reconciles: Family<ResultLabel, Counter>,
     errors: Family<CategoryLabel, Counter>,
     duration: Histogram,
@@ -67,7 +148,20 @@ impl Default for Metrics {
             "Peak resident memory of the operator",
             peak_rss.clone(),
         );
-        Self { registry, reconciles, errors, duration, sandboxes, rss, peak_rss, leader }
+        let engines = EngineGauges::default();
+        engines.register(&mut registry);
+        Self {
+            registry,
+            engines,
+            rendering: std::sync::Mutex::default(),
+            reconciles,
+            errors,
+            duration,
+            sandboxes,
+            rss,
+            peak_rss,
+            leader,
+        }
     }
 }
 
@@ -89,12 +183,11 @@ impl Metrics {
 
     /// Renders the text exposition, refreshing the gauges derived from the watch caches and /proc.
     pub fn render(&self, stores: &[Store<DockerSandbox>]) -> String {
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
+        let sandboxes: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
+        self.engines.refresh(sandboxes.iter().map(|d| &**d));
         for phase in Phase::ALL {
-            let count = stores
-                .iter()
-                .flat_map(|s| s.state())
-                .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(phase))
-                .count();
+            let count = sandboxes.iter().filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(phase)).count();
             self.sandboxes.get_or_create(&PhaseLabel { phase: phase.as_str() }).set(count as i64);
         }
         let (rss, peak) = memory();
@@ -136,5 +229,109 @@ mod tests {
         assert!(text.contains("dockersandbox_reconcile_errors_total{category=\"kube\"} 1"), "{text}");
         assert!(text.contains("dockersandbox_sandboxes{phase=\"Ready\"} 0"), "{text}");
         assert!(!text.contains("dockersandbox_process_resident_memory_bytes 0\n"), "{text}");
+    }
+
+    fn sandbox(name: &str, status: serde_json::Value) -> DockerSandbox {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "dockersandbox.dev/v1alpha1", "kind": "DockerSandbox",
+            "metadata": {"name": name, "namespace": "team-a"}, "spec": {}, "status": status
+        }))
+        .expect("sandbox")
+    }
+
+    /// The chart's Grafana dashboard queries only metrics the operator exports: every
+    /// `dockersandbox_*` name in its queries and variables is a family on /metrics (a counter's
+    /// `_total` and a histogram's `_bucket`, `_sum`, `_count` series included), and it is JSON.
+    #[test]
+    fn the_dashboard_uses_only_exported_metrics() {
+        use kube::runtime::watcher::Event;
+        let text = include_str!("../charts/dockersandbox-operator/dashboards/dockersandbox-engines.json");
+        let dashboard: serde_json::Value = serde_json::from_str(text).expect("the dashboard is JSON");
+        fn queries(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        match (k.as_str(), v) {
+                            ("expr" | "query" | "definition", serde_json::Value::String(q)) => out.push(q.clone()),
+                            _ => queries(v, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| queries(v, out)),
+                _ => {}
+            }
+        }
+        let mut all = vec![];
+        queries(&dashboard, &mut all);
+        assert!(all.len() >= 10, "the dashboard has its queries: {all:?}");
+        let ready = sandbox(
+            "web",
+            serde_json::json!({"phase": "Ready", "className": "c", "engine": {
+            "containersRunning": 1, "containers": 1, "images": 1, "observedAt": "2026-12-05T10:00:00Z",
+            "lastActivity": "2026-12-05T09:59:00Z",
+            "disk": {"imagesBytes": 1, "containersBytes": 0, "volumesBytes": 0, "buildCacheBytes": 0,
+                     "usedBytes": 1, "capacityBytes": 2, "usedPercent": 50}}}),
+        );
+        let (store, mut writer) = kube::runtime::reflector::store::<DockerSandbox>();
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitApply(ready));
+        writer.apply_watcher_event(&Event::InitDone);
+        let m = Metrics::default();
+        m.reconciled(None, Duration::from_millis(1));
+        let exported = m.render(std::slice::from_ref(&store));
+        let families: Vec<&str> =
+            exported.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split_whitespace().next()).collect();
+        let mut used = 0;
+        for q in &all {
+            let mut rest = q.as_str();
+            while let Some(at) = rest.find("dockersandbox_") {
+                let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                rest = &rest[at + name.len()..];
+                let known = families.iter().any(|f| {
+                    name == *f || ["_total", "_bucket", "_sum", "_count"].iter().any(|s| name == format!("{f}{s}"))
+                });
+                assert!(known, "the dashboard queries {name}, which the operator does not export ({families:?})");
+                used += 1;
+            }
+        }
+        assert!(used >= 10, "the dashboard names the operator's metrics");
+    }
+
+    #[test]
+    fn each_engine_has_its_series_from_status_and_they_go_with_the_sandbox() {
+        use kube::runtime::watcher::Event;
+        let web = sandbox(
+            "web",
+            serde_json::json!({"phase": "Ready", "className": "standard", "engine": {
+            "containersRunning": 2, "containers": 3, "images": 4, "observedAt": "2026-12-05T10:00:00Z",
+            "lastActivity": "2026-12-05T09:59:00Z",
+            "disk": {"imagesBytes": 10, "containersBytes": 0, "volumesBytes": 0, "buildCacheBytes": 0,
+                     "usedBytes": 10, "capacityBytes": 100, "usedPercent": 10}}}),
+        );
+        let new = sandbox("new", serde_json::json!({"phase": "Provisioning", "className": "standard"}));
+        let (store, mut writer) = kube::runtime::reflector::store::<DockerSandbox>();
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitApply(web.clone()));
+        writer.apply_watcher_event(&Event::InitApply(new));
+        writer.apply_watcher_event(&Event::InitDone);
+        let m = Metrics::default();
+        let text = m.render(std::slice::from_ref(&store));
+        let labels = r#"{namespace="team-a",name="web",class="standard"}"#;
+        for line in [
+            format!("dockersandbox_engine_up{labels} 1"),
+            format!("dockersandbox_engine_containers_running{labels} 2"),
+            format!("dockersandbox_engine_containers{labels} 3"),
+            format!("dockersandbox_engine_images{labels} 4"),
+            format!("dockersandbox_engine_disk_used_bytes{labels} 10"),
+            format!("dockersandbox_engine_disk_capacity_bytes{labels} 100"),
+            format!("dockersandbox_engine_last_activity_timestamp_seconds{labels} 1796464740"),
+            r#"dockersandbox_engine_up{namespace="team-a",name="new",class="standard"} 0"#.to_string(),
+        ] {
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+        assert!(!text.contains(r#"dockersandbox_engine_images{namespace="team-a",name="new""#), "no facts, no series");
+        writer.apply_watcher_event(&Event::Delete(web));
+        let text = m.render(std::slice::from_ref(&store));
+        assert!(!text.contains(r#"name="web""#), "a deleted sandbox's series are gone:\n{text}");
     }
 }

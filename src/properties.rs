@@ -163,6 +163,7 @@ proptest! {
             engine: crate::controller::status::Engine::NotAnswering("starting".into()),
             network: crate::resources::network_policy::describe(&dsb, &plan),
             resources: plan.resources.clone(),
+            facts: None,
         };
         let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH);
         let status = crate::controller::status::compute(&dsb, &crate::controller::status::Outcome::Placed(Box::new(seen)), &now);

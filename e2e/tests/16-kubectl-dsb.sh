@@ -52,8 +52,8 @@ for c in connect disconnect env bundle ls logs completion; do
 done
 out=$(kubectl dsb ls -n "$ns")
 log "kubectl dsb ls:"$'\n'"$out"
-assert_match "ls header" '^NAME +PHASE +ISOLATION +ENDPOINT +VERSION +AGE$' "$(head -n1 <<<"$out")"
-assert_match "ls row" "^$name +Ready +(privileged|sysbox) +tcp://$name\.$ns\.svc:2376 +$(re_escape "$version") +[0-9]+[smhd]\$" \
+assert_match "ls header" '^NAME +PHASE +ISOLATION +ENDPOINT +VERSION +DISK +CONTAINERS +AGE$' "$(head -n1 <<<"$out")"
+assert_match "ls row" "^$name +Ready +(privileged|sysbox) +tcp://$name\.$ns\.svc:2376 +$(re_escape "$version") +(-|[0-9]+% [0-9.]+(B|[KMGTP]i)) +(-|[0-9]+/[0-9]+) +[0-9]+[smhd]\$" \
   "$(grep "^$name " <<<"$out")"
 assert_match "ls -A" "^$ns +$name +Ready" "$(kubectl dsb ls -A | grep -E "^$ns ")"
 assert_match "bash completion" 'complete -F .* kubectl-dsb$' "$(kubectl dsb completion bash | tail -n 5)"

@@ -42,6 +42,9 @@ pub struct Context {
     /// TLS checks in a row that dockerd did not answer while its pod was ready, for the probe delay
     /// (only these count: a pod that just turned ready is checked at once).
     unanswered: Mutex<HashMap<(String, String), u32>>,
+    /// Per Ready sandbox: when what is inside its engine was last read, and where that read's
+    /// window of engine events ended.
+    facts: Mutex<HashMap<(String, String), (tokio::time::Instant, i64)>>,
     /// Slots for engine checks (`--engine-checks`): a fixed number of TLS calls to engines at once.
     pub engine_checks: Arc<tokio::sync::Semaphore>,
     /// What this process wrote (children and statuses) that the caches have not shown yet.
@@ -70,6 +73,7 @@ impl Context {
             failures: Mutex::default(),
             waits: Mutex::default(),
             unanswered: Mutex::default(),
+            facts: Mutex::default(),
             engine_checks,
             expect: Arc::default(),
         }
@@ -119,6 +123,37 @@ impl Context {
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         self.waits.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         self.unanswered.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+        self.facts.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+    }
+
+    /// How often what is inside a Ready engine is read.
+    pub fn facts_interval(&self) -> Duration {
+        Duration::from_secs(self.config.engine_facts_interval)
+    }
+
+    /// Whether the engine of `dsb` is due for a read of what is inside it (a tenth of the interval
+    /// early, so that the requeue timer's own slack does not skip a round); the events since when.
+    /// An engine not read since this process started is due; its events are read from an hour
+    /// back (dockerd keeps only its last 256 anyway).
+    pub fn facts_due(&self, dsb: &DockerSandbox) -> Option<i64> {
+        let facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+        match facts.get(&key(&ObjectRef::from_obj(dsb).erase())) {
+            Some((at, _)) if at.elapsed() < self.facts_interval().mul_f64(0.9) => None,
+            Some((_, until)) => Some(*until),
+            None => Some(jiff::Timestamp::now().as_second() - 3600),
+        }
+    }
+
+    /// Records a read of what is inside the engine of `dsb` (a failed one too: the next try waits
+    /// its turn); its events were read up to `until`, if they were.
+    pub fn facts_read(&self, dsb: &DockerSandbox, until: Option<i64>) {
+        let mut facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = facts.entry(key(&ObjectRef::from_obj(dsb).erase()));
+        let now = tokio::time::Instant::now();
+        let hour_ago = jiff::Timestamp::now().as_second() - 3600;
+        entry
+            .and_modify(|(at, old)| (*at, *old) = (now, until.unwrap_or(*old)))
+            .or_insert((now, until.unwrap_or(hour_ago)));
     }
 
     /// A reconcile found `dsb` waiting: how many re-check delays its wait has grown by (the

@@ -3,12 +3,16 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tracing::warn;
+
 use super::certs::Material;
 use super::context::Target;
 use super::pods::{self, PodState};
 use super::probe::{self, Route};
-use super::status::Engine;
-use crate::crd::Phase;
+use super::status::{self, Engine};
+use crate::crd::{EngineStatus, Phase};
 use crate::error::Result;
 use crate::plan::Plan;
 use crate::resources::pod;
@@ -22,15 +26,27 @@ pub enum Wait {
     ForDockerd,
 }
 
-/// Ensures the engine pod and reports whether dockerd answers.
-pub async fn ensure(t: &Target<'_>, plan: &Plan, tls: &Material) -> Result<(Engine, Wait)> {
+/// What the engine step found.
+pub struct Checked {
+    /// Whether dockerd answers.
+    pub engine: Engine,
+    /// What the sandbox waits for, when it is not Ready.
+    pub wait: Wait,
+    /// What is inside the engine, when it was read this time.
+    pub facts: Option<EngineStatus>,
+}
+
+/// Ensures the engine pod and reports whether dockerd answers (and, every
+/// `--engine-facts-interval`, what is inside it).
+pub async fn ensure(t: &Target<'_>, plan: &Plan, tls: &Material) -> Result<Checked> {
     let desired = pod::build(t.dsb, plan, &tls.server.cert);
-    Ok(match pods::ensure(t, &desired).await? {
-        PodState::Ready { ip } => check(t, ip, tls).await,
+    let (engine, wait) = match pods::ensure(t, &desired).await? {
+        PodState::Ready { ip } => return Ok(check(t, plan, ip, tls).await),
         PodState::Waiting(why) => (Engine::NotAnswering(why), Wait::ForEvents),
         PodState::Unschedulable(why) => (Engine::Unschedulable(why), Wait::ForEvents),
         PodState::Broken { reason, message } => (Engine::Broken { reason, message }, Wait::ForEvents),
-    })
+    };
+    Ok(Checked { engine, wait, facts: None })
 }
 
 /// How long a reconcile waits for a free engine-check slot before it keeps what it last knew.
@@ -39,7 +55,7 @@ const SLOT_WAIT: Duration = Duration::from_secs(1);
 /// Asks dockerd in the owned pod (at `ip`) over TLS, in one of the fixed engine-check slots. When
 /// none is free (slow engines hold them all), the engine's last known state stands and it is
 /// checked again soon: a slow engine never holds the reconciles of the others.
-async fn check(t: &Target<'_>, ip: String, tls: &Material) -> (Engine, Wait) {
+async fn check(t: &Target<'_>, plan: &Plan, ip: String, tls: &Material) -> Checked {
     let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, t.ctx.engine_checks.acquire()).await else {
         let last =
             t.dsb.status.as_ref().filter(|s| s.phase == Some(Phase::Ready)).and_then(|s| s.docker_version.clone());
@@ -47,15 +63,45 @@ async fn check(t: &Target<'_>, ip: String, tls: &Material) -> (Engine, Wait) {
             || Engine::NotAnswering("the engine pod is ready; waiting for a free engine-check slot".into()),
             Engine::Answering,
         );
-        return (engine, Wait::ForDockerd);
+        return Checked { engine, wait: Wait::ForDockerd, facts: None };
     };
     let route =
         if t.ctx.dial_pod { Route::Direct(ip) } else { Route::PortForward(Box::new(t.api()), t.names.pod.clone()) };
-    match probe::probe(route, &t.names.server_name(), &tls.ca.cert, &tls.client).await {
-        Ok(version) => (Engine::Answering(version), Wait::ForEvents),
-        Err(why) => (
-            Engine::NotAnswering(format!("the engine pod is ready but dockerd does not answer over TLS: {why}")),
-            Wait::ForDockerd,
-        ),
+    let since = t.ctx.facts_due(t.dsb);
+    match probe::probe(route, &t.names.server_name(), &tls.ca.cert, &tls.client, since).await {
+        Ok(answer) => {
+            let facts = answer.facts.and_then(|read| {
+                t.ctx.facts_read(t.dsb, read.as_ref().ok().map(|f| f.until));
+                match read {
+                    Ok(facts) => Some(facts),
+                    Err(why) => {
+                        warn!(error = %why, "could not read what is inside the engine");
+                        None
+                    }
+                }
+            });
+            let now = Time(jiff::Timestamp::now());
+            let facts = facts.map(|f| status::engine_status(&f, capacity(t, plan), &now));
+            Checked { engine: Engine::Answering(answer.version), wait: Wait::ForEvents, facts }
+        }
+        Err(why) => Checked {
+            engine: Engine::NotAnswering(format!(
+                "the engine pod is ready but dockerd does not answer over TLS: {why}"
+            )),
+            wait: Wait::ForDockerd,
+            facts: None,
+        },
     }
+}
+
+/// The size of the engine's volume in bytes: the claim's capacity once bound (else its request),
+/// the ephemeral volume's size limit.
+fn capacity(t: &Target<'_>, plan: &Plan) -> Option<i64> {
+    let bound = (!plan.storage.ephemeral)
+        .then(|| t.cached::<PersistentVolumeClaim>(&t.names.pvc))
+        .flatten()
+        .and_then(|c| c.status.as_ref()?.capacity.as_ref()?.get("storage").map(|q| q.0.clone()));
+    let size = bound.unwrap_or_else(|| plan.storage.size.clone());
+    let bytes = i64::try_from(crate::quantity::parse(&size)?.ceil_units()).ok()?;
+    (bytes > 0).then_some(bytes)
 }

@@ -38,12 +38,30 @@ pub enum Route {
     PortForward(Box<Api<Pod>>, String),
 }
 
+/// What dockerd said.
+#[derive(Debug)]
+pub struct Answer {
+    /// Its version.
+    pub version: String,
+    /// What is inside it, when asked for (`facts_since`), or why it could not be read.
+    pub facts: Option<Result<Facts, String>>,
+}
+
 /// Asks dockerd for `/_ping` and `/version`; returns the engine version or why it did not answer.
+/// With `facts_since` (unix seconds; the end of the last read), it then reads what is inside the
+/// engine too (`read_facts`); a failure there is in `Answer::facts`, the engine still answered.
 /// The server certificate is verified for `server_name`, a Service DNS name, whatever the route.
-pub async fn probe(route: Route, server_name: &str, ca_pem: &str, client: &Pem) -> Result<String, String> {
+pub async fn probe(
+    route: Route,
+    server_name: &str,
+    ca_pem: &str,
+    client: &Pem,
+    facts_since: Option<i64>,
+) -> Result<Answer, String> {
     let config = tls::client_config(ca_pem, client).map_err(|e| e.to_string())?;
     let name = ServerName::try_from(server_name.to_string()).map_err(|e| format!("bad server name: {e}"))?;
-    let work = async {
+    let mut forward = None;
+    let connected = async {
         match route {
             Route::Direct(ip) => {
                 let addr = ip.parse::<std::net::IpAddr>().map_err(|_| format!("the engine pod has no IP ({ip:?})"))?;
@@ -57,14 +75,33 @@ pub async fn probe(route: Route, server_name: &str, ca_pem: &str, client: &Pem) 
                     .await?
                     .map_err(|e| format!("cannot port-forward to pod {pod}: {}", crate::error::plain(&e)))?;
                 let stream = pf.take_stream(DOCKER_TLS_PORT as u16).ok_or("port-forward gave no stream")?;
-                let result = talk(stream, config, name).await;
-                pf.abort();
-                result
+                forward = Some(pf);
+                talk(stream, config, name).await
             }
         }
     };
     let secs = CHECK_TIMEOUT.as_secs();
-    tokio::time::timeout(CHECK_TIMEOUT, work).await.map_err(|_| format!("no answer within {secs}s"))?
+    let answered =
+        tokio::time::timeout(CHECK_TIMEOUT, connected).await.map_err(|_| format!("no answer within {secs}s"));
+    let result = match answered {
+        Ok(Ok((version, mut session))) => {
+            let facts = match facts_since {
+                Some(since) => Some(
+                    tokio::time::timeout(FACTS_TIMEOUT, read_facts(&mut session.sender, since))
+                        .await
+                        .unwrap_or_else(|_| Err(format!("not read within {}s", FACTS_TIMEOUT.as_secs()))),
+                ),
+                None => None,
+            };
+            session.driver.abort();
+            Ok(Answer { version, facts })
+        }
+        Ok(Err(e)) | Err(e) => Err(e),
+    };
+    if let Some(pf) = forward {
+        pf.abort();
+    }
+    result
 }
 
 /// `work`, or an error naming `what` when it takes longer than `STEP_TIMEOUT`.
@@ -73,28 +110,42 @@ async fn step<T>(what: &str, work: impl Future<Output = T>) -> Result<T, String>
     tokio::time::timeout(STEP_TIMEOUT, work).await.map_err(|_| format!("{what} took longer than {secs}s"))
 }
 
-async fn talk<S>(stream: S, config: rustls::ClientConfig, name: ServerName<'static>) -> Result<String, String>
+/// An HTTP connection to dockerd; the driver task ends when it is aborted or dropped with it.
+struct Session {
+    sender: Sender,
+    driver: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// TLS and HTTP over `stream`, `/_ping` and `/version`: the version, and the open session.
+async fn talk<S>(
+    stream: S,
+    config: rustls::ClientConfig,
+    name: ServerName<'static>,
+) -> Result<(String, Session), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let tls = step("TLS handshake", tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream))
         .await?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let (mut sender, conn) = step("HTTP handshake", hyper::client::conn::http1::handshake(TokioIo::new(tls)))
+    let (sender, conn) = step("HTTP handshake", hyper::client::conn::http1::handshake(TokioIo::new(tls)))
         .await?
         .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-    let driver = tokio::spawn(conn);
-    let ping = get(&mut sender, "/_ping").await;
-    let version = match &ping {
-        Ok(_) => get(&mut sender, "/version").await,
-        Err(_) => Err(String::new()),
-    };
-    driver.abort();
-    let ping = ping?;
+    let mut session = Session { sender, driver: tokio::spawn(conn) };
+    let ping = get(&mut session.sender, "/_ping", MAX_BODY, STEP_TIMEOUT).await?;
     if ping.trim() != "OK" {
         return Err(format!("/_ping answered {:?}", printable(&ping, 32)));
     }
-    version_of(&version?)
+    let version = version_of(&get(&mut session.sender, "/version", MAX_BODY, STEP_TIMEOUT).await?)?;
+    Ok((version, session))
 }
 
 /// The engine version in a `/version` answer, if it is a sane version string.
@@ -117,19 +168,179 @@ pub fn printable(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
-async fn get(sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>, path: &str) -> Result<String, String> {
+/// GET `path`: its body, read within `limit` and capped at `cap` bytes.
+async fn get(sender: &mut Sender, path: &str, cap: usize, limit: Duration) -> Result<String, String> {
+    let secs = limit.as_secs();
+    let timed = |what: String| move |_| format!("{what} took longer than {secs}s");
     let req =
         hyper::Request::get(path).header("host", "docker").body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
-    let res = step(&format!("GET {path}"), sender.send_request(req)).await?.map_err(|e| format!("GET {path}: {e}"))?;
+    let res = tokio::time::timeout(limit, sender.send_request(req))
+        .await
+        .map_err(timed(format!("GET {path}")))?
+        .map_err(|e| format!("GET {path}: {e}"))?;
     let status = res.status();
-    let body = step(&format!("reading {path}"), Limited::new(res.into_body(), MAX_BODY).collect())
-        .await?
-        .map_err(|e| format!("GET {path}: {e} (the operator reads at most {MAX_BODY} bytes)"))?
+    let body = tokio::time::timeout(limit, Limited::new(res.into_body(), cap).collect())
+        .await
+        .map_err(timed(format!("reading {path}")))?
+        .map_err(|e| format!("GET {path}: {e} (the operator reads at most {cap} bytes)"))?
         .to_bytes();
     if !status.is_success() {
         return Err(format!("GET {path} answered {status}"));
     }
     Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The most the operator reads of `/info`.
+pub const MAX_INFO: usize = 256 * 1024;
+/// The most it reads of `/system/df`, which lists every image, container, volume and build cache
+/// record (a few hundred bytes each): 4 MiB is some ten thousand of them.
+pub const MAX_DF: usize = 4 * 1024 * 1024;
+/// The most it reads of `/events` since the last read (dockerd keeps its last 256 events; an
+/// event carries its container's labels, so a tenant can make them large).
+pub const MAX_EVENTS: usize = 512 * 1024;
+/// Reading what is inside an engine must finish within this (`/system/df` walks its disk).
+pub const FACTS_TIMEOUT: Duration = Duration::from_secs(20);
+const DF_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// What is inside an engine, as dockerd accounts for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Facts {
+    /// Containers running.
+    pub containers_running: i64,
+    /// Containers in any state.
+    pub containers: i64,
+    /// Images.
+    pub images: i64,
+    /// Bytes by what holds them, or why dockerd could not say.
+    pub disk: Result<Disk, String>,
+    /// The newest container, image, build, volume or network event in the window read (unix seconds).
+    pub last_activity: Option<i64>,
+    /// Where the window of events read ended: the next read starts there.
+    pub until: i64,
+}
+
+/// Bytes on the engine's volume (`docker system df`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Disk {
+    /// Image layers.
+    pub images: i64,
+    /// Containers' writable layers.
+    pub containers: i64,
+    /// Local volumes.
+    pub volumes: i64,
+    /// Build cache not shared with images.
+    pub build_cache: i64,
+}
+
+impl Disk {
+    /// The four together.
+    pub fn used(&self) -> i64 {
+        self.images.saturating_add(self.containers).saturating_add(self.volumes).saturating_add(self.build_cache)
+    }
+}
+
+/// Reads `/info`, the events since `since`, then `/system/df`. The events come before the disk
+/// figures: an answer cut at its cap leaves the connection unusable, and the activity matters
+/// more (a busy engine must never look idle). Events beyond the cap mean a busy engine: activity
+/// now.
+async fn read_facts(sender: &mut Sender, since: i64) -> Result<Facts, String> {
+    let until = jiff::Timestamp::now().as_second().max(since);
+    let (containers_running, containers, images) = counts(&get(sender, "/info", MAX_INFO, STEP_TIMEOUT).await?)?;
+    let events = format!("/events?since={since}&until={until}");
+    let (last_activity, usable) = match get(sender, &events, MAX_EVENTS, STEP_TIMEOUT).await {
+        Ok(body) => (last_activity(&body, since, until), true),
+        Err(e) if e.contains("length limit exceeded") => (Some(until), false),
+        Err(e) => return Err(e),
+    };
+    let disk = if usable {
+        get(sender, "/system/df", MAX_DF, DF_TIMEOUT).await.and_then(|body| disk_of(&body))
+    } else {
+        Err(format!("not read this time: the events since the last read were more than {MAX_EVENTS} bytes"))
+    };
+    Ok(Facts { containers_running, containers, images, disk, last_activity, until })
+}
+
+/// Containers running, containers and images from an `/info` answer (negative counts read as 0).
+pub fn counts(body: &str) -> Result<(i64, i64, i64), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Info {
+        containers: i64,
+        containers_running: i64,
+        images: i64,
+    }
+    let i: Info = serde_json::from_str(body).map_err(|e| format!("/info: {}", printable(&e.to_string(), 120)))?;
+    Ok((i.containers_running.max(0), i.containers.max(i.containers_running).max(0), i.images.max(0)))
+}
+
+/// The bytes in a `/system/df` answer, summed as `docker system df` sums them: image layers once
+/// (`LayersSize`), each container's writable layer, each volume whose size dockerd knows, and the
+/// build cache records not shared with images. Negative or missing sizes count as 0.
+pub fn disk_of(body: &str) -> Result<Disk, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Df {
+        layers_size: Option<i64>,
+        #[serde(default)]
+        containers: Option<Vec<Container>>,
+        #[serde(default)]
+        volumes: Option<Vec<Volume>>,
+        #[serde(default)]
+        build_cache: Option<Vec<Build>>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Container {
+        size_rw: Option<i64>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Volume {
+        usage_data: Option<Usage>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Usage {
+        size: i64,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Build {
+        size: Option<i64>,
+        #[serde(default)]
+        shared: bool,
+    }
+    fn sum(sizes: impl Iterator<Item = Option<i64>>) -> i64 {
+        sizes.flatten().filter(|s| *s > 0).fold(0i64, i64::saturating_add)
+    }
+    let df: Df = serde_json::from_str(body).map_err(|e| format!("/system/df: {}", printable(&e.to_string(), 120)))?;
+    let images = df.layers_size.ok_or("/system/df has no LayersSize")?.max(0);
+    Ok(Disk {
+        images,
+        containers: sum(df.containers.unwrap_or_default().into_iter().map(|c| c.size_rw)),
+        volumes: sum(df.volumes.unwrap_or_default().into_iter().map(|v| v.usage_data.map(|u| u.size))),
+        build_cache: sum(df.build_cache.unwrap_or_default().into_iter().filter(|b| !b.shared).map(|b| b.size)),
+    })
+}
+
+/// The event kinds that count as activity: what a person or a job does with an engine.
+const ACTIVE_TYPES: [&str; 5] = ["container", "image", "builder", "volume", "network"];
+
+/// The newest activity in an `/events` answer (one JSON object per line), within `since..=until`
+/// (an event claiming another time is taken at the nearest end of the window: an engine's clock
+/// or its events are trusted for nothing). Lines that are not events are skipped.
+pub fn last_activity(body: &str, since: i64, until: i64) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        #[serde(rename = "Type")]
+        type_: Option<String>,
+        time: Option<i64>,
+    }
+    body.lines()
+        .filter_map(|line| serde_json::from_str::<Event>(line).ok())
+        .filter(|e| e.type_.as_deref().is_some_and(|t| ACTIVE_TYPES.contains(&t)))
+        .map(|e| e.time.unwrap_or(until).clamp(since, until))
+        .max()
 }
 
 #[cfg(test)]
@@ -189,7 +400,8 @@ mod tests {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
         let config = tls::client_config(ca, client).expect("config");
         let name = ServerName::try_from("web.team-a.svc".to_string()).expect("name");
-        tokio::time::timeout(CHECK_TIMEOUT, talk(tcp, config, name)).await.unwrap_or(Err("overall timeout".into()))
+        let talked = tokio::time::timeout(CHECK_TIMEOUT, talk(tcp, config, name)).await;
+        talked.unwrap_or(Err("overall timeout".into())).map(|(version, _)| version)
     }
 
     #[tokio::test]
@@ -215,6 +427,64 @@ mod tests {
         // /_ping says OK and so does /version: "OK" is not JSON.
         let err = check(port, &ca, &client).await.expect_err("not a version");
         assert!(err.starts_with("/version is not JSON"), "{err}");
+    }
+
+    #[test]
+    fn counts_come_from_info_and_are_never_negative() {
+        let info =
+            r#"{"ID":"x","Containers":5,"ContainersRunning":2,"ContainersPaused":0,"Images":7,"Driver":"overlay2"}"#;
+        assert_eq!(counts(info), Ok((2, 5, 7)));
+        assert_eq!(counts(r#"{"Containers":-1,"ContainersRunning":-3,"Images":-2}"#), Ok((0, 0, 0)));
+        // more running than there are: the total is at least the running
+        assert_eq!(counts(r#"{"Containers":1,"ContainersRunning":4,"Images":0}"#), Ok((4, 4, 0)));
+        assert!(counts(r#"{"Containers":"many"}"#).is_err());
+        assert!(counts("<html>").is_err());
+    }
+
+    #[test]
+    fn disk_is_summed_as_docker_system_df_sums_it() {
+        // Shaped as dockerd 26 answers: layers counted once, each container's writable layer, volumes
+        // with a known size (-1: not computed), build cache records not shared with images.
+        let df = r#"{
+            "LayersSize": 1000,
+            "Images": [{"Id": "sha256:a", "Size": 800, "SharedSize": 300, "Containers": 1}],
+            "Containers": [{"Id": "c1", "SizeRw": 10}, {"Id": "c2", "SizeRw": 0}, {"Id": "c3"}],
+            "Volumes": [{"Name": "v1", "UsageData": {"Size": 100, "RefCount": 1}},
+                        {"Name": "v2", "UsageData": {"Size": -1, "RefCount": -1}}, {"Name": "v3"}],
+            "BuildCache": [{"ID": "b1", "Size": 50, "Shared": false}, {"ID": "b2", "Size": 70, "Shared": true},
+                           {"ID": "b3", "Size": 5}]
+        }"#;
+        let d = disk_of(df).expect("df");
+        assert_eq!(d, Disk { images: 1000, containers: 10, volumes: 100, build_cache: 55 });
+        assert_eq!(d.used(), 1165);
+        // An engine with nothing in it answers nulls.
+        let empty = r#"{"LayersSize":0,"Images":[],"Containers":[],"Volumes":[],"BuildCache":null}"#;
+        assert_eq!(disk_of(empty).expect("empty").used(), 0);
+        // Hostile figures: negatives count as 0, sums saturate instead of overflowing.
+        let big = i64::MAX;
+        let hostile = format!(r#"{{"LayersSize":-5,"Containers":[{{"SizeRw":{big}}},{{"SizeRw":{big}}}]}}"#);
+        let d = disk_of(&hostile).expect("hostile");
+        assert_eq!((d.images, d.containers, d.used()), (0, i64::MAX, i64::MAX));
+        assert!(disk_of(r#"{"Images":[]}"#).is_err(), "no LayersSize: not a df answer");
+    }
+
+    #[test]
+    fn activity_is_the_newest_event_a_person_or_job_caused_within_the_window() {
+        let events = [
+            r#"{"Type":"container","Action":"start","Actor":{"ID":"c1"},"time":1000,"timeNano":1000000000000}"#,
+            r#"{"Type":"image","Action":"pull","time":1010}"#,
+            r#"{"Type":"daemon","Action":"reload","time":1050}"#,
+            "not json",
+            r#"{"Type":"network","Action":"connect","time":1020}"#,
+        ]
+        .join("\n");
+        assert_eq!(last_activity(&events, 900, 1100), Some(1020), "daemon events are not activity");
+        assert_eq!(last_activity(r#"{"Type":"daemon","time":1000}"#, 900, 1100), None);
+        assert_eq!(last_activity("", 900, 1100), None);
+        // An engine claiming a time in the future (or the past) is taken at the window's end.
+        assert_eq!(last_activity(r#"{"Type":"container","time":99999999999}"#, 900, 1100), Some(1100));
+        assert_eq!(last_activity(r#"{"Type":"volume","time":-5}"#, 900, 1100), Some(900));
+        assert_eq!(last_activity(r#"{"Type":"builder"}"#, 900, 1100), Some(1100));
     }
 
     #[test]

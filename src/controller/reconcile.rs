@@ -165,10 +165,13 @@ async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<(Observed, Wait)> {
     };
     let (tls, storage, network) = futures::join!(tls, storage::ensure(t, &plan), network::ensure(t, &plan));
     let (tls, storage, network) = (tls?, storage?, network?);
-    let (engine, wait) = engine::ensure(t, &plan, &tls).await?;
+    let engine::Checked { engine, wait, facts } = engine::ensure(t, &plan, &tls).await?;
     let certificates = revocation(t, tls.status, &engine).await;
     let resources = plan.resources;
-    Ok((Observed { mode: plan.mode, class: plan.class, certificates, storage, engine, network, resources }, wait))
+    Ok((
+        Observed { mode: plan.mode, class: plan.class, certificates, storage, engine, network, resources, facts },
+        wait,
+    ))
 }
 
 /// `status.certificates.generation` moves to a raised `spec.credentials.generation` only once the
@@ -194,11 +197,9 @@ async fn revocation(t: &Target<'_>, mut certificates: CertificateStatus, engine:
     certificates
 }
 
-/// How often a Ready engine is asked over TLS whether it still answers (its pod's readiness is
-/// watched besides).
-pub const HEALTH_CADENCE: Duration = Duration::from_secs(300);
-
-/// When to look again at a sandbox that reconciled fine. Ready: the slow health cadence. Waiting
+/// When to look again at a sandbox that reconciled fine. Ready: when what is inside its engine is
+/// next read (`--engine-facts-interval`), which asks dockerd whether it still answers too (its
+/// pod's readiness is watched besides). Waiting
 /// for its pod, volume or the scheduler: their watch events wake it; the timer is only a fallback
 /// that backs off to 5 minutes. A pod that is ready while dockerd does not answer TLS yet: its own
 /// short, bounded backoff, since no watch event says when dockerd starts answering; so does a Ready
@@ -206,7 +207,7 @@ pub const HEALTH_CADENCE: Duration = Duration::from_secs(300);
 pub fn requeue_after(ctx: &Context, dsb: &DockerSandbox, phase: Phase, wait: Wait) -> Action {
     if phase == Phase::Ready && wait == Wait::ForEvents {
         ctx.done_waiting(dsb);
-        return Action::requeue(HEALTH_CADENCE);
+        return Action::requeue(ctx.facts_interval());
     }
     Action::requeue(match wait {
         // Only unanswered checks count here: waits for the pod or the volume said nothing about

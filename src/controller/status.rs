@@ -2,8 +2,11 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::probe;
 use crate::crd::conditions::{self, Cond, reason};
-use crate::crd::{CertificateStatus, DockerSandbox, DockerSandboxStatus, NetworkStatus, Phase};
+use crate::crd::{
+    CertificateStatus, DockerSandbox, DockerSandboxStatus, EngineDisk, EngineStatus, NetworkStatus, Phase,
+};
 use crate::plan::{Mode, Refusal};
 use crate::resources::Names;
 
@@ -36,6 +39,79 @@ pub enum Engine {
     },
 }
 
+/// What is inside an engine, for status: `facts` as read, against a volume of `capacity` bytes.
+pub fn engine_status(facts: &probe::Facts, capacity: Option<i64>, now: &Time) -> EngineStatus {
+    let disk = facts.disk.as_ref().ok().map(|d| {
+        let used = d.used();
+        EngineDisk {
+            images_bytes: d.images,
+            containers_bytes: d.containers,
+            volumes_bytes: d.volumes,
+            build_cache_bytes: d.build_cache,
+            used_bytes: used,
+            capacity_bytes: capacity,
+            used_percent: capacity.map(|c| percent(used, c)),
+        }
+    });
+    EngineStatus {
+        containers_running: facts.containers_running,
+        containers: facts.containers,
+        images: facts.images,
+        disk,
+        last_activity: facts.last_activity.and_then(|t| jiff::Timestamp::from_second(t).ok()).map(|t| t.to_string()),
+        observed_at: jiff::Timestamp::from_second(now.0.as_second()).unwrap_or(now.0).to_string(),
+    }
+}
+
+/// `part` as a whole percent of `whole` (rounded down; 0 for an empty whole).
+fn percent(part: i64, whole: i64) -> i64 {
+    if whole <= 0 { 0 } else { (i128::from(part.max(0)) * 100 / i128::from(whole)) as i64 }
+}
+
+/// A byte figure moves noticeably when it moves by more than this share of the volume (or, with no
+/// volume size, of the bytes used), and at least `MIN_BYTES_MOVED`.
+const BYTES_MOVED_PER_MILLE: i64 = 10;
+const MIN_BYTES_MOVED: i64 = 16 * 1024 * 1024;
+/// Activity moves noticeably when it moves by more than this many seconds.
+const ACTIVITY_MOVED_SECS: i64 = 60;
+
+/// The engine status to publish: `fresh` when it differs noticeably from `old` (a count, the used
+/// percent, the volume size, a byte figure by more than 1% of the volume, the last activity by more
+/// than a minute), else `old` unchanged, so a check that finds nothing new writes nothing. Disk
+/// figures dockerd could not give this time keep their last known values; so does an activity
+/// older than the one on record (the window read may have been short).
+pub fn settle(old: Option<&EngineStatus>, mut fresh: EngineStatus) -> EngineStatus {
+    let Some(old) = old else { return fresh };
+    if fresh.disk.is_none() {
+        fresh.disk.clone_from(&old.disk);
+    }
+    let secs = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_second());
+    if secs(&old.last_activity) > secs(&fresh.last_activity) {
+        fresh.last_activity.clone_from(&old.last_activity);
+    }
+    let activity_moved = match (secs(&old.last_activity), secs(&fresh.last_activity)) {
+        (Some(a), Some(b)) => (b - a).abs() > ACTIVITY_MOVED_SECS,
+        (a, b) => a != b,
+    };
+    let disk_moved = match (&old.disk, &fresh.disk) {
+        (Some(a), Some(b)) => {
+            let scale = b.capacity_bytes.unwrap_or(b.used_bytes);
+            let slack = (scale / 1000 * BYTES_MOVED_PER_MILLE).max(MIN_BYTES_MOVED);
+            let moved = |x: i64, y: i64| x.abs_diff(y) > slack.unsigned_abs();
+            a.capacity_bytes != b.capacity_bytes
+                || a.used_percent != b.used_percent
+                || moved(a.images_bytes, b.images_bytes)
+                || moved(a.containers_bytes, b.containers_bytes)
+                || moved(a.volumes_bytes, b.volumes_bytes)
+                || moved(a.build_cache_bytes, b.build_cache_bytes)
+        }
+        (a, b) => a.is_some() != b.is_some(),
+    };
+    let counts_moved = (old.containers_running, old.containers, old.images)
+        != (fresh.containers_running, fresh.containers, fresh.images);
+    if counts_moved || disk_moved || activity_moved { fresh } else { old.clone() }
+}
+
 /// What the reconciler observed of a sandbox whose children it manages.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
@@ -53,6 +129,8 @@ pub struct Observed {
     pub network: NetworkStatus,
     /// What the engine pod requests and is limited to.
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// What is inside the engine, when it was read this time.
+    pub facts: Option<EngineStatus>,
 }
 
 /// How a reconcile ended, for status.
@@ -109,6 +187,7 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 certificates: None,
                 network: old.network,
                 resources: old.resources,
+                engine: old.engine,
                 observed_generation: generation,
                 conditions: conditions::merge(&old.conditions, &conds, generation, now),
             }
@@ -149,6 +228,10 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 certificates: Some(seen.certificates.clone()),
                 network: Some(seen.network.clone()),
                 resources: seen.resources.clone(),
+                engine: match &seen.facts {
+                    Some(fresh) => Some(settle(old.engine.as_ref(), fresh.clone())),
+                    None => old.engine,
+                },
                 observed_generation: generation,
                 conditions: conditions::merge(&old.conditions, &conds, generation, now),
             }
@@ -235,7 +318,70 @@ mod tests {
             engine,
             network: NetworkStatus::default(),
             resources: None,
+            facts: None,
         }))
+    }
+
+    const GIB: i64 = 1 << 30;
+
+    fn facts(running: i64, images_bytes: i64, activity: Option<i64>) -> probe::Facts {
+        probe::Facts {
+            containers_running: running,
+            containers: running + 1,
+            images: 3,
+            disk: Ok(probe::Disk { images: images_bytes, containers: GIB / 4, volumes: GIB / 2, build_cache: GIB / 4 }),
+            last_activity: activity,
+            until: 2_000_000_000,
+        }
+    }
+
+    fn at(t: &str) -> Time {
+        Time(t.parse().expect("time"))
+    }
+
+    #[test]
+    fn engine_status_sums_disk_and_reads_it_against_the_volume() {
+        let e = engine_status(&facts(2, 2 * GIB, Some(1_764_930_000)), Some(10 * GIB), &at("2026-12-05T10:00:00Z"));
+        assert_eq!((e.containers_running, e.containers, e.images), (2, 3, 3));
+        let disk = e.disk.expect("disk");
+        assert_eq!(disk.used_bytes, 3 * GIB);
+        assert_eq!(disk.used_percent, Some(30));
+        assert_eq!(e.last_activity.as_deref(), Some("2025-12-05T10:20:00Z"));
+        assert_eq!(e.observed_at, "2026-12-05T10:00:00Z");
+        let no_volume_size = engine_status(&facts(0, 0, None), None, &at("2026-12-05T10:00:00Z"));
+        assert_eq!(no_volume_size.disk.expect("disk").used_percent, None);
+        let mut unread = facts(0, 0, None);
+        unread.disk = Err("df took too long".into());
+        assert!(engine_status(&unread, Some(GIB), &at("2026-12-05T10:00:00Z")).disk.is_none());
+    }
+
+    #[test]
+    fn engine_status_is_written_only_when_it_changes_noticeably() {
+        let cap = Some(100 * GIB);
+        let first = engine_status(&facts(2, 10 * GIB, Some(1_000_000)), cap, &at("2026-12-05T10:00:00Z"));
+        // Nothing new three minutes later: the old status stands (no write), observedAt included.
+        let later = engine_status(&facts(2, 10 * GIB + GIB / 2, Some(1_000_030)), cap, &at("2026-12-05T10:03:00Z"));
+        assert_eq!(settle(Some(&first), later), first, "half a GiB of 100 GiB and 30 s of activity are not news");
+        // Each of these is.
+        let changed = [
+            engine_status(&facts(3, 10 * GIB, Some(1_000_000)), cap, &at("2026-12-05T10:03:00Z")),
+            engine_status(&facts(2, 12 * GIB, Some(1_000_000)), cap, &at("2026-12-05T10:03:00Z")),
+            engine_status(&facts(2, 10 * GIB, Some(1_000_300)), cap, &at("2026-12-05T10:03:00Z")),
+            engine_status(&facts(2, 10 * GIB, Some(1_000_000)), Some(200 * GIB), &at("2026-12-05T10:03:00Z")),
+        ];
+        for fresh in changed {
+            assert_eq!(settle(Some(&first), fresh.clone()), fresh);
+        }
+        // Disk figures not read this time, or an older activity, keep what is on record.
+        let mut unread = facts(2, 0, Some(999_000));
+        unread.disk = Err("cut".into());
+        let kept = settle(Some(&first), engine_status(&unread, cap, &at("2026-12-05T10:03:00Z")));
+        assert_eq!(kept, first);
+        // With no volume size, 1% of the bytes used (at least 16 MiB) is the threshold.
+        let small = engine_status(&facts(0, 0, None), None, &at("2026-12-05T10:00:00Z"));
+        let mut grown = facts(0, 10 * 1024 * 1024, None);
+        grown.disk = grown.disk.map(|d| probe::Disk { images: 10 * 1024 * 1024, ..d });
+        assert_eq!(settle(Some(&small), engine_status(&grown, None, &at("2026-12-05T10:03:00Z"))), small);
     }
 
     fn cond<'a>(s: &'a DockerSandboxStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {

@@ -40,6 +40,18 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.endpoint",
         description = "DOCKER_HOST for clients"
     ),
+    printcolumn(
+        name = "Disk",
+        type_ = "integer",
+        json_path = ".status.engine.disk.usedPercent",
+        description = "Percent of the engine's volume that dockerd's images, containers, volumes and build cache use"
+    ),
+    printcolumn(
+        name = "Containers",
+        type_ = "integer",
+        json_path = ".status.engine.containersRunning",
+        description = "Containers running in the engine"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 56").message("metadata.name must be at most 56 characters of lowercase letters, digits and '-', start with a letter and end with a letter or digit: the sandbox's Service is named after it, and its pod after it plus '-engine'")
 )]
@@ -394,10 +406,60 @@ pub struct DockerSandboxStatus {
     /// maximum itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// What is inside the engine, as dockerd last told the operator (read every few minutes over
+    /// mutual TLS, written when it changes noticeably).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineStatus>,
     /// Ready, IsolationResolved, TLSReady, StorageBound and EngineReady, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::conditions::schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// What dockerd reports about itself. Counts and bytes are dockerd's own accounting (`docker info`,
+/// `docker system df`); the figures are refreshed every few minutes and written only when they
+/// change (a count, the used percent, or a byte figure by more than 1% of the volume).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineStatus {
+    /// Containers running.
+    pub containers_running: i64,
+    /// Containers in any state (running, stopped, created).
+    pub containers: i64,
+    /// Images, tagged or not.
+    pub images: i64,
+    /// Disk use of /var/lib/docker, when dockerd could account for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<EngineDisk>,
+    /// The last container, image, build, volume or network event dockerd reported (RFC 3339);
+    /// absent while the operator has seen none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<String>,
+    /// When these figures were read (RFC 3339).
+    pub observed_at: String,
+}
+
+/// Bytes on the engine's volume, by what holds them (`docker system df`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineDisk {
+    /// Image layers.
+    pub images_bytes: i64,
+    /// Containers' writable layers.
+    pub containers_bytes: i64,
+    /// Local volumes.
+    pub volumes_bytes: i64,
+    /// The build cache.
+    pub build_cache_bytes: i64,
+    /// The sum of the four.
+    pub used_bytes: i64,
+    /// The volume's size (the claim's capacity, or the ephemeral volume's size limit); absent when
+    /// the volume has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_bytes: Option<i64>,
+    /// `usedBytes` as a percent of `capacityBytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_percent: Option<i64>,
 }
 
 /// The engine's NetworkPolicy in words.

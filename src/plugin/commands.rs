@@ -113,8 +113,9 @@ fn api_list(scope: &str) -> impl FnOnce(kube::Error) -> Error + use<> {
 
 /// The `ls` table: columns aligned, the namespace first with `-A`.
 pub fn table(items: &[DockerSandbox], with_namespace: bool, now: jiff::Timestamp) -> String {
-    let mut rows =
-        vec![["NAMESPACE", "NAME", "PHASE", "ISOLATION", "ENDPOINT", "VERSION", "AGE"].map(String::from).to_vec()];
+    const COLUMNS: [&str; 9] =
+        ["NAMESPACE", "NAME", "PHASE", "ISOLATION", "ENDPOINT", "VERSION", "DISK", "CONTAINERS", "AGE"];
+    let mut rows = vec![COLUMNS.map(String::from).to_vec()];
     for dsb in items {
         let status = dsb.status.clone().unwrap_or_default();
         let dash = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
@@ -124,20 +125,45 @@ pub fn table(items: &[DockerSandbox], with_namespace: bool, now: jiff::Timestamp
             dash(status.phase.map(|p| p.as_str().to_string())),
             dash(status.isolation),
             dash(status.endpoint),
-            dash(status.docker_version),
+            dash(status.docker_version.clone()),
+            dash(disk(&status.engine)),
+            dash(status.engine.as_ref().map(|e| format!("{}/{}", e.containers_running, e.containers))),
             dsb.metadata.creation_timestamp.as_ref().map_or("-".into(), |t| age(now, t.0)),
         ];
         rows.push(cells.iter().map(|cell| super::printable(cell)).collect());
     }
     let skip = usize::from(!with_namespace);
-    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let n = COLUMNS.len();
+    let widths: Vec<usize> = (0..n).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
-        let cells: Vec<String> = (skip..7).map(|c| format!("{:w$}", row[c], w = widths[c])).collect();
+        let cells: Vec<String> = (skip..n).map(|c| format!("{:w$}", row[c], w = widths[c])).collect();
         out += cells.join("   ").trim_end();
         out.push('\n');
     }
     out
+}
+
+/// The DISK cell: the used percent of the volume and the bytes (`42% 8.4Gi`), or the bytes alone
+/// when the volume has no size.
+fn disk(engine: &Option<crate::crd::EngineStatus>) -> Option<String> {
+    let d = engine.as_ref()?.disk.as_ref()?;
+    Some(match d.used_percent {
+        Some(p) => format!("{p}% {}", bytes(d.used_bytes)),
+        None => bytes(d.used_bytes),
+    })
+}
+
+/// Bytes in binary units, one decimal below 10: `512B`, `3.2Ki`, `15Gi`.
+pub fn bytes(n: i64) -> String {
+    const UNITS: [&str; 6] = ["B", "Ki", "Mi", "Gi", "Ti", "Pi"];
+    let mut v = n.max(0) as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || v >= 10.0 { format!("{v:.0}{}", UNITS[unit]) } else { format!("{v:.1}{}", UNITS[unit]) }
 }
 
 /// kubectl's short age: 45s, 12m, 5h, 3d.
@@ -232,16 +258,23 @@ mod tests {
             yaml(
                 "web",
                 "team-a",
-                "{phase: Ready, isolation: privileged, endpoint: 'tcp://web.team-a.svc:2376', dockerVersion: 26.1.5}",
+                "{phase: Ready, isolation: privileged, endpoint: 'tcp://web.team-a.svc:2376', dockerVersion: 26.1.5, \
+                 engine: {containersRunning: 2, containers: 5, images: 3, observedAt: '1970-01-01T00:04:00Z', \
+                 disk: {imagesBytes: 9000000000, containersBytes: 0, volumesBytes: 0, buildCacheBytes: 0, \
+                 usedBytes: 9000000000, capacityBytes: 21474836480, usedPercent: 41}}}",
             ),
             yaml("ci", "b", "{phase: Pending}"),
         ];
         let now = jiff::Timestamp::from_second(300).expect("ts");
         assert_eq!(
             table(&items, false, now),
-            "NAME   PHASE     ISOLATION    ENDPOINT                    VERSION   AGE\n\
-             web    Ready     privileged   tcp://web.team-a.svc:2376   26.1.5    5m\n\
-             ci     Pending   -            -                           -         5m\n"
+            "NAME   PHASE     ISOLATION    ENDPOINT                    VERSION   DISK        CONTAINERS   AGE\n\
+             web    Ready     privileged   tcp://web.team-a.svc:2376   26.1.5    41% 8.4Gi   2/5          5m\n\
+             ci     Pending   -            -                           -         -           -            5m\n"
+        );
+        assert_eq!(
+            [bytes(0), bytes(1023), bytes(3277), bytes(15 << 30), bytes(-1)],
+            ["0B", "1023B", "3.2Ki", "15Gi", "0B"]
         );
         assert!(table(&items, true, now).starts_with("NAMESPACE   NAME   PHASE"));
         assert!(table(&items, true, now).contains("\nteam-a      web    Ready"));
