@@ -49,6 +49,8 @@ struct EngineGauges {
     disk_used: Family<EngineLabels, Gauge>,
     disk_capacity: Family<EngineLabels, Gauge>,
     last_activity: Family<EngineLabels, Gauge>,
+    gc_runs: Family<EngineLabels, Counter>,
+    gc_freed: Family<EngineLabels, Counter>,
 }
 
 impl EngineGauges {
@@ -73,6 +75,8 @@ impl EngineGauges {
             "Unix time of the last container, image, build, volume or network event of the engine",
             self.last_activity.clone(),
         );
+        engine.register("gc_runs", "Disk garbage collection runs in the engine", self.gc_runs.clone());
+        engine.register("gc_freed_bytes", "Bytes disk garbage collection freed in the engine", self.gc_freed.clone());
     }
 
     fn refresh<'a>(&self, sandboxes: impl Iterator<Item = &'a DockerSandbox>) {
@@ -80,6 +84,8 @@ impl EngineGauges {
             [&self.up, &self.containers_running, &self.containers, &self.images, &self.disk_used, &self.disk_capacity];
         families.iter().for_each(|f| f.clear());
         self.last_activity.clear();
+        self.gc_runs.clear();
+        self.gc_freed.clear();
         for dsb in sandboxes {
             let status = dsb.status.as_ref();
             let labels = EngineLabels {
@@ -97,6 +103,11 @@ impl EngineGauges {
                 if let Some(c) = d.capacity_bytes {
                     self.disk_capacity.get_or_create(&labels).set(c);
                 }
+            }
+            if let Some(gc) = &e.gc {
+                // Counters kept in status: they survive an operator restart and a failover.
+                self.gc_runs.get_or_create(&labels).inc_by(gc.runs.max(0).unsigned_abs());
+                self.gc_freed.get_or_create(&labels).inc_by(gc.freed_bytes.max(0).unsigned_abs());
             }
             let activity = e.last_activity.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
             if let Some(t) = activity {
@@ -268,6 +279,7 @@ mod tests {
             "web",
             serde_json::json!({"phase": "Ready", "className": "c", "engine": {
             "containersRunning": 1, "containers": 1, "images": 1, "observedAt": "2026-12-05T10:00:00Z",
+            "gc": {"runs": 1, "freedBytes": 1, "lastRun": "2026-12-05T09:00:00Z", "lastResult": "freed"},
             "lastActivity": "2026-12-05T09:59:00Z",
             "disk": {"imagesBytes": 1, "containersBytes": 0, "volumesBytes": 0, "buildCacheBytes": 0,
                      "usedBytes": 1, "capacityBytes": 2, "usedPercent": 50}}}),
@@ -304,6 +316,7 @@ mod tests {
             "web",
             serde_json::json!({"phase": "Ready", "className": "standard", "engine": {
             "containersRunning": 2, "containers": 3, "images": 4, "observedAt": "2026-12-05T10:00:00Z",
+            "gc": {"runs": 2, "freedBytes": 5000, "lastRun": "2026-12-05T09:00:00Z", "lastResult": "freed"},
             "lastActivity": "2026-12-05T09:59:00Z",
             "disk": {"imagesBytes": 10, "containersBytes": 0, "volumesBytes": 0, "buildCacheBytes": 0,
                      "usedBytes": 10, "capacityBytes": 100, "usedPercent": 10}}}),
@@ -325,6 +338,8 @@ mod tests {
             format!("dockersandbox_engine_disk_used_bytes{labels} 10"),
             format!("dockersandbox_engine_disk_capacity_bytes{labels} 100"),
             format!("dockersandbox_engine_last_activity_timestamp_seconds{labels} 1796464740"),
+            format!("dockersandbox_engine_gc_runs_total{labels} 2"),
+            format!("dockersandbox_engine_gc_freed_bytes_total{labels} 5000"),
             r#"dockersandbox_engine_up{namespace="team-a",name="new",class="standard"} 0"#.to_string(),
         ] {
             assert!(text.contains(&line), "{line} in\n{text}");

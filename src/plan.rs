@@ -144,6 +144,18 @@ pub struct Plan {
     pub daemon: DaemonSpec,
     /// The engine's NetworkPolicy.
     pub network: NetworkPlan,
+    /// Disk garbage collection, when the class has it.
+    pub gc: Option<crate::crd::DiskGc>,
+}
+
+impl Plan {
+    /// The build cache dockerd's own builder GC keeps, in bytes: the class's `disk.gc`
+    /// `buildCachePercent` of the volume (none without it, or at 0).
+    pub fn build_cache_keep(&self) -> Option<i64> {
+        let percent = self.gc.as_ref()?.build_cache_percent;
+        let size = i64::try_from(crate::quantity::parse(&self.storage.size)?.ceil_units()).ok()?;
+        (percent > 0 && size > 0).then(|| (i128::from(size) * i128::from(percent) / 100) as i64)
+    }
 }
 
 /// Who may reach the engine's port 2376 and where it may connect.
@@ -235,6 +247,7 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
         network,
         credentials_generation: spec.credentials.generation,
         class: (class.name.clone(), class.generation),
+        gc: class.spec.disk.gc.clone(),
     })
 }
 

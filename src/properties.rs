@@ -152,7 +152,7 @@ proptest! {
         }
         let np = crate::resources::network_policy::build(&dsb, &plan);
         prop_assert!(meta_is_valid(&np.metadata).is_ok(), "{:?}", meta_is_valid(&np.metadata));
-        let json: serde_json::Value = serde_json::from_str(&daemon_json::render(&plan.daemon)).expect("daemon.json is JSON");
+        let json: serde_json::Value = serde_json::from_str(&daemon_json::render(&plan.daemon, plan.build_cache_keep())).expect("daemon.json is JSON");
         prop_assert!(json["bip"].is_string());
         // and the status computed from any outcome never panics
         let seen = crate::controller::status::Observed {
@@ -164,6 +164,7 @@ proptest! {
             network: crate::resources::network_policy::describe(&dsb, &plan),
             resources: plan.resources.clone(),
             facts: None,
+            disk_pressure: None,
         };
         let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH);
         let status = crate::controller::status::compute(&dsb, &crate::controller::status::Outcome::Placed(Box::new(seen)), &now);

@@ -4,7 +4,7 @@
 # and disk figures a docker client sees (`docker ps -a`, `docker image inspect`), against the
 # volume's size; its last activity; `kubectl get dsb` shows DISK and CONTAINERS, `kubectl dsb ls`
 # too; the operator's /metrics has the engine's series, labelled namespace, name and class only.
-# A change inside the engine reaches status within the facts interval (10 s in the e2e install).
+# A change inside the engine reaches status within the facts interval (20 s in the e2e install).
 source "$(dirname "$0")/../lib.sh"
 
 ready_sandbox_with_client facts
@@ -79,4 +79,4 @@ log "the engine's series are on /metrics"
 # a change inside the engine reaches status within the interval
 cdocker "$cns" client stop -t 1 two >/dev/null || fail "could not stop nested container two"
 one_running() { [[ "$(engine containersRunning)" == 1 ]]; }
-wait_for 45 "status.engine.containersRunning back to 1" one_running || fail "status.engine did not follow the stop"
+wait_for 75 "status.engine.containersRunning back to 1" one_running || fail "status.engine did not follow the stop"

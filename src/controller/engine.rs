@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::certs::Material;
 use super::context::Target;
 use super::pods::{self, PodState};
 use super::probe::{self, Route};
 use super::status::{self, Engine};
-use crate::crd::{EngineStatus, Phase};
+use crate::crd::conditions::{Cond, reason};
+use crate::crd::{EngineGc, EngineStatus, Phase};
 use crate::error::Result;
 use crate::plan::Plan;
 use crate::resources::pod;
@@ -34,6 +35,8 @@ pub struct Checked {
     pub wait: Wait,
     /// What is inside the engine, when it was read this time.
     pub facts: Option<EngineStatus>,
+    /// DiskPressure, for classes with `disk.gc`.
+    pub disk_pressure: Option<Cond>,
 }
 
 /// Ensures the engine pod and reports whether dockerd answers (and, every
@@ -46,7 +49,24 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, tls: &Material) -> Result<Check
         PodState::Unschedulable(why) => (Engine::Unschedulable(why), Wait::ForEvents),
         PodState::Broken { reason, message } => (Engine::Broken { reason, message }, Wait::ForEvents),
     };
-    Ok(Checked { engine, wait, facts: None })
+    Ok(Checked { engine, wait, facts: None, disk_pressure: last_pressure(t, plan) })
+}
+
+/// After a run that left the disk above the high mark (DiskPressure True), the use then, plus 1%
+/// of the volume: no new run until use grows past it, or an hour has passed since the last one.
+fn held(t: &Target<'_>, capacity: Option<i64>) -> Option<i64> {
+    let status = t.dsb.status.as_ref()?;
+    let pressed = status::last_disk_pressure(Some(status)).is_some_and(|c| c.ok);
+    let engine = status.engine.as_ref()?;
+    let last_run = engine.gc.as_ref()?.last_run.parse::<jiff::Timestamp>().ok()?;
+    let recent = jiff::Timestamp::now().duration_since(last_run).as_secs() < 3600;
+    let used = engine.disk.as_ref()?.used_bytes;
+    (pressed && recent).then(|| used.saturating_add(capacity.unwrap_or_default() / 100))
+}
+
+/// The DiskPressure on record, while the disk is not read (none without `disk.gc`).
+fn last_pressure(t: &Target<'_>, plan: &Plan) -> Option<Cond> {
+    plan.gc.as_ref().and(status::last_disk_pressure(t.dsb.status.as_ref()))
 }
 
 /// How long a reconcile waits for a free engine-check slot before it keeps what it last knew.
@@ -63,12 +83,14 @@ async fn check(t: &Target<'_>, plan: &Plan, ip: String, tls: &Material) -> Check
             || Engine::NotAnswering("the engine pod is ready; waiting for a free engine-check slot".into()),
             Engine::Answering,
         );
-        return Checked { engine, wait: Wait::ForDockerd, facts: None };
+        return Checked { engine, wait: Wait::ForDockerd, facts: None, disk_pressure: last_pressure(t, plan) };
     };
     let route =
         if t.ctx.dial_pod { Route::Direct(ip) } else { Route::PortForward(Box::new(t.api()), t.names.pod.clone()) };
     let since = t.ctx.facts_due(t.dsb);
-    match probe::probe(route, &t.names.server_name(), &tls.ca.cert, &tls.client, since).await {
+    let capacity = capacity(t, plan);
+    let gc = plan.gc.as_ref().map(|policy| probe::GcAsk { policy, capacity, unless_at_most: held(t, capacity) });
+    match probe::probe(route, &t.names.server_name(), &tls.ca.cert, &tls.client, since, gc).await {
         Ok(answer) => {
             let facts = answer.facts.and_then(|read| {
                 t.ctx.facts_read(t.dsb, read.as_ref().ok().map(|f| f.until));
@@ -81,8 +103,36 @@ async fn check(t: &Target<'_>, plan: &Plan, ip: String, tls: &Material) -> Check
                 }
             });
             let now = Time(jiff::Timestamp::now());
-            let facts = facts.map(|f| status::engine_status(&f, capacity(t, plan), &now));
-            Checked { engine: Engine::Answering(answer.version), wait: Wait::ForEvents, facts }
+            let mut disk_pressure = last_pressure(t, plan);
+            if let (Some(policy), Some(Ok(disk)), Some(cap)) =
+                (plan.gc.as_ref(), facts.as_ref().map(|f| &f.disk), capacity)
+            {
+                let pressure = status::disk_pressure(policy, disk, cap);
+                if pressure.ok && !disk_pressure.as_ref().is_some_and(|c| c.ok) {
+                    // Just went over and garbage collection could not help: a Warning, once.
+                    t.warning(reason::DISK_FULL, pressure.message.clone()).await;
+                }
+                disk_pressure = Some(pressure);
+            }
+            let mut engine_status = facts.map(|f| status::engine_status(&f, capacity, &now));
+            let old_gc = t.dsb.status.as_ref().and_then(|s| s.engine.as_ref()).and_then(|e| e.gc.clone());
+            if let Some(e) = engine_status.as_mut() {
+                e.gc = old_gc;
+                if let Some(run) = &answer.gc {
+                    let note = run.describe(capacity.unwrap_or_default());
+                    info!(freed = run.freed(), error = run.error.as_deref(), "{note}");
+                    t.normal(reason::DISK_GARBAGE_COLLECTED, note.clone()).await;
+                    let before = e.gc.take().unwrap_or_default();
+                    e.gc = Some(EngineGc {
+                        runs: before.runs.saturating_add(1),
+                        freed_bytes: before.freed_bytes.saturating_add(run.freed()),
+                        last_run: e.observed_at.clone(),
+                        last_result: note,
+                    });
+                }
+            }
+            let engine = Engine::Answering(answer.version);
+            Checked { engine, wait: Wait::ForEvents, facts: engine_status, disk_pressure }
         }
         Err(why) => Checked {
             engine: Engine::NotAnswering(format!(
@@ -90,6 +140,7 @@ async fn check(t: &Target<'_>, plan: &Plan, ip: String, tls: &Material) -> Check
             )),
             wait: Wait::ForDockerd,
             facts: None,
+            disk_pressure: last_pressure(t, plan),
         },
     }
 }

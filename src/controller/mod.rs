@@ -8,6 +8,7 @@ pub mod context;
 mod engine;
 pub mod expect;
 mod facts;
+pub mod gc;
 mod network;
 pub mod pods;
 mod probe;

@@ -6,6 +6,7 @@
 //! join), every step has its own timeout, every body is capped at `MAX_BODY`, and only a short,
 //! printable version string is taken from the answer.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,8 @@ use kube::Api;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::gc;
+use crate::crd::DiskGc;
 use crate::resources::DOCKER_TLS_PORT;
 use crate::tls::{self, Pem};
 
@@ -45,6 +48,19 @@ pub struct Answer {
     pub version: String,
     /// What is inside it, when asked for (`facts_since`), or why it could not be read.
     pub facts: Option<Result<Facts, String>>,
+    /// The disk garbage collection run, when the facts showed use above the class's high mark.
+    pub gc: Option<gc::Run>,
+}
+
+/// Disk garbage collection to run when the facts show use above the high mark.
+pub struct GcAsk<'a> {
+    /// The class's policy.
+    pub policy: &'a DiskGc,
+    /// The volume's size in bytes.
+    pub capacity: Option<i64>,
+    /// Run only when use is above this many bytes: after a run that could not get below the high
+    /// mark, the next runs wait until use grows (no Event per check for the same full disk).
+    pub unless_at_most: Option<i64>,
 }
 
 /// Asks dockerd for `/_ping` and `/version`; returns the engine version or why it did not answer.
@@ -57,6 +73,7 @@ pub async fn probe(
     ca_pem: &str,
     client: &Pem,
     facts_since: Option<i64>,
+    gc: Option<GcAsk<'_>>,
 ) -> Result<Answer, String> {
     let config = tls::client_config(ca_pem, client).map_err(|e| e.to_string())?;
     let name = ServerName::try_from(server_name.to_string()).map_err(|e| format!("bad server name: {e}"))?;
@@ -85,7 +102,7 @@ pub async fn probe(
         tokio::time::timeout(CHECK_TIMEOUT, connected).await.map_err(|_| format!("no answer within {secs}s"));
     let result = match answered {
         Ok(Ok((version, mut session))) => {
-            let facts = match facts_since {
+            let mut facts = match facts_since {
                 Some(since) => Some(
                     tokio::time::timeout(FACTS_TIMEOUT, read_facts(&mut session.sender, since))
                         .await
@@ -93,8 +110,19 @@ pub async fn probe(
                 ),
                 None => None,
             };
+            let mut run = None;
+            if let (Some(Ok(f)), Some(ask)) = (facts.as_mut(), gc)
+                && let (Ok(disk), Some(capacity)) = (&f.disk, ask.capacity)
+                && ask.unless_at_most.is_none_or(|held| disk.used() > held)
+                && gc::due(ask.policy, disk, Some(capacity))
+            {
+                let target = gc::target(ask.policy, capacity);
+                let done = collect_garbage(&mut session.sender, ask.policy, *disk, target).await;
+                f.disk = Ok(done.after);
+                run = Some(done);
+            }
             session.driver.abort();
-            Ok(Answer { version, facts })
+            Ok(Answer { version, facts, gc: run })
         }
         Ok(Err(e)) | Err(e) => Err(e),
     };
@@ -170,24 +198,184 @@ pub fn printable(s: &str, max: usize) -> String {
 
 /// GET `path`: its body, read within `limit` and capped at `cap` bytes.
 async fn get(sender: &mut Sender, path: &str, cap: usize, limit: Duration) -> Result<String, String> {
+    call(sender, hyper::Method::GET, path, cap, limit).await
+}
+
+/// `method` on `path` without a body: the answer's body, read within `limit` and capped at `cap`
+/// bytes; an answer that is not a success is an error quoting (a printable start of) its body.
+async fn call(
+    sender: &mut Sender,
+    method: hyper::Method,
+    path: &str,
+    cap: usize,
+    limit: Duration,
+) -> Result<String, String> {
     let secs = limit.as_secs();
     let timed = |what: String| move |_| format!("{what} took longer than {secs}s");
-    let req =
-        hyper::Request::get(path).header("host", "docker").body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
+    let req = hyper::Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .header("host", "docker")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
     let res = tokio::time::timeout(limit, sender.send_request(req))
         .await
-        .map_err(timed(format!("GET {path}")))?
-        .map_err(|e| format!("GET {path}: {e}"))?;
+        .map_err(timed(format!("{method} {path}")))?
+        .map_err(|e| format!("{method} {path}: {e}"))?;
     let status = res.status();
     let body = tokio::time::timeout(limit, Limited::new(res.into_body(), cap).collect())
         .await
         .map_err(timed(format!("reading {path}")))?
-        .map_err(|e| format!("GET {path}: {e} (the operator reads at most {cap} bytes)"))?
+        .map_err(|e| format!("{method} {path}: {e} (the operator reads at most {cap} bytes)"))?
         .to_bytes();
+    let body = String::from_utf8_lossy(&body).into_owned();
     if !status.is_success() {
-        return Err(format!("GET {path} answered {status}"));
+        let said = if method == hyper::Method::GET { String::new() } else { format!(": {}", printable(&body, 160)) };
+        return Err(format!("{method} {path} answered {status}{said}"));
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok(body)
+}
+
+/// Each prune request must finish within this (dockerd deletes files).
+const PRUNE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A garbage collection run starts no new step after this long.
+const GC_TIME: Duration = Duration::from_secs(90);
+/// Unused images removed in one run at most (each is one request; the next run goes on).
+const MAX_IMAGE_REMOVALS: usize = 32;
+
+/// Prunes in the engine, step after step (`gc`'s order), until dockerd's accounted use is at most
+/// `target` bytes; measures use after each step (what a step freed is what use fell by).
+async fn collect_garbage(sender: &mut Sender, policy: &DiskGc, disk: Disk, target: i64) -> gc::Run {
+    let started = tokio::time::Instant::now();
+    let mut run = gc::Run { before: disk.used(), after: disk, ..gc::Run::default() };
+    let filters = |f: serde_json::Value| gc::query_escape(&f.to_string());
+    for step in [gc::BUILD_CACHE, gc::DANGLING_IMAGES, gc::UNUSED_IMAGES, gc::STOPPED_CONTAINERS, gc::VOLUMES] {
+        let before = run.after.used();
+        if before <= target || started.elapsed() > GC_TIME {
+            break;
+        }
+        let post = |path: String| (hyper::Method::POST, path);
+        let request = match step {
+            gc::BUILD_CACHE => {
+                post(format!("/build/prune?keep-storage={}", gc::build_cache_keep(&run.after, before - target)))
+            }
+            gc::DANGLING_IMAGES => {
+                post(format!("/images/prune?filters={}", filters(serde_json::json!({"dangling": ["true"]}))))
+            }
+            gc::STOPPED_CONTAINERS => {
+                post(format!("/containers/prune?filters={}", filters(serde_json::json!({"until": [policy.min_age]}))))
+            }
+            gc::VOLUMES if policy.prune_volumes => {
+                post(format!("/volumes/prune?filters={}", filters(serde_json::json!({"all": ["true"]}))))
+            }
+            gc::VOLUMES => break,
+            _ => (hyper::Method::DELETE, String::new()),
+        };
+        let done = if step == gc::UNUSED_IMAGES {
+            remove_unused_images(sender, before - target, &mut run.images_removed).await
+        } else {
+            call(sender, request.0, &request.1, MAX_INFO, PRUNE_TIMEOUT).await.map(|_| ())
+        };
+        match get(sender, "/system/df", MAX_DF, DF_TIMEOUT).await.and_then(|b| disk_of(&b)) {
+            Ok(after) => {
+                run.steps.push((step, (before - after.used()).max(0)));
+                run.after = after;
+            }
+            Err(e) => {
+                run.error = Some(e);
+                break;
+            }
+        }
+        if let Err(e) = done {
+            run.error = Some(e);
+            break;
+        }
+    }
+    run
+}
+
+/// Removes unused images, the longest unused first, until their own sizes add up to `needed`
+/// bytes (at most `MAX_IMAGE_REMOVALS`). An image a container was created from in the meantime is
+/// refused by dockerd (no force is ever used) and skipped.
+async fn remove_unused_images(sender: &mut Sender, needed: i64, removed: &mut usize) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Container {
+        #[serde(rename = "ImageID")]
+        image_id: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Listed {
+        id: String,
+        #[serde(default)]
+        created: i64,
+        #[serde(default)]
+        size: i64,
+        #[serde(default)]
+        shared_size: i64,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Inspected {
+        metadata: Option<Metadata>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Metadata {
+        last_tag_time: Option<String>,
+    }
+    let json = |what: &str, e: serde_json::Error| format!("{what}: {}", printable(&e.to_string(), 120));
+    let containers: Vec<Container> =
+        serde_json::from_str(&get(sender, "/containers/json?all=1", MAX_DF, STEP_TIMEOUT).await?)
+            .map_err(|e| json("/containers/json", e))?;
+    let in_use = containers.into_iter().filter_map(|c| c.image_id).collect();
+    let listed: Vec<Listed> =
+        serde_json::from_str(&get(sender, "/images/json?shared-size=1", MAX_DF, STEP_TIMEOUT).await?)
+            .map_err(|e| json("/images/json", e))?;
+    let mut images: Vec<gc::Image> = listed
+        .into_iter()
+        .filter(|i| is_image_id(&i.id))
+        .map(|i| gc::Image {
+            id: i.id,
+            last_used: i.created,
+            unique_size: i.size.max(0).saturating_sub(i.shared_size.max(0)),
+        })
+        .collect();
+    images = gc::unused_images(images, &in_use);
+    images.truncate(MAX_IMAGE_REMOVALS);
+    // The time each was last tagged (pulled, loaded, built) is a better "last used" than when it
+    // was built: read it for the candidates, then order again.
+    for image in &mut images {
+        let inspected = get(sender, &format!("/images/{}/json", image.id), MAX_INFO, STEP_TIMEOUT).await?;
+        let tagged = serde_json::from_str::<Inspected>(&inspected)
+            .ok()
+            .and_then(|i| i.metadata?.last_tag_time?.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_second());
+        image.last_used = image.last_used.max(tagged.unwrap_or(0));
+    }
+    let mut freed = 0i64;
+    for image in gc::unused_images(images, &HashSet::new()) {
+        if freed >= needed {
+            break;
+        }
+        match call(sender, hyper::Method::DELETE, &format!("/images/{}", image.id), MAX_INFO, PRUNE_TIMEOUT).await {
+            Ok(_) => {
+                *removed += 1;
+                freed = freed.saturating_add(image.unique_size);
+            }
+            // In use by now (409), or gone (404): not ours to force.
+            Err(e) if e.contains(" 409 ") || e.contains(" 404 ") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `id` is an image id as dockerd gives them (`sha256:` and 64 hex digits): anything else
+/// an engine lists is not put into a request path.
+fn is_image_id(id: &str) -> bool {
+    id.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The most the operator reads of `/info`.
@@ -402,6 +590,194 @@ mod tests {
         let name = ServerName::try_from("web.team-a.svc".to_string()).expect("name");
         let talked = tokio::time::timeout(CHECK_TIMEOUT, talk(tcp, config, name)).await;
         talked.unwrap_or(Err("overall timeout".into())).map(|(version, _)| version)
+    }
+
+    /// A scripted engine for garbage collection: its disk is build cache, images (some used by
+    /// containers) and a writable layer; it answers the calls a run makes and records them.
+    #[derive(Default)]
+    struct Scripted {
+        build_cache: i64,
+        writable: i64,
+        /// (id, size, dangling, used by a container, last tagged)
+        images: Vec<(String, i64, bool, bool, &'static str)>,
+        calls: Vec<String>,
+    }
+
+    impl Scripted {
+        fn answer(&mut self, method: &str, path: &str) -> (u16, String) {
+            self.calls.push(format!("{method} {}", path.split('?').next().unwrap_or(path)));
+            let images = |s: &Self| s.images.iter().map(|i| i.1).sum::<i64>();
+            match (method, path.split('?').next().unwrap_or(path)) {
+                ("GET", "/system/df") => (
+                    200,
+                    serde_json::json!({"LayersSize": images(self),
+                    "Containers": [{"SizeRw": self.writable}], "BuildCache": [{"Size": self.build_cache}]})
+                    .to_string(),
+                ),
+                ("POST", "/build/prune") => {
+                    let keep: i64 = path.split("keep-storage=").nth(1).and_then(|k| k.parse().ok()).unwrap_or(0);
+                    self.build_cache = self.build_cache.min(keep);
+                    (200, "{}".into())
+                }
+                ("POST", "/images/prune") => {
+                    self.images.retain(|i| !i.2);
+                    (200, "{}".into())
+                }
+                ("GET", "/containers/json") => (
+                    200,
+                    serde_json::json!(
+                        self.images
+                            .iter()
+                            .filter(|i| i.3)
+                            .map(|i| serde_json::json!({"ImageID": i.0}))
+                            .collect::<Vec<_>>()
+                    )
+                    .to_string(),
+                ),
+                ("GET", "/images/json") => (
+                    200,
+                    serde_json::json!(
+                        self.images
+                            .iter()
+                            .map(|i| serde_json::json!({"Id": i.0, "Created": 1, "Size": i.1, "SharedSize": 0}))
+                            .collect::<Vec<_>>()
+                    )
+                    .to_string(),
+                ),
+                ("GET", p) if p.ends_with("/json") => {
+                    let tagged = self.images.iter().find(|i| p.contains(&i.0)).map_or("", |i| i.4);
+                    (200, serde_json::json!({"Metadata": {"LastTagTime": tagged}}).to_string())
+                }
+                ("DELETE", p) => match self.images.iter().position(|i| p.ends_with(&i.0)) {
+                    Some(n) if self.images[n].3 => (409, r#"{"message":"image is being used"}"#.into()),
+                    Some(n) => {
+                        self.images.remove(n);
+                        (200, "[]".into())
+                    }
+                    None => (404, "{}".into()),
+                },
+                ("POST", "/containers/prune") | ("POST", "/volumes/prune") => (200, "{}".into()),
+                _ => (404, "{}".into()),
+            }
+        }
+    }
+
+    /// Serves `engine` over TLS on loopback; returns a session to it.
+    async fn scripted(engine: Arc<std::sync::Mutex<Scripted>>) -> Session {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let now = tls::now();
+        let ca = tls::new_ca("test-ca", now).expect("ca");
+        let server = tls::issue_server(&ca, "engine", &["web.team-a.svc".into()], 2, now).expect("server");
+        let client = tls::issue_client(&ca, "tenant", 2, now).expect("client");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(&ca.cert, &server).expect("cfg")));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let tls = acceptor.accept(tcp).await.expect("tls");
+            let mut lines = tokio::io::BufReader::new(tls);
+            loop {
+                let mut request = String::new();
+                if lines.read_line(&mut request).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut header = String::new();
+                while lines.read_line(&mut header).await.unwrap_or(0) > 2 {
+                    header.clear();
+                }
+                let mut parts = request.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let (code, body) = engine.lock().expect("engine").answer(method, path);
+                let reply = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                if lines.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let config = tls::client_config(&ca.cert, &client).expect("config");
+        let name = ServerName::try_from("web.team-a.svc".to_string()).expect("name");
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("tls");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.expect("http");
+        Session { sender, driver: tokio::spawn(conn) }
+    }
+
+    const MIB: i64 = 1 << 20;
+
+    fn id(n: u8) -> String {
+        format!("sha256:{}", format!("{n:x}").repeat(64).chars().take(64).collect::<String>())
+    }
+
+    #[tokio::test]
+    async fn garbage_collection_prunes_in_order_and_stops_below_the_low_mark() {
+        let policy: DiskGc = serde_json::from_value(serde_json::json!({})).expect("defaults");
+        // 1000 MiB volume, marks 85% / 70%: 900 MiB used, down to 700.
+        let engine = Arc::new(std::sync::Mutex::new(Scripted {
+            build_cache: 50 * MIB,
+            writable: 100 * MIB,
+            images: vec![
+                (id(1), 100 * MIB, true, false, ""),                      // dangling
+                (id(2), 300 * MIB, false, true, "2026-01-01T00:00:00Z"),  // used by a container
+                (id(3), 150 * MIB, false, false, "2026-03-01T00:00:00Z"), // unused, newer
+                (id(4), 200 * MIB, false, false, "2026-02-01T00:00:00Z"), // unused, longest unused
+            ],
+            calls: vec![],
+        }));
+        let mut session = scripted(engine.clone()).await;
+        let disk = disk_of(&engine.lock().expect("e").answer("GET", "/system/df").1).expect("df");
+        assert_eq!(disk.used(), 900 * MIB);
+        engine.lock().expect("e").calls.clear();
+        let run = collect_garbage(&mut session.sender, &policy, disk, 700 * MIB).await;
+        assert_eq!(run.error, None);
+        assert_eq!(run.before, 900 * MIB);
+        assert_eq!(run.after.used(), 550 * MIB, "stopped after the step that got below 700 MiB");
+        assert_eq!(
+            run.steps,
+            [(gc::BUILD_CACHE, 50 * MIB), (gc::DANGLING_IMAGES, 100 * MIB), (gc::UNUSED_IMAGES, 200 * MIB)]
+        );
+        assert_eq!(run.images_removed, 1);
+        let e = engine.lock().expect("e");
+        let ids: Vec<&str> = e.images.iter().map(|i| i.0.as_str()).collect();
+        assert_eq!(ids, [id(2), id(3)], "the used image stays; of the unused, the longest unused went first");
+        let calls: Vec<&str> = e.calls.iter().map(String::as_str).collect();
+        let delete = format!("DELETE /images/{}", id(4));
+        assert_eq!(calls.first(), Some(&"POST /build/prune"));
+        assert!(calls.contains(&delete.as_str()), "{calls:?}");
+        assert!(!calls.iter().any(|c| c.contains("/containers/prune") || c.contains("/volumes/prune")), "{calls:?}");
+        assert!(
+            !calls.iter().any(|c| c.starts_with("DELETE") && c.contains(&id(2))),
+            "never an image in use: {calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_collection_that_cannot_get_below_tries_every_step_but_volumes() {
+        let policy: DiskGc = serde_json::from_value(serde_json::json!({})).expect("defaults");
+        let engine = Arc::new(std::sync::Mutex::new(Scripted {
+            writable: 800 * MIB,
+            images: vec![(id(2), 100 * MIB, false, true, "")],
+            ..Scripted::default()
+        }));
+        let mut session = scripted(engine.clone()).await;
+        let disk = disk_of(&engine.lock().expect("e").answer("GET", "/system/df").1).expect("df");
+        engine.lock().expect("e").calls.clear();
+        let run = collect_garbage(&mut session.sender, &policy, disk, 700 * MIB).await;
+        assert_eq!(run.freed(), 0);
+        let names: Vec<&str> = run.steps.iter().map(|s| s.0).collect();
+        assert_eq!(names, [gc::BUILD_CACHE, gc::DANGLING_IMAGES, gc::UNUSED_IMAGES, gc::STOPPED_CONTAINERS]);
+        assert!(
+            !engine.lock().expect("e").calls.iter().any(|c| c.contains("/volumes/prune")),
+            "volumes are tenants' data"
+        );
+        assert_eq!(engine.lock().expect("e").images.len(), 1);
+    }
+
+    #[test]
+    fn only_image_ids_go_into_request_paths() {
+        assert!(is_image_id(&id(10)));
+        for bad in ["sha256:../../containers/x", "busybox", &format!("sha256:{}", "g".repeat(64)), "sha256:abc"] {
+            assert!(!is_image_id(bad), "{bad}");
+        }
     }
 
     #[tokio::test]

@@ -165,13 +165,11 @@ async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<(Observed, Wait)> {
     };
     let (tls, storage, network) = futures::join!(tls, storage::ensure(t, &plan), network::ensure(t, &plan));
     let (tls, storage, network) = (tls?, storage?, network?);
-    let engine::Checked { engine, wait, facts } = engine::ensure(t, &plan, &tls).await?;
+    let engine::Checked { engine, wait, facts, disk_pressure } = engine::ensure(t, &plan, &tls).await?;
     let certificates = revocation(t, tls.status, &engine).await;
     let resources = plan.resources;
-    Ok((
-        Observed { mode: plan.mode, class: plan.class, certificates, storage, engine, network, resources, facts },
-        wait,
-    ))
+    let (mode, class) = (plan.mode, plan.class);
+    Ok((Observed { mode, class, certificates, storage, engine, network, resources, facts, disk_pressure }, wait))
 }
 
 /// `status.certificates.generation` moves to a raised `spec.credentials.generation` only once the

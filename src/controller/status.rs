@@ -54,6 +54,7 @@ pub fn engine_status(facts: &probe::Facts, capacity: Option<i64>, now: &Time) ->
         }
     });
     EngineStatus {
+        gc: None,
         containers_running: facts.containers_running,
         containers: facts.containers,
         images: facts.images,
@@ -109,7 +110,7 @@ pub fn settle(old: Option<&EngineStatus>, mut fresh: EngineStatus) -> EngineStat
     };
     let counts_moved = (old.containers_running, old.containers, old.images)
         != (fresh.containers_running, fresh.containers, fresh.images);
-    if counts_moved || disk_moved || activity_moved { fresh } else { old.clone() }
+    if counts_moved || disk_moved || activity_moved || old.gc != fresh.gc { fresh } else { old.clone() }
 }
 
 /// What the reconciler observed of a sandbox whose children it manages.
@@ -131,6 +132,9 @@ pub struct Observed {
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
     /// What is inside the engine, when it was read this time.
     pub facts: Option<EngineStatus>,
+    /// Whether the volume stays above the class's high mark: `Some` for classes with `disk.gc`
+    /// (read this time, or as last known).
+    pub disk_pressure: Option<Cond>,
 }
 
 /// How a reconcile ended, for status.
@@ -282,7 +286,36 @@ fn placed(seen: &Observed) -> (Phase, Vec<Cond>) {
         let first = [&tls, &storage, &engine].into_iter().find(|c| !c.ok).unwrap_or(&engine);
         Cond::not_ok(READY, &first.reason, &first.message)
     };
-    (phase, vec![ready, iso, tls, storage, engine])
+    let mut conds = vec![ready, iso, tls, storage, engine];
+    conds.extend(seen.disk_pressure.clone());
+    (phase, conds)
+}
+
+/// DiskPressure after a read of the engine's disk under a class with `disk.gc`: True while use
+/// stays above the high mark (the message says what holds the space), else False.
+pub fn disk_pressure(policy: &crate::crd::DiskGc, disk: &probe::Disk, capacity: i64) -> Cond {
+    use super::gc;
+    if gc::due(policy, disk, Some(capacity)) {
+        Cond::ok(conditions::DISK_PRESSURE, reason::DISK_FULL, gc::pressure(policy, disk, capacity))
+    } else {
+        let used = if capacity > 0 { i128::from(disk.used().max(0)) * 100 / i128::from(capacity) } else { 0 };
+        Cond::not_ok(
+            conditions::DISK_PRESSURE,
+            reason::DISK_OK,
+            format!("dockerd uses {used}% of the volume; garbage collection starts above {}%", policy.high_percent),
+        )
+    }
+}
+
+/// The DiskPressure condition on record in `status`, to carry while the disk is not read again.
+pub fn last_disk_pressure(status: Option<&DockerSandboxStatus>) -> Option<Cond> {
+    let c = status?.conditions.iter().find(|c| c.type_ == conditions::DISK_PRESSURE)?;
+    Some(Cond {
+        type_: conditions::DISK_PRESSURE,
+        ok: c.status == "True",
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+    })
 }
 
 /// Whether two statuses differ in anything a person would see (ignoring timestamps, which
@@ -319,6 +352,7 @@ mod tests {
             network: NetworkStatus::default(),
             resources: None,
             facts: None,
+            disk_pressure: None,
         }))
     }
 

@@ -81,6 +81,10 @@ pub struct DockerSandboxClassSpec {
     #[serde(default)]
     pub daemon: ClassDaemon,
 
+    /// Keeping the engines' disks healthy.
+    #[serde(default)]
+    pub disk: ClassDisk,
+
     /// Namespaces whose sandboxes may use this class. Unset: every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
@@ -273,6 +277,64 @@ pub struct ClassStorage {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 2))]
     pub allowed_types: Vec<StorageType>,
+}
+
+/// Disk housekeeping of a class's engines.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassDisk {
+    /// Garbage collection through the engine API when an engine's volume fills up (dockerd has
+    /// none of its own for images). Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc: Option<DiskGc>,
+}
+
+/// When and what the operator prunes in an engine. It reads the engine's disk use every
+/// `--engine-facts-interval`; above `highPercent` of the volume it prunes, in this order, until use
+/// is below `lowPercent`: build cache, dangling images, unused images (no container uses them;
+/// the longest unused first), stopped containers older than `minAge`, and volumes no container
+/// uses only with `pruneVolumes`. Images of containers are never pruned. Each run is an Event
+/// with the bytes freed; when use stays above `highPercent`, condition DiskPressure says what
+/// holds the space.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.lowPercent < self.highPercent").message("disk.gc.lowPercent must be below highPercent: garbage collection prunes from the high mark down to the low one"))]
+pub struct DiskGc {
+    /// Prune when dockerd's images, containers, volumes and build cache use more than this percent
+    /// of the volume. Default 85.
+    #[serde(default = "default_high")]
+    #[schemars(range(min = 2, max = 99))]
+    pub high_percent: i64,
+    /// Prune down to this percent. Default 70.
+    #[serde(default = "default_low")]
+    #[schemars(range(min = 1, max = 98))]
+    pub low_percent: i64,
+    /// Stopped containers are pruned only once created longer ago than this (a Go duration in
+    /// seconds, minutes or hours: `30m`, `24h`). Default `1h`.
+    #[serde(default = "default_min_age")]
+    #[schemars(length(min = 2, max = 8), regex(pattern = r"^[0-9]{1,6}[smh]$"))]
+    pub min_age: String,
+    /// Also prune volumes no container uses. They are tenants' data: off unless the class says so.
+    #[serde(default)]
+    pub prune_volumes: bool,
+    /// The build cache dockerd's own builder GC keeps (`builder.gc` in daemon.json), in percent of
+    /// the volume. 0 leaves dockerd's builder GC as dockerd has it. Default 10.
+    #[serde(default = "default_build_cache")]
+    #[schemars(range(min = 0, max = 90))]
+    pub build_cache_percent: i64,
+}
+
+fn default_high() -> i64 {
+    85
+}
+fn default_low() -> i64 {
+    70
+}
+fn default_min_age() -> String {
+    "1h".into()
+}
+fn default_build_cache() -> i64 {
+    10
 }
 
 /// dockerd settings of a class.

@@ -13,6 +13,9 @@ pub const TLS_READY: &str = "TLSReady";
 pub const STORAGE_BOUND: &str = "StorageBound";
 /// dockerd answers `/_ping` and `/version` on 2376 with the client certificate.
 pub const ENGINE_READY: &str = "EngineReady";
+/// True: the engine's volume stays above its class's `disk.gc.highPercent` after garbage
+/// collection (only for classes with `disk.gc`).
+pub const DISK_PRESSURE: &str = "DiskPressure";
 
 /// PascalCase reasons of conditions and Events, in one place so `kubectl describe`, the docs and
 /// the e2e tests agree on them. Reasons from the kubelet (`ImagePullBackOff`, ...) pass through as is.
@@ -73,6 +76,12 @@ pub mod reason {
     pub const ENGINE_ANSWERING: &str = "EngineAnswering";
     /// dockerd does not answer (yet, or any more).
     pub const ENGINE_NOT_ANSWERING: &str = "EngineNotAnswering";
+    /// DiskPressure: use stays above the high mark after garbage collection.
+    pub const DISK_FULL: &str = "AboveHighWatermark";
+    /// DiskPressure False: use is at or below the high mark.
+    pub const DISK_OK: &str = "BelowHighWatermark";
+    /// Event: disk garbage collection ran; the note says what it freed.
+    pub const DISK_GARBAGE_COLLECTED: &str = "DiskGarbageCollected";
 
     /// Event: a reconcile failed; the message quotes the error.
     pub const RECONCILE_FAILED: &str = "ReconcileFailed";

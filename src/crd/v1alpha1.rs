@@ -431,12 +431,29 @@ pub struct EngineStatus {
     /// Disk use of /var/lib/docker, when dockerd could account for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<EngineDisk>,
+    /// Disk garbage collection runs so far (classes with `disk.gc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc: Option<EngineGc>,
     /// The last container, image, build, volume or network event dockerd reported (RFC 3339);
     /// absent while the operator has seen none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity: Option<String>,
     /// When these figures were read (RFC 3339).
     pub observed_at: String,
+}
+
+/// Disk garbage collection in an engine.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineGc {
+    /// Runs so far.
+    pub runs: i64,
+    /// Bytes they freed.
+    pub freed_bytes: i64,
+    /// When the last one ran (RFC 3339).
+    pub last_run: String,
+    /// What the last one freed, from where.
+    pub last_result: String,
 }
 
 /// Bytes on the engine's volume, by what holds them (`docker system df`).

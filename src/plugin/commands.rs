@@ -154,17 +154,7 @@ fn disk(engine: &Option<crate::crd::EngineStatus>) -> Option<String> {
     })
 }
 
-/// Bytes in binary units, one decimal below 10: `512B`, `3.2Ki`, `15Gi`.
-pub fn bytes(n: i64) -> String {
-    const UNITS: [&str; 6] = ["B", "Ki", "Mi", "Gi", "Ti", "Pi"];
-    let mut v = n.max(0) as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 || v >= 10.0 { format!("{v:.0}{}", UNITS[unit]) } else { format!("{v:.1}{}", UNITS[unit]) }
-}
+pub use crate::controller::gc::bytes;
 
 /// kubectl's short age: 45s, 12m, 5h, 3d.
 pub fn age(now: jiff::Timestamp, then: jiff::Timestamp) -> String {

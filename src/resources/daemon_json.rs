@@ -12,7 +12,7 @@ pub const DEFAULT_POOL_BASE: &str = "198.18.128.0/17";
 pub const DEFAULT_POOL_SIZE: i32 = 24;
 
 /// Renders daemon.json.
-pub fn render(d: &DaemonSpec) -> String {
+pub fn render(d: &DaemonSpec, build_cache_keep: Option<i64>) -> String {
     let pools: Vec<_> = if d.default_address_pools.is_empty() {
         vec![serde_json::json!({"base": DEFAULT_POOL_BASE, "size": DEFAULT_POOL_SIZE})]
     } else {
@@ -32,6 +32,10 @@ pub fn render(d: &DaemonSpec) -> String {
     if let Some(level) = d.log_level {
         json["log-level"] = serde_json::to_value(level).unwrap_or_default();
     }
+    if let Some(keep) = build_cache_keep {
+        // dockerd's builder GC: keep at most this much build cache (bytes, as "<n>B").
+        json["builder"] = serde_json::json!({"gc": {"enabled": true, "defaultKeepStorage": format!("{keep}B")}});
+    }
     json.to_string()
 }
 
@@ -41,7 +45,22 @@ mod tests {
     use crate::crd::{AddressPool, LogLevel};
 
     fn parse(d: &DaemonSpec) -> serde_json::Value {
-        serde_json::from_str(&render(d)).expect("daemon.json is JSON")
+        serde_json::from_str(&render(d, None)).expect("daemon.json is JSON")
+    }
+
+    #[test]
+    fn builder_gc_keeps_the_class_share_of_the_volume() {
+        let d: serde_json::Value =
+            serde_json::from_str(&render(&DaemonSpec::default(), Some(2_147_483_648))).expect("json");
+        assert_eq!(d["builder"]["gc"]["enabled"], true);
+        assert_eq!(d["builder"]["gc"]["defaultKeepStorage"], "2147483648B");
+        assert!(parse(&DaemonSpec::default()).get("builder").is_none(), "no class disk.gc, dockerd's own default");
+        let mut plan = crate::resources::testing::plan(&crate::resources::testing::minimal());
+        plan.storage.size = "20Gi".into();
+        plan.gc = Some(serde_json::from_value(serde_json::json!({"buildCachePercent": 10})).expect("gc"));
+        assert_eq!(plan.build_cache_keep(), Some(2_147_483_648));
+        plan.gc = Some(serde_json::from_value(serde_json::json!({"buildCachePercent": 0})).expect("gc"));
+        assert_eq!(plan.build_cache_keep(), None, "0: dockerd's builder GC as dockerd has it");
     }
 
     #[test]

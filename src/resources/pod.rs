@@ -69,8 +69,10 @@ fn docker_probe(period: i32, timeout: i32, failures: i32) -> Probe {
 }
 
 fn container(plan: &Plan) -> Container {
-    let mut env =
-        vec![env("DOCKER_TLS_CERTDIR", ""), env("DOCKERSANDBOX_DAEMON_JSON", &daemon_json::render(&plan.daemon))];
+    let mut env = vec![
+        env("DOCKER_TLS_CERTDIR", ""),
+        env("DOCKERSANDBOX_DAEMON_JSON", &daemon_json::render(&plan.daemon, plan.build_cache_keep())),
+    ];
     if let Some(mtu) = plan.daemon.mtu {
         env.push(self::env("DOCKERSANDBOX_MTU", &mtu.to_string()));
     }
