@@ -130,6 +130,7 @@ pub struct Metrics {
     rss: Gauge<u64, AtomicU64>,
     peak_rss: Gauge<u64, AtomicU64>,
     leader: Gauge<i64>,
+    engine_requests: Counter,
 }
 
 impl Default for Metrics {
@@ -161,6 +162,12 @@ impl Default for Metrics {
         );
         let engines = EngineGauges::default();
         engines.register(&mut registry);
+        let engine_requests = Counter::default();
+        registry.register(
+            "engine_requests",
+            "HTTP requests this replica sent to engines (health checks, facts, garbage collection)",
+            engine_requests.clone(),
+        );
         Self {
             registry,
             engines,
@@ -172,6 +179,7 @@ impl Default for Metrics {
             rss,
             peak_rss,
             leader,
+            engine_requests,
         }
     }
 }
@@ -201,6 +209,8 @@ impl Metrics {
             let count = sandboxes.iter().filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(phase)).count();
             self.sandboxes.get_or_create(&PhaseLabel { phase: phase.as_str() }).set(count as i64);
         }
+        let sent = crate::controller::probe::REQUESTS.load(std::sync::atomic::Ordering::Relaxed);
+        self.engine_requests.inc_by(sent.saturating_sub(self.engine_requests.get()));
         let (rss, peak) = memory();
         self.rss.set(rss);
         self.peak_rss.set(peak);
@@ -239,6 +249,7 @@ mod tests {
         assert!(text.contains("dockersandbox_reconciles_total{result=\"ok\"} 1"), "{text}");
         assert!(text.contains("dockersandbox_reconcile_errors_total{category=\"kube\"} 1"), "{text}");
         assert!(text.contains("dockersandbox_sandboxes{phase=\"Ready\"} 0"), "{text}");
+        assert!(text.contains("# TYPE dockersandbox_engine_requests counter"), "{text}");
         assert!(!text.contains("dockersandbox_process_resident_memory_bytes 0\n"), "{text}");
     }
 

@@ -46,7 +46,7 @@ expect_error() {
 
 # --- help, ls, completion
 kubectl dsb --help >"$work/help.txt" || fail "kubectl dsb --help failed"
-for c in connect disconnect env bundle ls logs completion; do
+for c in connect disconnect env bundle ls logs df prune completion; do
   grep -qE "^  $c " "$work/help.txt" || fail "kubectl dsb --help does not list $c"
   kubectl dsb "$c" --help >/dev/null || fail "kubectl dsb $c --help failed"
 done

@@ -9,7 +9,9 @@
 #    Event name the containers' writable layers, and the container keeps running; removing it
 #    clears the pressure;
 #  - dockerd's own builder GC is set from the class (builder.gc in the engine's daemon.json);
-#  - marks the wrong way round (lowPercent >= highPercent) are refused at admission.
+#  - marks the wrong way round (lowPercent >= highPercent) are refused at admission;
+#  - `kubectl dsb df` shows the engine's disk against the volume, `kubectl dsb prune --dry-run`
+#    names an unused image below the high mark without removing it, `prune --to 1` removes it.
 source "$(dirname "$0")/../lib.sh"
 
 DEFAULT_ANNOTATION=dockersandbox.dev/is-default-class
@@ -74,6 +76,34 @@ freed=$(dsb_get "$ns" "$name" '{.status.engine.gc.freedBytes}')
 pressure() { dsb_get "$ns" "$name" '{.status.conditions[?(@.type=="DiskPressure")].status}'; }
 no_pressure() { [[ "$(pressure)" == False ]]; }
 wait_for 30 "DiskPressure=False" no_pressure || fail "DiskPressure is '$(pressure)'"
+
+# kubectl dsb df and prune: the tenant's own view and pruning, below the high mark too
+plugin=${KUBECTL_DSB:-}
+for p in "${CARGO_TARGET_DIR:-}/${E2E_PROFILE:-release}/kubectl-dsb" "$REPO_ROOT/target/${E2E_PROFILE:-release}/kubectl-dsb"; do
+  [[ -n "$plugin" || ! -x "$p" ]] || plugin=$p
+done
+if [[ -n "$plugin" ]]; then
+  cdocker "$cns" client run --name filler2 "$E2E_NESTED_IMAGE" sh -c 'head -c 100000000 /dev/urandom > /fill' ||
+    fail "could not write the second filler"
+  cdocker "$cns" client commit filler2 dsb-e2e/fill:2 >/dev/null || fail "could not commit the second filler image"
+  cdocker "$cns" client rm filler2 >/dev/null
+  out=$("$plugin" df -n "$ns" "$name") || fail "kubectl dsb df failed: $out"
+  log "kubectl dsb df:"$'\n'"$out"
+  assert_match "df: images" '^Images +9[0-9.]+Mi +2 images$' "$(grep '^Images' <<<"$out")"
+  assert_match "df: total against the volume" '^Total +[0-9.]+Mi +[0-9]+% of 1.0Gi$' "$(grep '^Total' <<<"$out")"
+  out=$("$plugin" prune -n "$ns" "$name" --to 1 --dry-run) || fail "kubectl dsb prune --dry-run failed: $out"
+  log "kubectl dsb prune --dry-run:"$'\n'"$out"
+  fill2=$(cdocker "$cns" client image inspect -f '{{.Id}}' dsb-e2e/fill:2)
+  assert_match "prune --dry-run names the unused image" "unused image $fill2" "$out"
+  cdocker "$cns" client image inspect dsb-e2e/fill:2 >/dev/null 2>&1 || fail "--dry-run removed the image"
+  out=$("$plugin" prune -n "$ns" "$name" --to 1) || fail "kubectl dsb prune failed: $out"
+  log "kubectl dsb prune: $out"
+  assert_match "prune says what it freed" 'freed 9[0-9.]+Mi: .*unused images \(1\)' "$out"
+  cdocker "$cns" client image inspect dsb-e2e/fill:2 >/dev/null 2>&1 && fail "kubectl dsb prune left dsb-e2e/fill:2"
+  cdocker "$cns" client image inspect "$E2E_NESTED_IMAGE" >/dev/null 2>&1 || fail "prune removed the image of a running container"
+else
+  log "no kubectl-dsb binary built: df and prune not checked here"
+fi
 
 # data a running container holds cannot be pruned: DiskPressure says what holds the space
 cdocker "$cns" client run -d --name hog "$E2E_NESTED_IMAGE" sh -c 'head -c 400000000 /dev/urandom > /hog; sleep 3600' >/dev/null ||

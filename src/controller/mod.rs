@@ -11,7 +11,7 @@ mod facts;
 pub mod gc;
 mod network;
 pub mod pods;
-mod probe;
+pub mod probe;
 mod publish;
 pub mod reconcile;
 pub mod sandboxes;

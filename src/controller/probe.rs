@@ -75,61 +75,28 @@ pub async fn probe(
     facts_since: Option<i64>,
     gc: Option<GcAsk<'_>>,
 ) -> Result<Answer, String> {
-    let config = tls::client_config(ca_pem, client).map_err(|e| e.to_string())?;
-    let name = ServerName::try_from(server_name.to_string()).map_err(|e| format!("bad server name: {e}"))?;
-    let mut forward = None;
-    let connected = async {
-        match route {
-            Route::Direct(ip) => {
-                let addr = ip.parse::<std::net::IpAddr>().map_err(|_| format!("the engine pod has no IP ({ip:?})"))?;
-                let tcp = step("connect", tokio::net::TcpStream::connect((addr, DOCKER_TLS_PORT as u16)))
-                    .await?
-                    .map_err(|e| format!("cannot connect to {ip}:{DOCKER_TLS_PORT}: {e}"))?;
-                talk(tcp, config, name).await
-            }
-            Route::PortForward(pods, pod) => {
-                let mut pf = step("port-forward", pods.portforward(&pod, &[DOCKER_TLS_PORT as u16]))
-                    .await?
-                    .map_err(|e| format!("cannot port-forward to pod {pod}: {}", crate::error::plain(&e)))?;
-                let stream = pf.take_stream(DOCKER_TLS_PORT as u16).ok_or("port-forward gave no stream")?;
-                forward = Some(pf);
-                talk(stream, config, name).await
-            }
-        }
+    let mut engine = open(route, server_name, ca_pem, client).await?;
+    let sender = &mut engine.session.sender;
+    let mut facts = match facts_since {
+        Some(since) => Some(
+            tokio::time::timeout(FACTS_TIMEOUT, read_facts(sender, since))
+                .await
+                .unwrap_or_else(|_| Err(format!("not read within {}s", FACTS_TIMEOUT.as_secs()))),
+        ),
+        None => None,
     };
-    let secs = CHECK_TIMEOUT.as_secs();
-    let answered =
-        tokio::time::timeout(CHECK_TIMEOUT, connected).await.map_err(|_| format!("no answer within {secs}s"));
-    let result = match answered {
-        Ok(Ok((version, mut session))) => {
-            let mut facts = match facts_since {
-                Some(since) => Some(
-                    tokio::time::timeout(FACTS_TIMEOUT, read_facts(&mut session.sender, since))
-                        .await
-                        .unwrap_or_else(|_| Err(format!("not read within {}s", FACTS_TIMEOUT.as_secs()))),
-                ),
-                None => None,
-            };
-            let mut run = None;
-            if let (Some(Ok(f)), Some(ask)) = (facts.as_mut(), gc)
-                && let (Ok(disk), Some(capacity)) = (&f.disk, ask.capacity)
-                && ask.unless_at_most.is_none_or(|held| disk.used() > held)
-                && gc::due(ask.policy, disk, Some(capacity))
-            {
-                let target = gc::target(ask.policy, capacity);
-                let done = collect_garbage(&mut session.sender, ask.policy, *disk, target).await;
-                f.disk = Ok(done.after);
-                run = Some(done);
-            }
-            session.driver.abort();
-            Ok(Answer { version, facts, gc: run })
-        }
-        Ok(Err(e)) | Err(e) => Err(e),
-    };
-    if let Some(pf) = forward {
-        pf.abort();
+    let mut run = None;
+    if let (Some(Ok(f)), Some(ask)) = (facts.as_mut(), gc)
+        && let (Ok(disk), Some(capacity)) = (&f.disk, ask.capacity)
+        && ask.unless_at_most.is_none_or(|held| disk.used() > held)
+        && gc::due(ask.policy, disk, Some(capacity))
+    {
+        let target = gc::target(ask.policy, capacity);
+        let done = collect_garbage(sender, ask.policy, *disk, target).await;
+        f.disk = Ok(done.after);
+        run = Some(done);
     }
-    result
+    Ok(Answer { version: engine.version.clone(), facts, gc: run })
 }
 
 /// `work`, or an error naming `what` when it takes longer than `STEP_TIMEOUT`.
@@ -203,6 +170,21 @@ async fn get(sender: &mut Sender, path: &str, cap: usize, limit: Duration) -> Re
 
 /// `method` on `path` without a body: the answer's body, read within `limit` and capped at `cap`
 /// bytes; an answer that is not a success is an error quoting (a printable start of) its body.
+/// `e` and its causes, `: `-separated (hyper's "operation was canceled" says little alone).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text += &format!(": {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// Requests this process sent to engines (health checks, facts, garbage collection), for
+/// `dockersandbox_engine_requests_total`.
+pub static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn call(
     sender: &mut Sender,
     method: hyper::Method,
@@ -210,6 +192,7 @@ async fn call(
     cap: usize,
     limit: Duration,
 ) -> Result<String, String> {
+    REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let secs = limit.as_secs();
     let timed = |what: String| move |_| format!("{what} took longer than {secs}s");
     let req = hyper::Request::builder()
@@ -218,10 +201,16 @@ async fn call(
         .header("host", "docker")
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let res = tokio::time::timeout(limit, sender.send_request(req))
+    // The connection takes the next request only once it has finished with the last answer
+    // (hyper cancels a request sent before: "connection was not ready"); wait for that first.
+    let send = async {
+        sender.ready().await?;
+        sender.send_request(req).await
+    };
+    let res = tokio::time::timeout(limit, send)
         .await
         .map_err(timed(format!("{method} {path}")))?
-        .map_err(|e| format!("{method} {path}: {e}"))?;
+        .map_err(|e| format!("{method} {path}: {}", chain(&e)))?;
     let status = res.status();
     let body = tokio::time::timeout(limit, Limited::new(res.into_body(), cap).collect())
         .await
@@ -298,6 +287,27 @@ async fn collect_garbage(sender: &mut Sender, policy: &DiskGc, disk: Disk, targe
 /// bytes (at most `MAX_IMAGE_REMOVALS`). An image a container was created from in the meantime is
 /// refused by dockerd (no force is ever used) and skipped.
 async fn remove_unused_images(sender: &mut Sender, needed: i64, removed: &mut usize) -> Result<(), String> {
+    let mut freed = 0i64;
+    for image in unused_candidates(sender).await? {
+        if freed >= needed {
+            break;
+        }
+        match call(sender, hyper::Method::DELETE, &format!("/images/{}", image.id), MAX_INFO, PRUNE_TIMEOUT).await {
+            Ok(_) => {
+                *removed += 1;
+                freed = freed.saturating_add(image.unique_size);
+            }
+            // In use by now (409), or gone (404): not ours to force.
+            Err(e) if e.contains(" 409 ") || e.contains(" 404 ") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The unused images (no container was created from them), longest unused first, at most
+/// `MAX_IMAGE_REMOVALS`.
+async fn unused_candidates(sender: &mut Sender) -> Result<Vec<gc::Image>, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Container {
@@ -354,22 +364,156 @@ async fn remove_unused_images(sender: &mut Sender, needed: i64, removed: &mut us
             .map(|t| t.as_second());
         image.last_used = image.last_used.max(tagged.unwrap_or(0));
     }
+    Ok(gc::unused_images(images, &HashSet::new()))
+}
+
+/// What a run would prune, in order, without removing anything (`kubectl dsb prune --dry-run`):
+/// one line per candidate with its size, and where the run would stop.
+async fn prune_plan(sender: &mut Sender, policy: &DiskGc, disk: Disk, target: i64) -> Result<Vec<String>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Listed {
+        #[serde(default)]
+        size: i64,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Stopped {
+        #[serde(default)]
+        created: i64,
+    }
+    let needed = disk.used() - target;
+    let mut lines = vec![];
     let mut freed = 0i64;
-    for image in gc::unused_images(images, &HashSet::new()) {
-        if freed >= needed {
-            break;
-        }
-        match call(sender, hyper::Method::DELETE, &format!("/images/{}", image.id), MAX_INFO, PRUNE_TIMEOUT).await {
-            Ok(_) => {
-                *removed += 1;
-                freed = freed.saturating_add(image.unique_size);
-            }
-            // In use by now (409), or gone (404): not ours to force.
-            Err(e) if e.contains(" 409 ") || e.contains(" 404 ") => {}
-            Err(e) => return Err(e),
+    let mut add = |line: String, bytes: i64, lines: &mut Vec<String>| {
+        lines.push(line);
+        freed = freed.saturating_add(bytes.max(0));
+        freed >= needed
+    };
+    let filters = |f: serde_json::Value| gc::query_escape(&f.to_string());
+    let build = disk.build_cache - gc::build_cache_keep(&disk, needed);
+    if build > 0 && add(format!("{:<12} {}", gc::bytes(build), gc::BUILD_CACHE), build, &mut lines) {
+        return Ok(lines);
+    }
+    let dangling = format!("/images/json?filters={}", filters(serde_json::json!({"dangling": ["true"]})));
+    let dangling: Vec<Listed> = serde_json::from_str(&get(sender, &dangling, MAX_DF, STEP_TIMEOUT).await?)
+        .map_err(|e| format!("/images/json: {}", printable(&e.to_string(), 120)))?;
+    let bytes: i64 = dangling.iter().map(|i| i.size.max(0)).fold(0, i64::saturating_add);
+    if !dangling.is_empty()
+        && add(format!("{:<12} {} ({})", gc::bytes(bytes), gc::DANGLING_IMAGES, dangling.len()), bytes, &mut lines)
+    {
+        return Ok(lines);
+    }
+    for image in unused_candidates(sender).await? {
+        let when = jiff::Timestamp::from_second(image.last_used).map(|t| t.to_string()).unwrap_or_default();
+        let line = format!("{:<12} unused image {} (last tagged {when})", gc::bytes(image.unique_size), image.id);
+        if add(line, image.unique_size, &mut lines) {
+            return Ok(lines);
         }
     }
-    Ok(())
+    let stopped = format!(
+        "/containers/json?all=1&filters={}",
+        filters(serde_json::json!({"status": ["exited", "created", "dead"]}))
+    );
+    let stopped: Vec<Stopped> = serde_json::from_str(&get(sender, &stopped, MAX_DF, STEP_TIMEOUT).await?)
+        .map_err(|e| format!("/containers/json: {}", printable(&e.to_string(), 120)))?;
+    let age = min_age_secs(&policy.min_age);
+    let now = jiff::Timestamp::now().as_second();
+    let old = stopped.iter().filter(|c| c.created < now - age).count();
+    if old > 0 {
+        lines.push(format!("{:<12} {} older than {} ({old})", "?", gc::STOPPED_CONTAINERS, policy.min_age));
+    }
+    if policy.prune_volumes {
+        lines.push(format!("{:<12} {} (the class allows it)", "?", gc::VOLUMES));
+    }
+    Ok(lines)
+}
+
+/// `minAge` (`30m`, `24h`, `90s`) in seconds; what the class's schema does not allow reads as an hour.
+fn min_age_secs(age: &str) -> i64 {
+    let (n, unit) = age.split_at(age.len().saturating_sub(1));
+    let n: i64 = n.parse().unwrap_or(1);
+    match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => 3600,
+    }
+}
+
+/// An open, verified connection to one engine, for `kubectl dsb df` and `prune`.
+pub struct EngineSession {
+    session: Session,
+    forward: Option<kube::api::Portforwarder>,
+    /// The engine's version.
+    pub version: String,
+}
+
+impl Drop for EngineSession {
+    fn drop(&mut self) {
+        if let Some(pf) = self.forward.take() {
+            pf.abort();
+        }
+    }
+}
+
+impl EngineSession {
+    /// What is inside the engine (the events of its last hour).
+    pub async fn facts(&mut self) -> Result<Facts, String> {
+        let since = jiff::Timestamp::now().as_second() - 3600;
+        tokio::time::timeout(FACTS_TIMEOUT, read_facts(&mut self.session.sender, since))
+            .await
+            .unwrap_or_else(|_| Err(format!("not read within {}s", FACTS_TIMEOUT.as_secs())))
+    }
+
+    /// Prunes as garbage collection does, down to `target` bytes.
+    pub async fn collect_garbage(&mut self, policy: &DiskGc, disk: Disk, target: i64) -> gc::Run {
+        collect_garbage(&mut self.session.sender, policy, disk, target).await
+    }
+
+    /// What pruning down to `target` bytes would remove, in order.
+    pub async fn prune_plan(&mut self, policy: &DiskGc, disk: Disk, target: i64) -> Result<Vec<String>, String> {
+        prune_plan(&mut self.session.sender, policy, disk, target).await
+    }
+}
+
+/// Opens a connection to the engine over mutual TLS and checks that it answers (`/_ping`,
+/// `/version`), within `CHECK_TIMEOUT`.
+pub async fn open(route: Route, server_name: &str, ca_pem: &str, client: &Pem) -> Result<EngineSession, String> {
+    let config = tls::client_config(ca_pem, client).map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| format!("bad server name: {e}"))?;
+    let mut forward = None;
+    let connected = async {
+        match route {
+            Route::Direct(ip) => {
+                let addr = ip.parse::<std::net::IpAddr>().map_err(|_| format!("the engine pod has no IP ({ip:?})"))?;
+                let tcp = step("connect", tokio::net::TcpStream::connect((addr, DOCKER_TLS_PORT as u16)))
+                    .await?
+                    .map_err(|e| format!("cannot connect to {ip}:{DOCKER_TLS_PORT}: {e}"))?;
+                talk(tcp, config, name).await
+            }
+            Route::PortForward(pods, pod) => {
+                let mut pf = step("port-forward", pods.portforward(&pod, &[DOCKER_TLS_PORT as u16]))
+                    .await?
+                    .map_err(|e| format!("cannot port-forward to pod {pod}: {}", crate::error::plain(&e)))?;
+                let stream = pf.take_stream(DOCKER_TLS_PORT as u16).ok_or("port-forward gave no stream")?;
+                forward = Some(pf);
+                talk(stream, config, name).await
+            }
+        }
+    };
+    let secs = CHECK_TIMEOUT.as_secs();
+    let answered =
+        tokio::time::timeout(CHECK_TIMEOUT, connected).await.map_err(|_| format!("no answer within {secs}s"));
+    match answered {
+        Ok(Ok((version, session))) => Ok(EngineSession { session, forward, version }),
+        Ok(Err(e)) | Err(e) => {
+            if let Some(pf) = forward {
+                pf.abort();
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Whether `id` is an image id as dockerd gives them (`sha256:` and 64 hex digits): anything else

@@ -51,8 +51,28 @@ pub enum Command {
     Ls(LsArgs),
     /// Print the logs of the sandbox's dockerd (container `dockerd` of pod NAME-engine).
     Logs(LogsArgs),
+    /// Show what holds the engine's disk: images, containers, volumes and build cache (as dockerd
+    /// accounts for them) against the volume's size.
+    Df(Target),
+    /// Free disk in the engine as the operator's garbage collection does (build cache, dangling
+    /// images, unused images longest unused first, stopped containers older than the class's
+    /// minAge; volumes only when the class allows it), down to the class's low mark.
+    Prune(PruneArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(CompletionArgs),
+}
+
+/// `prune NAME`.
+#[derive(Args, Debug, PartialEq, Eq)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Print what would be pruned, in order, and where it would stop; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Prune down to this percent of the volume instead of the class's disk.gc.lowPercent.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(i64).range(0..=99))]
+    pub to: Option<i64>,
 }
 
 /// A sandbox by name.

@@ -46,6 +46,15 @@ impl Cluster {
         Ok(Self { client, namespace })
     }
 
+    /// An API of cluster-scoped `K`.
+    pub fn api_all<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::all(self.client.clone())
+    }
+
     /// An API of namespaced `K` in the user's namespace.
     pub fn api<K>(&self) -> Api<K>
     where

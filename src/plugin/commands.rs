@@ -1,5 +1,5 @@
-//! The smaller commands: `env`, `bundle`, `ls`, `logs` and `completion`. Their output is built by
-//! pure functions, tested without a cluster.
+//! The smaller commands: `env`, `bundle`, `ls`, `logs`, `df`, `prune` and `completion`. Their
+//! output is built by pure functions, tested without a cluster.
 
 use std::io::Write;
 use std::path::Path;
@@ -9,12 +9,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ListParams, LogParams};
 
-use super::cli::{BundleArgs, Cli, CompletionArgs, EnvArgs, EnvFormat, Global, LogsArgs, LsArgs};
+use super::cli::{BundleArgs, Cli, CompletionArgs, EnvArgs, EnvFormat, Global, LogsArgs, LsArgs, PruneArgs, Target};
 use super::cluster::{Cluster, ready_condition};
 use super::connect::{Local, direct_address};
 use super::error::{Error, Result, api, is_not_found};
 use super::files;
-use crate::crd::DockerSandbox;
+use crate::controller::probe;
+use crate::crd::{DockerSandbox, DockerSandboxClass};
 use crate::resources::Names;
 
 /// `kubectl dsb env NAME`: the exports for the tunnel that runs, else for the ClusterIP when it is
@@ -156,6 +157,96 @@ fn disk(engine: &Option<crate::crd::EngineStatus>) -> Option<String> {
 
 pub use crate::controller::gc::bytes;
 
+/// A verified connection to the sandbox's engine through the API server (port-forward to its pod),
+/// with the tenant's client certificate.
+async fn engine(cluster: &Cluster, dsb: &DockerSandbox) -> Result<probe::EngineSession> {
+    let certs = cluster.client_certs(dsb).await?;
+    let names = Names::of(dsb);
+    let client = crate::tls::Pem { cert: certs.cert.clone(), key: certs.key.clone() };
+    let route = probe::Route::PortForward(Box::new(cluster.api::<Pod>()), names.pod.clone());
+    probe::open(route, &names.server_name(), &certs.ca, &client)
+        .await
+        .map_err(|e| Error::Other(format!("cannot reach the engine of {}/{}: {e}", names.namespace, names.service)))
+}
+
+/// The volume's size, as the operator last read it.
+fn capacity(dsb: &DockerSandbox) -> Option<i64> {
+    dsb.status.as_ref()?.engine.as_ref()?.disk.as_ref()?.capacity_bytes
+}
+
+/// `df NAME`.
+pub async fn df(global: &Global, target: &Target) -> Result<()> {
+    let cluster = Cluster::new(global).await?;
+    let dsb = cluster.ready_sandbox(&target.name).await?;
+    let facts = engine(&cluster, &dsb).await?.facts().await.map_err(Error::Other)?;
+    print!("{}", df_table(&facts, capacity(&dsb)));
+    Ok(())
+}
+
+/// The `df` table.
+pub fn df_table(f: &probe::Facts, capacity: Option<i64>) -> String {
+    let Ok(d) = &f.disk else {
+        return format!("dockerd could not account for its disk: {}\n", f.disk.as_ref().err().map_or("", |e| e));
+    };
+    let total = match capacity {
+        Some(c) if c > 0 => format!("{}% of {}", i128::from(d.used()) * 100 / i128::from(c), bytes(c)),
+        _ => "the volume has no size limit".into(),
+    };
+    let rows = [
+        ("TYPE", "SIZE".to_string(), String::new()),
+        ("Images", bytes(d.images), format!("{} images", f.images)),
+        ("Containers", bytes(d.containers), format!("{} running of {}", f.containers_running, f.containers)),
+        ("Volumes", bytes(d.volumes), String::new()),
+        ("Build cache", bytes(d.build_cache), String::new()),
+        ("Total", bytes(d.used()), total),
+    ];
+    rows.iter().map(|(a, b, c)| format!("{a:<12} {b:<8} {c}").trim_end().to_string() + "\n").collect()
+}
+
+/// `prune NAME`.
+pub async fn prune(global: &Global, args: &PruneArgs) -> Result<()> {
+    use crate::controller::gc;
+    let cluster = Cluster::new(global).await?;
+    let dsb = cluster.ready_sandbox(&args.target.name).await?;
+    let Some(capacity) = capacity(&dsb) else {
+        return Err(Error::Other(
+            "the volume's size is not known yet (status.engine.disk.capacityBytes): try again once the operator has \
+             read the engine"
+                .into(),
+        ));
+    };
+    // The class's marks when this user may read the class, else garbage collection's defaults.
+    let class = dsb.status.as_ref().and_then(|s| s.class_name.clone()).unwrap_or_default();
+    let from_class = match cluster.api_all::<DockerSandboxClass>().get(&class).await {
+        Ok(c) => c.spec.disk.gc,
+        Err(_) => None,
+    };
+    let mut policy = from_class.unwrap_or_else(|| serde_json::from_str("{}").expect("defaults"));
+    if let Some(to) = args.to {
+        policy.low_percent = to;
+    }
+    let target = gc::target(&policy, capacity);
+    let goal = policy.low_percent;
+    let mut engine = engine(&cluster, &dsb).await?;
+    let disk = engine.facts().await.map_err(Error::Other)?.disk.map_err(Error::Other)?;
+    let used = i128::from(disk.used()) * 100 / i128::from(capacity);
+    if disk.used() <= target {
+        println!("Nothing to prune: dockerd uses {used}% of the volume, at or below {goal}%.");
+        return Ok(());
+    }
+    if args.dry_run {
+        let plan = engine.prune_plan(&policy, disk, target).await.map_err(Error::Other)?;
+        println!("dockerd uses {used}% of the volume; pruning down to {goal}% would remove, in this order:");
+        for line in plan {
+            println!("  {}", super::printable(&line));
+        }
+        return Ok(());
+    }
+    let run = engine.collect_garbage(&policy, disk, target).await;
+    println!("{}", super::printable(&run.describe(capacity)));
+    Ok(())
+}
+
 /// kubectl's short age: 45s, 12m, 5h, 3d.
 pub fn age(now: jiff::Timestamp, then: jiff::Timestamp) -> String {
     let secs = now.as_second().saturating_sub(then.as_second()).max(0);
@@ -234,6 +325,30 @@ mod tests {
             [ago(0), ago(119), ago(120), ago(7199), ago(7200), ago(172_799), ago(172_800)],
             ["0s", "119s", "2m", "119m", "2h", "47h", "2d"]
         );
+    }
+
+    #[test]
+    fn df_table_reads_like_docker_system_df_against_the_volume() {
+        let facts = probe::Facts {
+            containers_running: 2,
+            containers: 3,
+            images: 4,
+            disk: Ok(probe::Disk { images: 3 << 30, containers: 5 << 20, volumes: 0, build_cache: 1 << 30 }),
+            last_activity: None,
+            until: 0,
+        };
+        assert_eq!(
+            df_table(&facts, Some(20 << 30)),
+            "TYPE         SIZE\n\
+             Images       3.0Gi    4 images\n\
+             Containers   5.0Mi    2 running of 3\n\
+             Volumes      0B\n\
+             Build cache  1.0Gi\n\
+             Total        4.0Gi    20% of 20Gi\n"
+        );
+        assert!(df_table(&facts, None).ends_with("Total        4.0Gi    the volume has no size limit\n"));
+        let unread = probe::Facts { disk: Err("df took too long".into()), ..facts };
+        assert_eq!(df_table(&unread, None), "dockerd could not account for its disk: df took too long\n");
     }
 
     #[test]

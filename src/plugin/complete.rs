@@ -38,8 +38,19 @@ pub fn want(args: &[String]) -> Want {
         None => (&[][..], ""),
     };
     let root = Cli::command();
-    let flags_with_values =
-        ["-n", "--namespace", "--context", "--kubeconfig", "-p", "--port", "--tunnel", "-o", "--format", "--tail"];
+    let flags_with_values = [
+        "-n",
+        "--namespace",
+        "--context",
+        "--kubeconfig",
+        "-p",
+        "--port",
+        "--tunnel",
+        "-o",
+        "--format",
+        "--tail",
+        "--to",
+    ];
     let mut sub: Option<&str> = None;
     let (mut positionals, mut namespace, mut i) = (0, None, 0);
     while i < before.len() {
@@ -72,7 +83,7 @@ pub fn want(args: &[String]) -> Want {
     match (command.map(|c| c.get_name()), positionals) {
         (None, _) => words(root.get_subcommands().map(|c| c.get_name().to_string()).filter(|n| n != "help").collect()),
         (Some("completion"), 0) => words(["bash", "zsh", "fish", "elvish", "powershell"].map(String::from).to_vec()),
-        (Some("connect" | "disconnect" | "env" | "bundle" | "logs"), 0) => Want::Sandboxes(namespace),
+        (Some("connect" | "disconnect" | "env" | "bundle" | "logs" | "df" | "prune"), 0) => Want::Sandboxes(namespace),
         (Some("bundle"), 1) => Want::Files,
         _ => Want::Words(vec![]),
     }
@@ -127,9 +138,11 @@ mod tests {
     #[test]
     fn subcommands_first() {
         let Want::Words(all) = w(&[""]) else { panic!() };
-        assert_eq!(all, ["connect", "disconnect", "env", "bundle", "ls", "logs", "completion"]);
+        assert_eq!(all, ["connect", "disconnect", "env", "bundle", "ls", "logs", "df", "prune", "completion"]);
         assert_eq!(w(&["co"]), Want::Words(vec!["connect".into(), "completion".into()]));
         assert_eq!(w(&["-n", "team-a", "l"]), Want::Words(vec!["ls".into(), "logs".into()]));
+        assert_eq!(w(&["prune", "--dry-run", ""]), Want::Sandboxes(None));
+        assert_eq!(w(&["-n", "team-a", "df", ""]), Want::Sandboxes(Some("team-a".into())));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! - `files`: the certificate bundle and the docker context on this machine;
 //! - `tunnel`: the local listener, one port-forward stream per client connection;
 //! - `connect`: `connect` / `disconnect` (foreground, or `--background` with a pid file);
-//! - `commands`: `env`, `bundle`, `ls`, `logs`, `completion`;
+//! - `commands`: `env`, `bundle`, `ls`, `logs`, `df`, `prune`, `completion`;
 //! - `complete`: `kubectl dsb <TAB>` through kubectl (as `kubectl_complete-dsb`).
 
 pub mod cli;
@@ -38,6 +38,8 @@ pub async fn run(cli: Cli) -> error::Result<()> {
         Command::Bundle(args) => commands::bundle(g, args).await,
         Command::Ls(args) => commands::ls(g, args).await,
         Command::Logs(args) => commands::logs(g, args).await,
+        Command::Df(target) => commands::df(g, target).await,
+        Command::Prune(args) => commands::prune(g, args).await,
         Command::Completion(args) => {
             commands::completion(args);
             Ok(())
