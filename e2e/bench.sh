@@ -132,6 +132,41 @@ operator_memory() {
 }
 op_mem=$(operator_memory)
 
+# steady state with the N engines Ready: what reading what is inside them costs (the install's
+# --engine-facts-interval): requests to engines per minute (the operator's own counter), status
+# writes per minute (sandboxes whose resourceVersion moved; target 0 when nothing changes inside
+# them), and the operator's CPU (its process on this node, when local).
+op_metrics() {
+  local svc
+  svc=$(kubectl get svc -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR,app.kubernetes.io/component=metrics" \
+    -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null || true)
+  kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/services/http:${svc:-$E2E_RELEASE-metrics}:8080/proxy/metrics" 2>/dev/null |
+    awk '$1 == "dockersandbox_engine_requests_total" {print $2; exit}'
+}
+op_cpu() {
+  local pid tick
+  tick=$(getconf CLK_TCK)
+  pid=$(pgrep -f 'dockersandbox-operator run' | head -1 || true)
+  [[ -n "$pid" && -r /proc/$pid/stat ]] && awk -v t="$tick" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$pid/stat" || echo ""
+}
+versions() { kubectl get "$DSB" -n "$sns" -o json | jq -r '.items[] | "\(.metadata.name) \(.metadata.resourceVersion)"' | sort; }
+interval=$(kubectl get deploy -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR" -o json |
+  jq -r '[.items[0].spec.template.spec.containers[0].args[] | select(startswith("--engine-facts-interval="))][0] // "=180"' |
+  cut -d= -f2)
+window=$((interval * 3 < 60 ? 60 : interval * 3))
+# Settle one interval first: the sandboxes just became Ready, and their first reads are news.
+log "steady state: settling ${interval}s, then measuring ${window}s (facts every ${interval}s)"
+sleep "$interval"
+r0=$(op_metrics) c0=$(op_cpu) v0=$(versions)
+sleep "$window"
+r1=$(op_metrics) c1=$(op_cpu) v1=$(versions)
+changed=$(comm -13 <(echo "$v0") <(echo "$v1") | grep -c . || true)
+steady="requests to engines per minute, $N Ready engines, facts every ${interval}s|"
+steady+=$(awk -v a="${r0:-}" -v b="${r1:-}" -v w="$window" 'BEGIN { if (a == "" || b == "") print "unavailable"; else printf "%.0f", (b - a) * 60 / w }')
+steady+=$'\n'"sandboxes with a status write per minute, nothing changing inside them (target 0)|$(awk -v c="$changed" -v w="$window" 'BEGIN { printf "%.1f", c * 60 / w }')"
+steady+=$'\n'"operator CPU seconds per minute meanwhile|$(awk -v a="${c0:-}" -v b="${c1:-}" -v w="$window" 'BEGIN { if (a == "" || b == "") print "unavailable (not on this node)"; else printf "%.2f", (b - a) * 60 / w }')"
+log "steady state: $(tr '\n' ';' <<<"$steady")"
+
 # template for the bare pods: the operator's own engine pod
 tmpl=$(kubectl get pod -n "$sns" b1-engine -o json)
 image=$(jq -r '.spec.containers[] | select(.name == "dockerd") | .image' <<<"$tmpl")
@@ -201,4 +236,5 @@ printf '%-44s %3s %8s %8s %8s\n' "measure (seconds)" N min median max
 result_row "DockerSandbox apply -> phase Ready" "$dsb_times"
 result_row "bare engine pod apply -> pod Ready ($STORAGE)" "$bare_times"
 while IFS='|' read -r what value; do printf '%-68s %s\n' "operator $what" "$value"; done <<<"$op_mem"
+while IFS='|' read -r what value; do printf '%-68s %s\n' "$what" "$value"; done <<<"$steady"
 echo "(image $image; $N applied together; kubernetes $(kubectl version -o json 2>/dev/null | jq -r .serverVersion.gitVersion))"
