@@ -253,6 +253,31 @@ mod tests {
         assert!(!text.contains("dockersandbox_process_resident_memory_bytes 0\n"), "{text}");
     }
 
+    /// A Ready sandbox's status in class `class` whose engine runs `n` containers of `n + 1`, has
+    /// `n + 2` images and `n` GC runs, and `used` of `capacity` bytes.
+    fn ready(class: &str, n: i64, used: i64, capacity: i64) -> serde_json::Value {
+        serde_json::json!({"phase": "Ready", "className": class, "engine": {
+            "containersRunning": n, "containers": n + 1, "images": n + 2, "observedAt": "2026-12-05T10:00:00Z",
+            "gc": {"runs": n, "freedBytes": 5000, "lastRun": "2026-12-05T09:00:00Z", "lastResult": "freed"},
+            "lastActivity": "2026-12-05T09:59:00Z",
+            "disk": {"imagesBytes": used, "containersBytes": 0, "volumesBytes": 0, "buildCacheBytes": 0,
+                     "usedBytes": used, "capacityBytes": capacity, "usedPercent": used * 100 / capacity}}})
+    }
+
+    /// A store holding `sandboxes`, and its writer.
+    fn store(
+        sandboxes: Vec<DockerSandbox>,
+    ) -> (Store<DockerSandbox>, kube::runtime::reflector::store::Writer<DockerSandbox>) {
+        use kube::runtime::watcher::Event;
+        let (store, mut writer) = kube::runtime::reflector::store::<DockerSandbox>();
+        writer.apply_watcher_event(&Event::Init);
+        for s in sandboxes {
+            writer.apply_watcher_event(&Event::InitApply(s));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        (store, writer)
+    }
+
     fn sandbox(name: &str, status: serde_json::Value) -> DockerSandbox {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "dockersandbox.dev/v1alpha1", "kind": "DockerSandbox",
@@ -266,7 +291,6 @@ mod tests {
     /// `_total` and a histogram's `_bucket`, `_sum`, `_count` series included), and it is JSON.
     #[test]
     fn the_dashboard_uses_only_exported_metrics() {
-        use kube::runtime::watcher::Event;
         let text = include_str!("../charts/dockersandbox-operator/dashboards/dockersandbox-engines.json");
         let dashboard: serde_json::Value = serde_json::from_str(text).expect("the dashboard is JSON");
         fn queries(v: &serde_json::Value, out: &mut Vec<String>) {
@@ -286,19 +310,7 @@ mod tests {
         let mut all = vec![];
         queries(&dashboard, &mut all);
         assert!(all.len() >= 10, "the dashboard has its queries: {all:?}");
-        let ready = sandbox(
-            "web",
-            serde_json::json!({"phase": "Ready", "className": "c", "engine": {
-            "containersRunning": 1, "containers": 1, "images": 1, "observedAt": "2026-12-05T10:00:00Z",
-            "gc": {"runs": 1, "freedBytes": 1, "lastRun": "2026-12-05T09:00:00Z", "lastResult": "freed"},
-            "lastActivity": "2026-12-05T09:59:00Z",
-            "disk": {"imagesBytes": 1, "containersBytes": 0, "volumesBytes": 0, "buildCacheBytes": 0,
-                     "usedBytes": 1, "capacityBytes": 2, "usedPercent": 50}}}),
-        );
-        let (store, mut writer) = kube::runtime::reflector::store::<DockerSandbox>();
-        writer.apply_watcher_event(&Event::Init);
-        writer.apply_watcher_event(&Event::InitApply(ready));
-        writer.apply_watcher_event(&Event::InitDone);
+        let (store, _writer) = store(vec![sandbox("web", ready("c", 1, 1, 2))]);
         let m = Metrics::default();
         m.reconciled(None, Duration::from_millis(1));
         let exported = m.render(std::slice::from_ref(&store));
@@ -323,21 +335,9 @@ mod tests {
     #[test]
     fn each_engine_has_its_series_from_status_and_they_go_with_the_sandbox() {
         use kube::runtime::watcher::Event;
-        let web = sandbox(
-            "web",
-            serde_json::json!({"phase": "Ready", "className": "standard", "engine": {
-            "containersRunning": 2, "containers": 3, "images": 4, "observedAt": "2026-12-05T10:00:00Z",
-            "gc": {"runs": 2, "freedBytes": 5000, "lastRun": "2026-12-05T09:00:00Z", "lastResult": "freed"},
-            "lastActivity": "2026-12-05T09:59:00Z",
-            "disk": {"imagesBytes": 10, "containersBytes": 0, "volumesBytes": 0, "buildCacheBytes": 0,
-                     "usedBytes": 10, "capacityBytes": 100, "usedPercent": 10}}}),
-        );
+        let web = sandbox("web", ready("standard", 2, 10, 100));
         let new = sandbox("new", serde_json::json!({"phase": "Provisioning", "className": "standard"}));
-        let (store, mut writer) = kube::runtime::reflector::store::<DockerSandbox>();
-        writer.apply_watcher_event(&Event::Init);
-        writer.apply_watcher_event(&Event::InitApply(web.clone()));
-        writer.apply_watcher_event(&Event::InitApply(new));
-        writer.apply_watcher_event(&Event::InitDone);
+        let (store, mut writer) = store(vec![web.clone(), new]);
         let m = Metrics::default();
         let text = m.render(std::slice::from_ref(&store));
         let labels = r#"{namespace="team-a",name="web",class="standard"}"#;

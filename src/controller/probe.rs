@@ -700,12 +700,7 @@ mod tests {
     /// on every request. Returns its port, the CA and the client certificate.
     async fn hostile(reply: Option<&'static [u8]>, endless: bool) -> (u16, String, Pem) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let now = tls::now();
-        let ca = tls::new_ca("test-ca", now).expect("ca");
-        let server = tls::issue_server(&ca, "engine", &["web.team-a.svc".into()], 2, now).expect("server");
-        let client = tls::issue_client(&ca, "tenant", 2, now).expect("client");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(&ca.cert, &server).expect("cfg")));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (listener, acceptor, ca, client) = engine_listener().await;
         let port = listener.local_addr().expect("addr").port();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
@@ -724,7 +719,19 @@ mod tests {
                 });
             }
         });
-        (port, ca.cert, client)
+        (port, ca, client)
+    }
+
+    /// A TLS listener on loopback with a certificate for `web.team-a.svc`: the listener, its
+    /// acceptor, the CA (PEM) and a client certificate of that CA.
+    async fn engine_listener() -> (tokio::net::TcpListener, tokio_rustls::TlsAcceptor, String, Pem) {
+        let now = tls::now();
+        let ca = tls::new_ca("test-ca", now).expect("ca");
+        let server = tls::issue_server(&ca, "engine", &["web.team-a.svc".into()], 2, now).expect("server");
+        let client = tls::issue_client(&ca, "tenant", 2, now).expect("client");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(&ca.cert, &server).expect("cfg")));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        (listener, acceptor, ca.cert, client)
     }
 
     async fn check(port: u16, ca: &str, client: &Pem) -> Result<String, String> {
@@ -809,12 +816,7 @@ mod tests {
     /// Serves `engine` over TLS on loopback; returns a session to it.
     async fn scripted(engine: Arc<std::sync::Mutex<Scripted>>) -> Session {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let now = tls::now();
-        let ca = tls::new_ca("test-ca", now).expect("ca");
-        let server = tls::issue_server(&ca, "engine", &["web.team-a.svc".into()], 2, now).expect("server");
-        let client = tls::issue_client(&ca, "tenant", 2, now).expect("client");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(&ca.cert, &server).expect("cfg")));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (listener, acceptor, ca, client) = engine_listener().await;
         let port = listener.local_addr().expect("addr").port();
         tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.expect("accept");
@@ -839,7 +841,7 @@ mod tests {
             }
         });
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-        let config = tls::client_config(&ca.cert, &client).expect("config");
+        let config = tls::client_config(&ca, &client).expect("config");
         let name = ServerName::try_from("web.team-a.svc".to_string()).expect("name");
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("tls");
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.expect("http");
