@@ -227,7 +227,8 @@ async fn call(
 
 /// Each prune request must finish within this (dockerd deletes files).
 const PRUNE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A garbage collection run starts no new step after this long.
+/// A garbage collection run starts no new step, and no new request of its image step, after this
+/// long (so a run takes at most this plus one request's timeout and one disk measurement).
 const GC_TIME: Duration = Duration::from_secs(90);
 /// Unused images removed in one run at most (each is one request; the next run goes on).
 const MAX_IMAGE_REMOVALS: usize = 32;
@@ -261,7 +262,7 @@ async fn collect_garbage(sender: &mut Sender, policy: &DiskGc, disk: Disk, targe
             _ => (hyper::Method::DELETE, String::new()),
         };
         let done = if step == gc::UNUSED_IMAGES {
-            remove_unused_images(sender, before - target, &mut run.images_removed).await
+            remove_unused_images(sender, before - target, &mut run.images_removed, started + GC_TIME).await
         } else {
             call(sender, request.0, &request.1, MAX_INFO, PRUNE_TIMEOUT).await.map(|_| ())
         };
@@ -284,12 +285,17 @@ async fn collect_garbage(sender: &mut Sender, policy: &DiskGc, disk: Disk, targe
 }
 
 /// Removes unused images, the longest unused first, until their own sizes add up to `needed`
-/// bytes (at most `MAX_IMAGE_REMOVALS`). An image a container was created from in the meantime is
-/// refused by dockerd (no force is ever used) and skipped.
-async fn remove_unused_images(sender: &mut Sender, needed: i64, removed: &mut usize) -> Result<(), String> {
+/// bytes (at most `MAX_IMAGE_REMOVALS`, none started after `deadline`). An image a container was
+/// created from in the meantime is refused by dockerd (no force is ever used) and skipped.
+async fn remove_unused_images(
+    sender: &mut Sender,
+    needed: i64,
+    removed: &mut usize,
+    deadline: tokio::time::Instant,
+) -> Result<(), String> {
     let mut freed = 0i64;
-    for image in unused_candidates(sender).await? {
-        if freed >= needed {
+    for image in unused_candidates(sender, deadline).await? {
+        if freed >= needed || tokio::time::Instant::now() >= deadline {
             break;
         }
         match call(sender, hyper::Method::DELETE, &format!("/images/{}", image.id), MAX_INFO, PRUNE_TIMEOUT).await {
@@ -306,8 +312,9 @@ async fn remove_unused_images(sender: &mut Sender, needed: i64, removed: &mut us
 }
 
 /// The unused images (no container was created from them), longest unused first, at most
-/// `MAX_IMAGE_REMOVALS`.
-async fn unused_candidates(sender: &mut Sender) -> Result<Vec<gc::Image>, String> {
+/// `MAX_IMAGE_REMOVALS` (when each was last tagged is read until `deadline`: a slow engine cannot
+/// hold a run past it).
+async fn unused_candidates(sender: &mut Sender, deadline: tokio::time::Instant) -> Result<Vec<gc::Image>, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Container {
@@ -357,6 +364,9 @@ async fn unused_candidates(sender: &mut Sender) -> Result<Vec<gc::Image>, String
     // The time each was last tagged (pulled, loaded, built) is a better "last used" than when it
     // was built: read it for the candidates, then order again.
     for image in &mut images {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
         let inspected = get(sender, &format!("/images/{}/json", image.id), MAX_INFO, STEP_TIMEOUT).await?;
         let tagged = serde_json::from_str::<Inspected>(&inspected)
             .ok()
@@ -404,7 +414,7 @@ async fn prune_plan(sender: &mut Sender, policy: &DiskGc, disk: Disk, target: i6
     {
         return Ok(lines);
     }
-    for image in unused_candidates(sender).await? {
+    for image in unused_candidates(sender, tokio::time::Instant::now() + GC_TIME).await? {
         let when = jiff::Timestamp::from_second(image.last_used).map(|t| t.to_string()).unwrap_or_default();
         let line = format!("{:<12} unused image {} (last tagged {when})", gc::bytes(image.unique_size), image.id);
         if add(line, image.unique_size, &mut lines) {
@@ -849,6 +859,7 @@ mod tests {
     }
 
     const MIB: i64 = 1 << 20;
+    const GIB: i64 = 1 << 30;
 
     fn id(n: u8) -> String {
         format!("sha256:{}", format!("{n:x}").repeat(64).chars().take(64).collect::<String>())
@@ -916,6 +927,26 @@ mod tests {
             "volumes are tenants' data"
         );
         assert_eq!(engine.lock().expect("e").images.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_image_is_removed_past_the_deadline() {
+        let engine = Arc::new(std::sync::Mutex::new(Scripted {
+            images: vec![(id(3), 150 * MIB, false, false, ""), (id(4), 200 * MIB, false, false, "")],
+            ..Scripted::default()
+        }));
+        let mut session = scripted(engine.clone()).await;
+        let mut removed = 0;
+        let past = tokio::time::Instant::now();
+        remove_unused_images(&mut session.sender, GIB, &mut removed, past).await.expect("ran");
+        assert_eq!(removed, 0);
+        let e = engine.lock().expect("e");
+        assert_eq!(e.images.len(), 2);
+        assert!(
+            !e.calls.iter().any(|c| c.starts_with("DELETE") || c.ends_with("/json") && c.contains("sha256")),
+            "{:?}",
+            e.calls
+        );
     }
 
     #[test]
