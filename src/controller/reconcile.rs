@@ -205,7 +205,7 @@ async fn revocation(t: &Target<'_>, mut certificates: CertificateStatus, engine:
 pub fn requeue_after(ctx: &Context, dsb: &DockerSandbox, phase: Phase, wait: Wait) -> Action {
     if phase == Phase::Ready && wait == Wait::ForEvents {
         ctx.done_waiting(dsb);
-        return Action::requeue(ctx.facts_interval());
+        return Action::requeue(ready_recheck(ctx.facts_interval(), dsb.metadata.uid.as_deref().unwrap_or_default()));
     }
     Action::requeue(match wait {
         // Only unanswered checks count here: waits for the pod or the volume said nothing about
@@ -218,6 +218,17 @@ pub fn requeue_after(ctx: &Context, dsb: &DockerSandbox, phase: Phase, wait: Wai
     })
 }
 
+/// When a Ready sandbox is looked at again: the facts interval plus up to a tenth of it, the same
+/// share for the same sandbox (from its uid). Sandboxes that became Ready together (an operator
+/// restart reconciles them all at once) drift apart instead of asking their engines together.
+pub fn ready_recheck(interval: Duration, uid: &str) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut h);
+    let share = (h.finish() % 1000) as f64 / 10_000.0;
+    interval + interval.mul_f64(share)
+}
+
 /// Fallback re-check after the `n`th reconcile in a row that found the sandbox waiting: 5 s,
 /// doubling, at most 5 min.
 pub fn recheck_after(n: u32) -> Duration {
@@ -227,4 +238,20 @@ pub fn recheck_after(n: u32) -> Duration {
 /// Next TLS probe after the `n`th unanswered one while the pod is ready: 1 s, doubling, at most 30 s.
 pub fn probe_after(n: u32) -> Duration {
     Duration::from_secs((1u64 << n.saturating_sub(1).min(5)).min(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_sandboxes_are_looked_at_again_within_a_tenth_past_the_interval_spread_by_uid() {
+        let interval = Duration::from_secs(180);
+        let delays: Vec<Duration> = (0..200).map(|i| ready_recheck(interval, &format!("uid-{i}"))).collect();
+        assert!(delays.iter().all(|d| *d >= interval && *d < interval + interval / 10), "{delays:?}");
+        assert_eq!(ready_recheck(interval, "uid-7"), ready_recheck(interval, "uid-7"), "the same share each time");
+        let (min, max) = (delays.iter().min().copied(), delays.iter().max().copied());
+        let spread = max.zip(min).map(|(a, b)| a - b).unwrap_or_default();
+        assert!(spread > interval / 20, "sandboxes drift apart: {spread:?}");
+    }
 }
