@@ -130,7 +130,6 @@ pub struct Metrics {
     rss: Gauge<u64, AtomicU64>,
     peak_rss: Gauge<u64, AtomicU64>,
     leader: Gauge<i64>,
-    engine_requests: Counter,
 }
 
 impl Default for Metrics {
@@ -162,11 +161,10 @@ impl Default for Metrics {
         );
         let engines = EngineGauges::default();
         engines.register(&mut registry);
-        let engine_requests = Counter::default();
         registry.register(
             "engine_requests",
             "HTTP requests this replica sent to engines (health checks, facts, garbage collection)",
-            engine_requests.clone(),
+            crate::controller::probe::REQUESTS.clone(),
         );
         Self {
             registry,
@@ -179,7 +177,6 @@ impl Default for Metrics {
             rss,
             peak_rss,
             leader,
-            engine_requests,
         }
     }
 }
@@ -209,8 +206,6 @@ impl Metrics {
             let count = sandboxes.iter().filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(phase)).count();
             self.sandboxes.get_or_create(&PhaseLabel { phase: phase.as_str() }).set(count as i64);
         }
-        let sent = crate::controller::probe::REQUESTS.load(std::sync::atomic::Ordering::Relaxed);
-        self.engine_requests.inc_by(sent.saturating_sub(self.engine_requests.get()));
         let (rss, peak) = memory();
         self.rss.set(rss);
         self.peak_rss.set(peak);

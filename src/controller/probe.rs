@@ -76,15 +76,11 @@ pub async fn probe(
     gc: Option<GcAsk<'_>>,
 ) -> Result<Answer, String> {
     let mut engine = open(route, server_name, ca_pem, client).await?;
-    let sender = &mut engine.session.sender;
     let mut facts = match facts_since {
-        Some(since) => Some(
-            tokio::time::timeout(FACTS_TIMEOUT, read_facts(sender, since))
-                .await
-                .unwrap_or_else(|_| Err(format!("not read within {}s", FACTS_TIMEOUT.as_secs()))),
-        ),
+        Some(since) => Some(engine.facts_since(since).await),
         None => None,
     };
+    let sender = &mut engine.session.sender;
     let mut run = None;
     if let (Some(Ok(f)), Some(ask)) = (facts.as_mut(), gc)
         && let (Ok(disk), Some(capacity)) = (&f.disk, ask.capacity)
@@ -181,9 +177,10 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Requests this process sent to engines (health checks, facts, garbage collection), for
-/// `dockersandbox_engine_requests_total`.
-pub static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Requests this process sent to engines (health checks, facts, garbage collection): the metric
+/// `dockersandbox_engine_requests_total` itself.
+pub static REQUESTS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
 
 async fn call(
     sender: &mut Sender,
@@ -192,7 +189,7 @@ async fn call(
     cap: usize,
     limit: Duration,
 ) -> Result<String, String> {
-    REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    REQUESTS.inc();
     let secs = limit.as_secs();
     let timed = |what: String| move |_| format!("{what} took longer than {secs}s");
     let req = hyper::Request::builder()
@@ -439,16 +436,10 @@ async fn prune_plan(sender: &mut Sender, policy: &DiskGc, disk: Disk, target: i6
     Ok(lines)
 }
 
-/// `minAge` (`30m`, `24h`, `90s`) in seconds; what the class's schema does not allow reads as an hour.
+/// `minAge` (`30m`, `24h`, `90s`: what the class's schema allows) in seconds; anything else reads
+/// as an hour.
 fn min_age_secs(age: &str) -> i64 {
-    let (n, unit) = age.split_at(age.len().saturating_sub(1));
-    let n: i64 = n.parse().unwrap_or(1);
-    match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => 3600,
-    }
+    age.parse::<jiff::SignedDuration>().map_or(3600, |d| d.as_secs())
 }
 
 /// An open, verified connection to one engine, for `kubectl dsb df` and `prune`.
@@ -470,7 +461,11 @@ impl Drop for EngineSession {
 impl EngineSession {
     /// What is inside the engine (the events of its last hour).
     pub async fn facts(&mut self) -> Result<Facts, String> {
-        let since = jiff::Timestamp::now().as_second() - 3600;
+        self.facts_since(jiff::Timestamp::now().as_second() - 3600).await
+    }
+
+    /// What is inside the engine, its events since `since` (unix seconds), within `FACTS_TIMEOUT`.
+    async fn facts_since(&mut self, since: i64) -> Result<Facts, String> {
         tokio::time::timeout(FACTS_TIMEOUT, read_facts(&mut self.session.sender, since))
             .await
             .unwrap_or_else(|_| Err(format!("not read within {}s", FACTS_TIMEOUT.as_secs())))
@@ -947,6 +942,12 @@ mod tests {
             "{:?}",
             e.calls
         );
+    }
+
+    #[test]
+    fn min_age_reads_the_schemas_units() {
+        assert_eq!([min_age_secs("90s"), min_age_secs("30m"), min_age_secs("24h")], [90, 1800, 86_400]);
+        assert_eq!(min_age_secs("soon"), 3600);
     }
 
     #[test]
