@@ -25,6 +25,11 @@ struct CategoryLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabel {
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabel {
     phase: &'static str,
 }
@@ -127,6 +132,8 @@ pub struct Metrics {
     errors: Family<CategoryLabel, Counter>,
     duration: Histogram,
     sandboxes: Family<PhaseLabel, Gauge>,
+    suspensions: Family<CauseLabel, Counter>,
+    expiry_deletions: Counter,
     rss: Gauge<u64, AtomicU64>,
     peak_rss: Gauge<u64, AtomicU64>,
     leader: Gauge<i64>,
@@ -153,6 +160,18 @@ impl Default for Metrics {
         registry.register("reconcile_errors", "Failed reconciles by error category", errors.clone());
         registry.register("reconcile_duration_seconds", "Time one reconcile took", duration.clone());
         registry.register("sandboxes", "DockerSandboxes by phase", sandboxes.clone());
+        let suspensions = Family::<CauseLabel, Counter>::default();
+        registry.register(
+            "suspensions",
+            "Engines this replica stopped, by cause: Spec (spec.suspend), Idle, Expiry",
+            suspensions.clone(),
+        );
+        let expiry_deletions = Counter::default();
+        registry.register(
+            "expiry_deletions",
+            "Sandboxes this replica deleted because they expired with onExpiry: Delete",
+            expiry_deletions.clone(),
+        );
         registry.register("process_resident_memory_bytes", "Resident memory of the operator", rss.clone());
         registry.register(
             "process_peak_resident_memory_bytes",
@@ -174,6 +193,8 @@ impl Default for Metrics {
             errors,
             duration,
             sandboxes,
+            suspensions,
+            expiry_deletions,
             rss,
             peak_rss,
             leader,
@@ -185,6 +206,16 @@ impl Metrics {
     /// Records whether this replica leads.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// Records an engine stopped for `cause`.
+    pub fn suspended(&self, cause: crate::crd::SuspendCause) {
+        self.suspensions.get_or_create(&CauseLabel { cause: cause.as_str() }).inc();
+    }
+
+    /// Records a sandbox deleted at expiry.
+    pub fn expiry_deleted(&self) {
+        self.expiry_deletions.inc();
     }
 
     /// Records one reconcile.

@@ -9,6 +9,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 
 pub mod class;
 pub mod image;
+pub mod lifecycle;
 pub mod sysbox;
 
 pub use class::ClassFacts;
@@ -146,9 +147,18 @@ pub struct Plan {
     pub network: NetworkPlan,
     /// Disk garbage collection, when the class has it.
     pub gc: Option<crate::crd::DiskGc>,
+    /// Suspension, idleness and expiry.
+    pub lifecycle: lifecycle::Lifecycle,
 }
 
 impl Plan {
+    /// Seconds dockerd gets to stop its containers: within the pod's grace period, leaving it 30 s
+    /// (or half of it) to exit.
+    pub fn shutdown_timeout(&self) -> i64 {
+        let grace = self.lifecycle.stop_grace_seconds;
+        (grace - 30).max(grace / 2)
+    }
+
     /// The build cache dockerd's own builder GC keeps, in bytes: the class's `disk.gc`
     /// `buildCachePercent` of the volume (none without it, or at 0).
     pub fn build_cache_keep(&self) -> Option<i64> {
@@ -233,6 +243,8 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
     let service = class.service(spec)?;
     let daemon = class.daemon(&spec.daemon)?;
     let network = NetworkPlan { operator_namespace: config.operator_namespace.clone(), ..class.network(spec)? };
+    let created = dsb.metadata.creation_timestamp.as_ref().map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0);
+    let lifecycle = lifecycle::resolve(spec, created, class)?;
     let mode = resolve_isolation(sticky(spec.isolation, dsb), facts, config)?;
     Ok(Plan {
         mode,
@@ -248,6 +260,7 @@ pub fn resolve(dsb: &DockerSandbox, facts: &Facts, config: &Config) -> Result<Pl
         credentials_generation: spec.credentials.generation,
         class: (class.name.clone(), class.generation),
         gc: class.spec.disk.gc.clone(),
+        lifecycle,
     })
 }
 
@@ -263,10 +276,17 @@ pub fn sticky(wanted: Isolation, dsb: &DockerSandbox) -> Isolation {
     }
 }
 
-/// Refusals by policy (the operator's or the namespace's): an engine already running against them
-/// is stopped; its volume stays.
+/// Refusals by policy (the operator's, the namespace's, or a lifetime beyond the class's maximum,
+/// which would otherwise outlive it): an engine already running against them is stopped; its volume
+/// stays.
 pub fn is_policy_refusal(r: &Refusal) -> bool {
-    [reason::PRIVILEGED_FORBIDDEN, reason::PRIVILEGED_NOT_OPTED_IN, reason::POD_SECURITY_REJECTED].contains(&r.reason)
+    [
+        reason::PRIVILEGED_FORBIDDEN,
+        reason::PRIVILEGED_NOT_OPTED_IN,
+        reason::POD_SECURITY_REJECTED,
+        reason::LIFECYCLE_NOT_ALLOWED,
+    ]
+    .contains(&r.reason)
 }
 
 /// Refusals that say the sandbox's class no longer lets it run as it does (its isolation was

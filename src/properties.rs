@@ -33,6 +33,7 @@ fn storage() -> impl Strategy<Value = StorageSpec> {
             kind,
             size,
             reclaim_policy,
+            discard_on_suspend: false,
         })
 }
 
@@ -152,7 +153,7 @@ proptest! {
         }
         let np = crate::resources::network_policy::build(&dsb, &plan);
         prop_assert!(meta_is_valid(&np.metadata).is_ok(), "{:?}", meta_is_valid(&np.metadata));
-        let json: serde_json::Value = serde_json::from_str(&daemon_json::render(&plan.daemon, plan.build_cache_keep())).expect("daemon.json is JSON");
+        let json: serde_json::Value = serde_json::from_str(&daemon_json::render(&plan.daemon, plan.build_cache_keep(), plan.shutdown_timeout())).expect("daemon.json is JSON");
         prop_assert!(json["bip"].is_string());
         // and the status computed from any outcome never panics
         let seen = crate::controller::status::Observed {
@@ -165,6 +166,9 @@ proptest! {
             resources: plan.resources.clone(),
             facts: None,
             disk_pressure: None,
+            idle_since: None,
+            expires_at: None,
+            expiring: None,
         };
         let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH);
         let status = crate::controller::status::compute(&dsb, &crate::controller::status::Outcome::Placed(Box::new(seen)), &now);

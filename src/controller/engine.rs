@@ -13,9 +13,10 @@ use super::pods::{self, PodState};
 use super::probe::{self, Route};
 use super::status::{self, Engine};
 use crate::crd::conditions::{Cond, reason};
-use crate::crd::{EngineGc, EngineStatus, Phase};
+use crate::crd::{EngineGc, EngineStatus, Phase, SuspendCause};
 use crate::error::Result;
 use crate::plan::Plan;
+use crate::plan::lifecycle::{self, Run};
 use crate::resources::pod;
 
 /// What a sandbox that is not Ready waits for.
@@ -40,8 +41,11 @@ pub struct Checked {
 }
 
 /// Ensures the engine pod and reports whether dockerd answers (and, every
-/// `--engine-facts-interval`, what is inside it).
-pub async fn ensure(t: &Target<'_>, plan: &Plan, tls: &Material) -> Result<Checked> {
+/// `--engine-facts-interval`, what is inside it); or, when the engine is to be suspended, stops it.
+pub async fn ensure(t: &Target<'_>, plan: &Plan, tls: &Material, run: Run) -> Result<Checked> {
+    if let Run::Suspend(cause) = run {
+        return suspend(t, plan, cause).await;
+    }
     let desired = pod::build(t.dsb, plan, &tls.server.cert);
     let (engine, wait) = match pods::ensure(t, &desired).await? {
         PodState::Ready { ip } => return Ok(check(t, plan, ip, tls).await),
@@ -50,6 +54,14 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, tls: &Material) -> Result<Check
         PodState::Broken { reason, message } => (Engine::Broken { reason, message }, Wait::ForEvents),
     };
     Ok(Checked { engine, wait, facts: None, disk_pressure: last_pressure(t, plan) })
+}
+
+/// Stops the engine for `cause`: the pod goes (gracefully), everything else stays.
+pub async fn suspend(t: &Target<'_>, plan: &Plan, cause: SuspendCause) -> Result<Checked> {
+    let stopping = pods::suspend(t).await?;
+    let why = lifecycle::because(&plan.lifecycle, cause, &t.names.service);
+    let engine = Engine::Suspended { cause, stopping, why };
+    Ok(Checked { engine, wait: Wait::ForEvents, facts: None, disk_pressure: last_pressure(t, plan) })
 }
 
 /// After a run that left the disk above the high mark (DiskPressure True), the use then, plus 1%

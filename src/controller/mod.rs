@@ -9,6 +9,7 @@ mod engine;
 pub mod expect;
 mod facts;
 pub mod gc;
+mod lifecycle;
 mod network;
 pub mod pods;
 pub mod probe;

@@ -194,6 +194,17 @@ pub async fn stop(t: &Target<'_>, why: &str) -> Result<()> {
     Ok(())
 }
 
+/// Stops the engine pod for a suspension: dockerd gets the pod's grace period to stop its
+/// containers; the volume and everything else stay. Whether the pod is still there (stopping).
+pub async fn suspend(t: &Target<'_>) -> Result<bool> {
+    let child = Child::<Pod>::of(t, &t.names.pod);
+    let Some(pod) = child.observed()? else { return Ok(false) };
+    if pod.metadata.deletion_timestamp.is_none() {
+        child.delete(&pod).await?;
+    }
+    Ok(true)
+}
+
 /// Creates the engine pod: its state (`Ok`), or the sandbox's own pod that was there (`Err`). One
 /// the API server refuses is `Broken`, with its message.
 async fn create(child: &Child<'_, '_, Pod>, desired: &Pod) -> Result<Result<PodState, Pod>> {

@@ -39,14 +39,24 @@ pub async fn publish_status(t: &Target<'_>, outcome: &Outcome) -> Result<Phase> 
     if old_phase != Some(phase) {
         info!(from = ?old_phase, to = ?phase, "phase changed");
         announce(t, old_phase, &new).await;
-    } else if matches!(phase, Phase::Pending | Phase::Failed)
+    } else if matches!(phase, Phase::Pending | Phase::Failed | Phase::Suspended)
         && ready_reason(dsb.status.as_ref()) != ready_reason(Some(&new))
     {
         // Still stuck, but for another reason: that is news too.
         info!(phase = ?phase, reason = ?ready_reason(Some(&new)), "reason changed");
         announce(t, old_phase, &new).await;
     }
+    if expiring_reason(Some(&new)) == Some(reason::EXPIRES_SOON)
+        && expiring_reason(dsb.status.as_ref()) != Some(reason::EXPIRES_SOON)
+    {
+        let note = new.conditions.iter().find(|c| c.type_ == conditions::EXPIRING).map(|c| c.message.clone());
+        t.warning(reason::EXPIRES_SOON, note.unwrap_or_default()).await;
+    }
     Ok(phase)
+}
+
+fn expiring_reason(status: Option<&DockerSandboxStatus>) -> Option<&str> {
+    status?.conditions.iter().find(|c| c.type_ == conditions::EXPIRING).map(|c| c.reason.as_str())
 }
 
 fn ready_reason(status: Option<&DockerSandboxStatus>) -> Option<&str> {
@@ -64,6 +74,25 @@ async fn announce(t: &Target<'_>, old_phase: Option<Phase>, new: &DockerSandboxS
             t.normal(reason::ENGINE_READY, format!("dockerd answers at {endpoint}")).await
         }
         Phase::Failed | Phase::Pending => t.warning(&why, message).await,
+        Phase::Suspended => {
+            let cause = new.suspension.as_ref().map(|s| s.cause).unwrap_or_default();
+            let was = t.dsb.status.as_ref().and_then(|s| s.suspension.as_ref()).map(|s| s.cause);
+            if was != Some(cause) {
+                t.ctx.metrics.suspended(cause);
+            }
+            t.normal(&why, message).await
+        }
+        Phase::Provisioning if old_phase == Some(Phase::Suspended) => {
+            let was = t.dsb.status.as_ref().and_then(|s| s.suspension.as_ref()).map(|s| s.cause);
+            let note = match was {
+                Some(crate::crd::SuspendCause::Idle) => "a client asked to wake the engine: starting it again",
+                Some(crate::crd::SuspendCause::Expiry) => {
+                    "the sandbox no longer expires now: starting its engine again"
+                }
+                _ => "spec.suspend is false: starting the engine again",
+            };
+            t.normal(reason::ENGINE_RESUMING, format!("{note}; its volume keeps images, volumes and containers")).await
+        }
         Phase::Provisioning if old_phase == Some(Phase::Ready) => {
             t.warning(reason::ENGINE_NOT_ANSWERING, message).await
         }

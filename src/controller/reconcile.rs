@@ -18,9 +18,10 @@ use super::publish::publish_status;
 use super::status::{Engine, Observed, Outcome};
 use super::{certs, engine, facts, network, pods, service, storage};
 use crate::crd::conditions::reason;
-use crate::crd::{CertificateStatus, DockerSandbox, Phase};
+use crate::crd::{CertificateStatus, DockerSandbox, Phase, SuspendCause};
 use crate::error::{Error, Result};
 use crate::plan;
+use crate::plan::lifecycle::{self, Run};
 
 /// Reconciles one sandbox and records the outcome in metrics (and an event on failure).
 #[instrument(skip_all, fields(sandbox = %dsb.name_any(), namespace = dsb.namespace().unwrap_or_default()))]
@@ -68,10 +69,21 @@ async fn run(cached: &DockerSandbox, ctx: &Context) -> Result<Action> {
         Planned::Refused(refusal) => return refused(&t, refusal).await,
     };
     let mode = plan.mode.clone();
-    match place(&t, *plan).await {
+    let now = jiff::Timestamp::now();
+    let wake = dsb.annotations().get(crate::crd::WAKE_ANNOTATION).map(String::as_str);
+    let suspension = dsb.status.as_ref().and_then(|s| s.suspension.as_ref());
+    let run = lifecycle::decide(&plan.lifecycle, now, suspension, wake);
+    if run == Run::Delete {
+        super::lifecycle::expire(&t, &plan).await?;
+        return Ok(Action::await_change());
+    }
+    let life = plan.lifecycle.clone();
+    match place(&t, *plan, run).await {
         Ok((seen, wait)) => {
+            let idle_since = seen.idle_since.as_deref().and_then(|s| s.parse().ok());
             let phase = publish_status(&t, &Outcome::Placed(Box::new(seen))).await?;
-            Ok(requeue_after(ctx, dsb, phase, wait))
+            let due = lifecycle::next_due(&life, idle_since, jiff::Timestamp::now());
+            Ok(requeue_after(ctx, dsb, phase, wait, due))
         }
         Err(e @ Error::Foreign { .. }) => {
             // Someone else's object is in the way: nothing of it is changed; say so (on the step it
@@ -157,7 +169,7 @@ async fn refused(t: &Target<'_>, mut refusal: plan::Refusal) -> Result<Action> {
 /// place before the engine can serve. When several steps fail, the error told is that of the
 /// first in this order (Service, CA, certificates, volume, NetworkPolicy), as when they ran one
 /// after the other; every step runs to its end (none is cancelled half-written).
-async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<(Observed, Wait)> {
+async fn place(t: &Target<'_>, plan: plan::Plan, run: Run) -> Result<(Observed, Wait)> {
     let tls = async {
         let (svc, ca) = futures::join!(service::ensure(t, &plan), certs::authority(t, &plan));
         let (svc, ca) = (svc?, ca?);
@@ -165,11 +177,34 @@ async fn place(t: &Target<'_>, plan: plan::Plan) -> Result<(Observed, Wait)> {
     };
     let (tls, storage, network) = futures::join!(tls, storage::ensure(t, &plan), network::ensure(t, &plan));
     let (tls, storage, network) = (tls?, storage?, network?);
-    let engine::Checked { engine, wait, facts, disk_pressure } = engine::ensure(t, &plan, &tls).await?;
+    let engine::Checked { mut engine, wait, facts, disk_pressure } = engine::ensure(t, &plan, &tls, run).await?;
+    let now = jiff::Timestamp::now();
+    let mut idle = match engine {
+        Engine::Answering(_) => super::lifecycle::idle_since(t, facts.as_ref(), now),
+        _ => None,
+    };
+    // Idleness is decided on what was read this time only, never on figures from before.
+    if facts.is_some() && lifecycle::idle_due(&plan.lifecycle, idle, now) {
+        engine = engine::suspend(t, &plan, SuspendCause::Idle).await?.engine;
+        idle = None;
+    }
     let certificates = revocation(t, tls.status, &engine).await;
-    let resources = plan.resources;
-    let (mode, class) = (plan.mode, plan.class);
-    Ok((Observed { mode, class, certificates, storage, engine, network, resources, facts, disk_pressure }, wait))
+    let life = &plan.lifecycle;
+    let observed = Observed {
+        idle_since: idle.map(|t| t.to_string()),
+        expires_at: life.expires_at.map(|t| t.to_string()),
+        expiring: lifecycle::expiring(life, now),
+        mode: plan.mode,
+        class: plan.class,
+        certificates,
+        storage,
+        engine,
+        network,
+        resources: plan.resources,
+        facts,
+        disk_pressure,
+    };
+    Ok((observed, wait))
 }
 
 /// `status.certificates.generation` moves to a raised `spec.credentials.generation` only once the
@@ -202,12 +237,19 @@ async fn revocation(t: &Target<'_>, mut certificates: CertificateStatus, engine:
 /// that backs off to 5 minutes. A pod that is ready while dockerd does not answer TLS yet: its own
 /// short, bounded backoff, since no watch event says when dockerd starts answering; so does a Ready
 /// engine whose check found no free slot (its last known state stands until it is checked).
-pub fn requeue_after(ctx: &Context, dsb: &DockerSandbox, phase: Phase, wait: Wait) -> Action {
+/// A suspended engine waits for a change (its watch events), or for what is `due` next (its
+/// expiry), else an hour as a fallback; a sandbox that expires is looked at again when it is due.
+pub fn requeue_after(ctx: &Context, dsb: &DockerSandbox, phase: Phase, wait: Wait, due: Option<Duration>) -> Action {
+    let at_most = |d: Duration| Action::requeue(due.map_or(d, |due| due.max(Duration::from_secs(1)).min(d)));
+    if phase == Phase::Suspended {
+        ctx.done_waiting(dsb);
+        return at_most(Duration::from_secs(3600));
+    }
     if phase == Phase::Ready && wait == Wait::ForEvents {
         ctx.done_waiting(dsb);
-        return Action::requeue(ready_recheck(ctx.facts_interval(), dsb.metadata.uid.as_deref().unwrap_or_default()));
+        return at_most(ready_recheck(ctx.facts_interval(), dsb.metadata.uid.as_deref().unwrap_or_default()));
     }
-    Action::requeue(match wait {
+    at_most(match wait {
         // Only unanswered checks count here: waits for the pod or the volume said nothing about
         // dockerd, and a pod that just turned ready is checked at once (its watch event).
         Wait::ForDockerd => probe_after(ctx.unanswered(dsb)),

@@ -6,6 +6,7 @@ use super::probe;
 use crate::crd::conditions::{self, Cond, reason};
 use crate::crd::{
     CertificateStatus, DockerSandbox, DockerSandboxStatus, EngineDisk, EngineStatus, NetworkStatus, Phase,
+    SuspendCause, Suspension, WAKE_ANNOTATION,
 };
 use crate::plan::{Mode, Refusal};
 use crate::resources::Names;
@@ -30,6 +31,15 @@ pub enum Engine {
     NotAnswering(String),
     /// The scheduler cannot place the pod; its message.
     Unschedulable(String),
+    /// The engine is stopped on purpose.
+    Suspended {
+        /// Why.
+        cause: SuspendCause,
+        /// Whether its pod is still stopping.
+        stopping: bool,
+        /// What caused it and what starts it again.
+        why: String,
+    },
     /// The pod cannot start: rejected by the API server, image missing, crash looping.
     Broken {
         /// PascalCase reason.
@@ -135,6 +145,12 @@ pub struct Observed {
     /// Whether the volume stays above the class's high mark: `Some` for classes with `disk.gc`
     /// (read this time, or as last known).
     pub disk_pressure: Option<Cond>,
+    /// Since when the engine is idle (RFC 3339), while it answers and runs no container.
+    pub idle_since: Option<String>,
+    /// When the sandbox expires (RFC 3339).
+    pub expires_at: Option<String>,
+    /// The Expiring condition, for sandboxes that expire.
+    pub expiring: Option<Cond>,
 }
 
 /// How a reconcile ended, for status.
@@ -192,6 +208,9 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 network: old.network,
                 resources: old.resources,
                 engine: old.engine,
+                expires_at: old.expires_at,
+                idle_since: None,
+                suspension: old.suspension,
                 observed_generation: generation,
                 conditions: conditions::merge(&old.conditions, &conds, generation, now),
             }
@@ -220,6 +239,22 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 Engine::Answering(v) => Some(v.clone()),
                 _ => None,
             };
+            let suspension = match &seen.engine {
+                Engine::Suspended { cause, .. } => Some(match old.suspension.clone() {
+                    // the same suspension as before: its start and the wake it outlived stay
+                    Some(s) if s.cause == *cause => s,
+                    _ => Suspension {
+                        cause: *cause,
+                        since: jiff::Timestamp::from_second(now.0.as_second()).unwrap_or(now.0).to_string(),
+                        wake: dsb.metadata.annotations.as_ref().and_then(|a| a.get(WAKE_ANNOTATION)).cloned(),
+                    },
+                }),
+                _ => None,
+            };
+            let engine = match &seen.facts {
+                Some(fresh) => Some(settle(old.engine.as_ref(), fresh.clone())),
+                None => old.engine,
+            };
             DockerSandboxStatus {
                 phase: Some(phase),
                 isolation: Some(seen.mode.as_str().to_string()),
@@ -232,10 +267,14 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                 certificates: Some(seen.certificates.clone()),
                 network: Some(seen.network.clone()),
                 resources: seen.resources.clone(),
-                engine: match &seen.facts {
-                    Some(fresh) => Some(settle(old.engine.as_ref(), fresh.clone())),
-                    None => old.engine,
+                // a stopped engine runs nothing; the rest is as it was last read
+                engine: match suspension {
+                    Some(_) => engine.map(|e| EngineStatus { containers_running: 0, ..e }),
+                    None => engine,
                 },
+                expires_at: seen.expires_at.clone(),
+                idle_since: seen.idle_since.clone(),
+                suspension,
                 observed_generation: generation,
                 conditions: conditions::merge(&old.conditions, &conds, generation, now),
             }
@@ -275,6 +314,15 @@ fn placed(seen: &Observed) -> (Phase, Vec<Cond>) {
         // The engine was never started: the scheduler's words, under its own reason.
         Engine::Unschedulable(m) => (Phase::Provisioning, Cond::not_ok(ENGINE_READY, reason::UNSCHEDULABLE, m)),
         Engine::Broken { reason, message } => (Phase::Failed, Cond::not_ok(ENGINE_READY, reason, message)),
+        Engine::Suspended { cause, stopping, why } => {
+            let reason = match cause {
+                SuspendCause::Spec => reason::SUSPENDED,
+                SuspendCause::Idle => reason::IDLE_SUSPENDED,
+                SuspendCause::Expiry => reason::EXPIRED,
+            };
+            let state = if *stopping { "the engine is stopping" } else { "the engine is stopped" };
+            (Phase::Suspended, Cond::not_ok(ENGINE_READY, reason, format!("{state}: {why}")))
+        }
     };
     let ready = if phase == Phase::Ready {
         Cond::ok(
@@ -283,11 +331,14 @@ fn placed(seen: &Observed) -> (Phase, Vec<Cond>) {
             "a client with the certificate from the client Secret can use the endpoint",
         )
     } else {
-        let first = [&tls, &storage, &engine].into_iter().find(|c| !c.ok).unwrap_or(&engine);
+        // a suspended engine is not waiting for anything: its suspension is the news
+        let steps = if phase == Phase::Suspended { vec![&engine] } else { vec![&tls, &storage, &engine] };
+        let first = steps.into_iter().find(|c| !c.ok).unwrap_or(&engine);
         Cond::not_ok(READY, &first.reason, &first.message)
     };
     let mut conds = vec![ready, iso, tls, storage, engine];
     conds.extend(seen.disk_pressure.clone());
+    conds.extend(seen.expiring.clone());
     (phase, conds)
 }
 
@@ -353,6 +404,9 @@ mod tests {
             resources: None,
             facts: None,
             disk_pressure: None,
+            idle_since: None,
+            expires_at: None,
+            expiring: None,
         }))
     }
 

@@ -92,6 +92,61 @@ pub struct DockerSandboxClassSpec {
     /// Who may reach the engines, and where their nested containers may go.
     #[serde(default)]
     pub network: ClassNetwork,
+
+    /// Stopping engines: the time dockerd gets, idle suspension and expiry.
+    #[serde(default)]
+    pub lifecycle: ClassLifecycle,
+}
+
+/// How a class's engines stop, idle and expire.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassLifecycle {
+    /// Seconds an engine gets to stop (suspension, rolls, deletion): dockerd stops its containers
+    /// within the larger of this less 30 and half of it (`shutdown-timeout`), then the pod is
+    /// killed. Default 60.
+    #[serde(default = "default_grace")]
+    #[schemars(range(min = 20, max = 3600))]
+    pub stop_grace_period_seconds: i64,
+
+    /// Suspend engines that are idle (no running container, no engine event) this long; sandboxes
+    /// may ask for less. Unset: only sandboxes that set `spec.idle` are suspended when idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<super::IdleSpec>,
+
+    /// How long sandboxes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<ClassExpiry>,
+}
+
+impl Default for ClassLifecycle {
+    fn default() -> Self {
+        Self { stop_grace_period_seconds: default_grace(), idle: None, expiry: None }
+    }
+}
+
+fn default_grace() -> i64 {
+    60
+}
+
+/// Lifetimes of a class's sandboxes, as a number and a unit (`s`, `m`, `h` or `d`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassExpiry {
+    /// Lifetime of sandboxes that set none (`24h`). Unset: `maxLifetime`, else none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 8), regex(pattern = r"^[0-9]{1,6}[smhd]$"))]
+    pub default_lifetime: Option<String>,
+
+    /// Longest lifetime a sandbox may have (`7d`), whatever its spec says; a sandbox asking for
+    /// more is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 8), regex(pattern = r"^[0-9]{1,6}[smhd]$"))]
+    pub max_lifetime: Option<String>,
+
+    /// What happens at expiry for sandboxes that do not say: `Suspend` (default) or `Delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_expiry: Option<super::ExpiryAction>,
 }
 
 /// Network settings of a class: the engine's NetworkPolicy.

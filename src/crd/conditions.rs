@@ -16,6 +16,9 @@ pub const ENGINE_READY: &str = "EngineReady";
 /// True: the engine's volume stays above its class's `disk.gc.highPercent` after garbage
 /// collection (only for classes with `disk.gc`).
 pub const DISK_PRESSURE: &str = "DiskPressure";
+/// True: the sandbox's expiry is near (within a tenth of its lifetime, at most a day) or past
+/// (only for sandboxes that expire).
+pub const EXPIRING: &str = "Expiring";
 
 /// PascalCase reasons of conditions and Events, in one place so `kubectl describe`, the docs and
 /// the e2e tests agree on them. Reasons from the kubelet (`ImagePullBackOff`, ...) pass through as is.
@@ -80,6 +83,22 @@ pub mod reason {
     pub const DISK_FULL: &str = "AboveHighWatermark";
     /// DiskPressure False: use is at or below the high mark.
     pub const DISK_OK: &str = "BelowHighWatermark";
+    /// The sandbox's lifetime, expiry or idle time goes beyond what its class allows.
+    pub const LIFECYCLE_NOT_ALLOWED: &str = "LifecycleNotAllowed";
+    /// Ready False: the engine is stopped because `spec.suspend` is true.
+    pub const SUSPENDED: &str = "Suspended";
+    /// Ready False, and Event: the engine was stopped because it was idle.
+    pub const IDLE_SUSPENDED: &str = "IdleSuspended";
+    /// Ready False, and Events: the sandbox's lifetime ended.
+    pub const EXPIRED: &str = "Expired";
+    /// Expiring True, and Event: the sandbox expires soon.
+    pub const EXPIRES_SOON: &str = "ExpiresSoon";
+    /// Expiring False: the sandbox's expiry is not near.
+    pub const SCHEDULED: &str = "Scheduled";
+    /// Event: the engine was stopped (the volume stays).
+    pub const ENGINE_SUSPENDED: &str = "EngineSuspended";
+    /// Event: a suspended engine is started again.
+    pub const ENGINE_RESUMING: &str = "EngineResuming";
     /// Event: disk garbage collection ran; the note says what it freed.
     pub const DISK_GARBAGE_COLLECTED: &str = "DiskGarbageCollected";
 

@@ -19,5 +19,7 @@ pub fn published(
 
 /// The one server-side-apply field manager of the operator.
 pub const FIELD_MANAGER: &str = "dockersandbox-operator";
+/// Annotation a client sets (to a new value each time) to wake an engine suspended when idle.
+pub const WAKE_ANNOTATION: &str = "dockersandbox.dev/wake";
 /// Annotation holding the hash of the desired engine pod; a change means the pod is recreated.
 pub const SPEC_HASH_ANNOTATION: &str = "dockersandbox.dev/spec-hash";

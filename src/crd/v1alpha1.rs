@@ -56,7 +56,11 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 56").message("metadata.name must be at most 56 characters of lowercase letters, digits and '-', start with a letter and end with a letter or digit: the sandbox's Service is named after it, and its pod after it plus '-engine'")
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.className) == has(oldSelf.className) && (!has(self.className) || self.className == oldSelf.className)").message("className cannot be changed after creation: create a new sandbox with the other class"))]
+#[x_kube(
+    validation = Rule::new("has(self.className) == has(oldSelf.className) && (!has(self.className) || self.className == oldSelf.className)").message("className cannot be changed after creation: create a new sandbox with the other class"),
+    validation = Rule::new("!has(self.lifetime) || !has(self.expiresAt)").message("set lifetime (a duration from creation) or expiresAt (a time), not both"),
+    validation = Rule::new("!has(self.suspend) || !self.suspend || !has(self.storage) || self.storage.type != 'Ephemeral' || (has(self.storage.discardOnSuspend) && self.storage.discardOnSuspend)").message("suspending an Ephemeral sandbox throws away its images, containers and volumes (they live in the pod): set storage.discardOnSuspend: true to accept that, or keep the sandbox running")
+)]
 pub struct DockerSandboxSpec {
     /// The DockerSandboxClass this sandbox belongs to (`kubectl get dsbclass`); it decides which
     /// isolation, images, resources, placement, Service, storage and daemon settings are allowed.
@@ -125,6 +129,59 @@ pub struct DockerSandboxSpec {
     /// the class's `network.egress`.
     #[serde(default, skip_serializing_if = "NetworkSpec::is_default")]
     pub network: NetworkSpec,
+
+    /// `true` stops the engine and keeps everything else: its volume (images, volumes, stopped
+    /// containers), Service, certificates and NetworkPolicy. dockerd gets the class's
+    /// `lifecycle.stopGracePeriodSeconds` to stop its containers. `false` (default) brings the same
+    /// engine back. Only a change here resumes a sandbox suspended this way; `kubectl dsb suspend`
+    /// and `resume` set it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+
+    /// How long the sandbox lives from its creation, as a number and a unit (`s`, `m`, `h` or `d`):
+    /// `90m`, `8h`, `7d`. At the end, `onExpiry` happens. At most the class's
+    /// `lifecycle.expiry.maxLifetime`; unset: the class's `defaultLifetime` (else it never expires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 8), regex(pattern = r"^[0-9]{1,6}[smhd]$"))]
+    pub lifetime: Option<String>,
+
+    /// When the sandbox expires, as a time (`2026-12-24T18:00:00Z`), instead of `lifetime`. At most
+    /// the class's `maxLifetime` after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+
+    /// What happens at expiry: `Suspend` stops the engine (as `suspend: true`; a later expiry
+    /// starts it again) and `Delete` deletes the sandbox (its volume stays when
+    /// `storage.reclaimPolicy` is `Retain`). Unset: the class's `lifecycle.expiry.onExpiry`, else
+    /// `Suspend`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_expiry: Option<ExpiryAction>,
+
+    /// Suspend the engine when it is idle: no running container and no container, image, build,
+    /// volume or network event for `suspendAfter`. A client connecting through `kubectl dsb
+    /// connect` wakes it. At most the class's `lifecycle.idle.suspendAfter`; unset: the class's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleSpec>,
+}
+
+/// When an idle engine is suspended.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdleSpec {
+    /// How long an engine may be idle before it is suspended, as a number and a unit (`s`, `m`, `h`
+    /// or `d`): `30m`, `2h`.
+    #[schemars(length(min = 2, max = 8), regex(pattern = r"^[0-9]{1,6}[smhd]$"))]
+    pub suspend_after: String,
+}
+
+/// What happens to a sandbox at expiry.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExpiryAction {
+    /// Stop the engine; the volume, Service and certificates stay.
+    #[default]
+    Suspend,
+    /// Delete the sandbox (the volume stays when `storage.reclaimPolicy` is `Retain`).
+    Delete,
 }
 
 /// Who may connect to the engine's port 2376 besides the sandbox's own namespace.
@@ -224,6 +281,12 @@ pub struct StorageSpec {
     /// new sandbox with the same name adopts it with the data inside. `Delete` removes it with the sandbox.
     #[serde(default)]
     pub reclaim_policy: ReclaimPolicy,
+
+    /// `Ephemeral` only: accept that suspending the sandbox (`suspend`, idleness or expiry) throws
+    /// away its images, containers and volumes, which live in the pod. Without it `suspend: true`
+    /// is refused and an idle engine is not suspended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discard_on_suspend: bool,
 }
 
 impl Default for StorageSpec {
@@ -233,6 +296,7 @@ impl Default for StorageSpec {
             size: None,
             storage_class_name: None,
             reclaim_policy: ReclaimPolicy::Retain,
+            discard_on_suspend: false,
         }
     }
 }
@@ -363,7 +427,7 @@ pub enum LogLevel {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DockerSandboxStatus {
-    /// Pending, Provisioning, Ready, Failed or Terminating.
+    /// Pending, Provisioning, Ready, Suspended, Failed or Terminating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// The isolation mode the sandbox resolved to: `sysbox` or `privileged`. It is kept: `auto` does
@@ -410,10 +474,60 @@ pub struct DockerSandboxStatus {
     /// mutual TLS, written when it changes noticeably).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineStatus>,
+    /// When the sandbox expires (RFC 3339): `spec.lifetime` after creation, `spec.expiresAt`, or
+    /// the class's lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Since when the engine has run no container and reported no event (RFC 3339), for sandboxes
+    /// suspended when idle; absent while it is busy or not Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_since: Option<String>,
+    /// Why and since when the engine is stopped (phase Suspended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspension: Option<Suspension>,
     /// Ready, IsolationResolved, TLSReady, StorageBound and EngineReady, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::conditions::schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// Why an engine is stopped.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Suspension {
+    /// `Spec` (`spec.suspend: true`; only a spec change resumes it), `Idle` (the engine was idle;
+    /// a client connecting through `kubectl dsb connect` wakes it) or `Expiry` (its lifetime ended;
+    /// a later expiry starts it again).
+    pub cause: SuspendCause,
+    /// When it was suspended (RFC 3339).
+    pub since: String,
+    /// The `dockersandbox.dev/wake` annotation when it was suspended: another value wakes an idle
+    /// engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake: Option<String>,
+}
+
+/// Why an engine is stopped.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SuspendCause {
+    /// `spec.suspend: true`.
+    #[default]
+    Spec,
+    /// No running container and no engine event for the idle time.
+    Idle,
+    /// The sandbox's lifetime ended and `onExpiry` is `Suspend`.
+    Expiry,
+}
+
+impl SuspendCause {
+    /// As in the API and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuspendCause::Spec => "Spec",
+            SuspendCause::Idle => "Idle",
+            SuspendCause::Expiry => "Expiry",
+        }
+    }
 }
 
 /// What dockerd reports about itself. Counts and bytes are dockerd's own accounting (`docker info`,
@@ -519,6 +633,9 @@ pub enum Phase {
     Failed,
     /// Being deleted.
     Terminating,
+    /// The engine is stopped (`spec.suspend`, idleness or expiry); its volume, Service and
+    /// certificates stay. `status.suspension` says why.
+    Suspended,
 }
 
 impl Phase {
@@ -530,9 +647,11 @@ impl Phase {
             Phase::Ready => "Ready",
             Phase::Failed => "Failed",
             Phase::Terminating => "Terminating",
+            Phase::Suspended => "Suspended",
         }
     }
 
     /// Every phase, for metrics.
-    pub const ALL: [Phase; 5] = [Phase::Pending, Phase::Provisioning, Phase::Ready, Phase::Failed, Phase::Terminating];
+    pub const ALL: [Phase; 6] =
+        [Phase::Pending, Phase::Provisioning, Phase::Ready, Phase::Failed, Phase::Terminating, Phase::Suspended];
 }

@@ -58,6 +58,10 @@ pub enum Command {
     /// images, unused images longest unused first, stopped containers older than the class's
     /// minAge; volumes only when the class allows it), down to the class's low mark.
     Prune(PruneArgs),
+    /// Stop the engine (spec.suspend: true); its volume, Service and certificates stay.
+    Suspend(LifecycleArgs),
+    /// Start a suspended engine again (spec.suspend: false), or wake one suspended when idle.
+    Resume(LifecycleArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(CompletionArgs),
 }
@@ -73,6 +77,16 @@ pub struct PruneArgs {
     /// Prune down to this percent of the volume instead of the class's disk.gc.lowPercent.
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(i64).range(0..=99))]
     pub to: Option<i64>,
+}
+
+/// `suspend NAME` and `resume NAME`.
+#[derive(Args, Debug, PartialEq, Eq)]
+pub struct LifecycleArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Wait until the engine is stopped (suspend) or Ready (resume), and print how long it took.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// A sandbox by name.

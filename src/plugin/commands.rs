@@ -114,8 +114,19 @@ fn api_list(scope: &str) -> impl FnOnce(kube::Error) -> Error + use<> {
 
 /// The `ls` table: columns aligned, the namespace first with `-A`.
 pub fn table(items: &[DockerSandbox], with_namespace: bool, now: jiff::Timestamp) -> String {
-    const COLUMNS: [&str; 9] =
-        ["NAMESPACE", "NAME", "PHASE", "ISOLATION", "ENDPOINT", "VERSION", "DISK", "CONTAINERS", "AGE"];
+    const COLUMNS: [&str; 11] = [
+        "NAMESPACE",
+        "NAME",
+        "PHASE",
+        "ISOLATION",
+        "ENDPOINT",
+        "VERSION",
+        "DISK",
+        "CONTAINERS",
+        "IDLE",
+        "EXPIRES",
+        "AGE",
+    ];
     let mut rows = vec![COLUMNS.map(String::from).to_vec()];
     for dsb in items {
         let status = dsb.status.clone().unwrap_or_default();
@@ -124,11 +135,13 @@ pub fn table(items: &[DockerSandbox], with_namespace: bool, now: jiff::Timestamp
             dsb.metadata.namespace.clone().unwrap_or_default(),
             dsb.metadata.name.clone().unwrap_or_default(),
             dash(status.phase.map(|p| p.as_str().to_string())),
-            dash(status.isolation),
-            dash(status.endpoint),
+            dash(status.isolation.clone()),
+            dash(status.endpoint.clone()),
             dash(status.docker_version.clone()),
             dash(disk(&status.engine)),
             dash(status.engine.as_ref().map(|e| format!("{}/{}", e.containers_running, e.containers))),
+            dash(idle(&status, now)),
+            dash(status.expires_at.as_deref().and_then(|t| t.parse().ok()).map(|at| expires(now, at))),
             dsb.metadata.creation_timestamp.as_ref().map_or("-".into(), |t| age(now, t.0)),
         ];
         rows.push(cells.iter().map(|cell| super::printable(cell)).collect());
@@ -143,6 +156,26 @@ pub fn table(items: &[DockerSandbox], with_namespace: bool, now: jiff::Timestamp
         out.push('\n');
     }
     out
+}
+
+/// The IDLE cell: how long the engine has been idle, or why it is suspended (`idle 2h`,
+/// `suspended`, `expired`).
+fn idle(status: &crate::crd::DockerSandboxStatus, now: jiff::Timestamp) -> Option<String> {
+    use crate::crd::SuspendCause;
+    if let Some(s) = &status.suspension {
+        let since = s.since.parse().ok().map(|t| age(now, t)).unwrap_or_default();
+        return Some(match s.cause {
+            SuspendCause::Idle => format!("suspended {since}"),
+            SuspendCause::Spec => "suspended (spec)".into(),
+            SuspendCause::Expiry => "expired".into(),
+        });
+    }
+    status.idle_since.as_deref().and_then(|t| t.parse().ok()).map(|t| age(now, t))
+}
+
+/// The EXPIRES cell: in how long (`in 3h`), or `expired`.
+fn expires(now: jiff::Timestamp, at: jiff::Timestamp) -> String {
+    if at <= now { "expired".into() } else { format!("in {}", age(at, now)) }
 }
 
 /// The DISK cell: the used percent of the volume and the bytes (`42% 8.4Gi`), or the bytes alone
@@ -366,16 +399,19 @@ mod tests {
                 "{phase: Ready, isolation: privileged, endpoint: 'tcp://web.team-a.svc:2376', dockerVersion: 26.1.5, \
                  engine: {containersRunning: 2, containers: 5, images: 3, observedAt: '1970-01-01T00:04:00Z', \
                  disk: {imagesBytes: 9000000000, containersBytes: 0, volumesBytes: 0, buildCacheBytes: 0, \
-                 usedBytes: 9000000000, capacityBytes: 21474836480, usedPercent: 41}}}",
+                 usedBytes: 9000000000, capacityBytes: 21474836480, usedPercent: 41}}, \
+                 idleSince: '1970-01-01T00:02:00Z', expiresAt: '1970-01-01T03:05:00Z'}",
             ),
             yaml("ci", "b", "{phase: Pending}"),
+            yaml("nap", "b", "{phase: Suspended, suspension: {cause: Idle, since: '1970-01-01T00:01:00Z'}}"),
         ];
         let now = jiff::Timestamp::from_second(300).expect("ts");
         assert_eq!(
             table(&items, false, now),
-            "NAME   PHASE     ISOLATION    ENDPOINT                    VERSION   DISK        CONTAINERS   AGE\n\
-             web    Ready     privileged   tcp://web.team-a.svc:2376   26.1.5    41% 8.4Gi   2/5          5m\n\
-             ci     Pending   -            -                           -         -           -            5m\n"
+            "NAME   PHASE       ISOLATION    ENDPOINT                    VERSION   DISK        CONTAINERS   IDLE           EXPIRES   AGE\n\
+             web    Ready       privileged   tcp://web.team-a.svc:2376   26.1.5    41% 8.4Gi   2/5          3m             in 3h     5m\n\
+             ci     Pending     -            -                           -         -           -            -              -         5m\n\
+             nap    Suspended   -            -                           -         -           -            suspended 4m   -         5m\n"
         );
         assert_eq!(
             [bytes(0), bytes(1023), bytes(3277), bytes(15 << 30), bytes(-1)],
@@ -383,5 +419,6 @@ mod tests {
         );
         assert!(table(&items, true, now).starts_with("NAMESPACE   NAME   PHASE"));
         assert!(table(&items, true, now).contains("\nteam-a      web    Ready"));
+        assert_eq!(expires(now, jiff::Timestamp::from_second(200).expect("ts")), "expired");
     }
 }

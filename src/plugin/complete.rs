@@ -83,7 +83,9 @@ pub fn want(args: &[String]) -> Want {
     match (command.map(|c| c.get_name()), positionals) {
         (None, _) => words(root.get_subcommands().map(|c| c.get_name().to_string()).filter(|n| n != "help").collect()),
         (Some("completion"), 0) => words(["bash", "zsh", "fish", "elvish", "powershell"].map(String::from).to_vec()),
-        (Some("connect" | "disconnect" | "env" | "bundle" | "logs" | "df" | "prune"), 0) => Want::Sandboxes(namespace),
+        (Some("connect" | "disconnect" | "env" | "bundle" | "logs" | "df" | "prune" | "suspend" | "resume"), 0) => {
+            Want::Sandboxes(namespace)
+        }
         (Some("bundle"), 1) => Want::Files,
         _ => Want::Words(vec![]),
     }
@@ -138,7 +140,11 @@ mod tests {
     #[test]
     fn subcommands_first() {
         let Want::Words(all) = w(&[""]) else { panic!() };
-        assert_eq!(all, ["connect", "disconnect", "env", "bundle", "ls", "logs", "df", "prune", "completion"]);
+        assert_eq!(
+            all,
+            ["connect", "disconnect", "env", "bundle", "ls", "logs", "df", "prune", "suspend", "resume", "completion"]
+        );
+        assert_eq!(w(&["resume", "--wait", ""]), Want::Sandboxes(None));
         assert_eq!(w(&["co"]), Want::Words(vec!["connect".into(), "completion".into()]));
         assert_eq!(w(&["-n", "team-a", "l"]), Want::Words(vec!["ls".into(), "logs".into()]));
         assert_eq!(w(&["prune", "--dry-run", ""]), Want::Sandboxes(None));

@@ -13,6 +13,7 @@ use super::cli::{ConnectArgs, Global, Target, TunnelMode};
 use super::cluster::Cluster;
 use super::error::{Error, Result, io};
 use super::files::{self, Certs};
+use super::lifecycle;
 use super::tunnel::{self, Engine};
 use crate::crd::DockerSandbox;
 use crate::resources::{DOCKER_TLS_PORT, Names};
@@ -85,7 +86,18 @@ pub async fn connect(global: &Global, args: &ConnectArgs) -> Result<()> {
         return background(global, &args.target).await;
     }
     let cluster = Cluster::new(global).await?;
-    let dsb = cluster.ready_sandbox(&args.target.name).await?;
+    let dsb = cluster.sandbox(&args.target.name).await?;
+    // An engine suspended when idle is woken by the first client through the tunnel.
+    let idle = lifecycle::state(&dsb) == lifecycle::State::Idle;
+    if let lifecycle::State::Suspended(why) = lifecycle::state(&dsb) {
+        return Err(Error::Other(format!(
+            "DockerSandbox {}/{} is suspended: {why}",
+            cluster.namespace, args.target.name
+        )));
+    }
+    if !idle {
+        super::cluster::require_ready(&dsb)?;
+    }
     let names = Names::of(&dsb);
     let local = Local::of(&names.namespace, &names.service)?;
     if let Some(pid) = running(&local.pid_file()).filter(|p| *p != std::process::id()) {
@@ -96,7 +108,8 @@ pub async fn connect(global: &Global, args: &ConnectArgs) -> Result<()> {
     }
     let certs = cluster.client_certs(&dsb).await?;
     files::write_bundle(&local.dir, &certs)?;
-    let direct = route(&cluster, &dsb, args.tunnel).await?;
+    let direct =
+        if idle && args.tunnel != TunnelMode::Never { None } else { route(&cluster, &dsb, args.tunnel).await? };
     if let Some(addr) = direct {
         publish(&local, &dsb, &certs, &files::tcp_host(addr))?;
         print!("{}", usage(&local, &dsb, &files::tcp_host(addr), None));
@@ -110,12 +123,16 @@ pub async fn connect(global: &Global, args: &ConnectArgs) -> Result<()> {
     let listener = tunnel::bind(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))).await?;
     let addr = listener.local_addr().map_err(|e| Error::Other(format!("cannot read the listener's address: {e}")))?;
     publish(&local, &dsb, &certs, &files::tcp_host(addr))?;
-    let engine = Engine { pods: cluster.api(), pod: names.pod.clone(), namespace: names.namespace.clone() };
+    let waker = Some(std::sync::Arc::new(lifecycle::Waker::new(cluster.clone(), &names.service)));
+    let engine = Engine { pods: cluster.api(), pod: names.pod.clone(), namespace: names.namespace.clone(), waker };
     print!("{}", usage(&local, &dsb, &files::tcp_host(addr), Some(&engine)));
     let stop = match args.background_child {
         true => format!("`kubectl dsb disconnect {} -n {}`", names.service, names.namespace),
         false => "Ctrl-C".to_string(),
     };
+    if idle {
+        println!("\nThe engine is suspended because it was idle: the first client connection wakes it.");
+    }
     println!("\nTunnel running; {stop} stops it. The context stays and works again after the next `connect`.");
     // last: `connect --background` waits for this file, then shows what was printed above
     fs::write(local.pid_file(), format!("{}\n", std::process::id())).map_err(io("cannot write", &local.pid_file()))?;

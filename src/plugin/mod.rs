@@ -8,6 +8,7 @@
 //! - `tunnel`: the local listener, one port-forward stream per client connection;
 //! - `connect`: `connect` / `disconnect` (foreground, or `--background` with a pid file);
 //! - `commands`: `env`, `bundle`, `ls`, `logs`, `df`, `prune`, `completion`;
+//! - `lifecycle`: `suspend`, `resume`, and the wake `connect`'s tunnel asks for;
 //! - `complete`: `kubectl dsb <TAB>` through kubectl (as `kubectl_complete-dsb`).
 
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod complete;
 pub mod connect;
 pub mod error;
 pub mod files;
+pub mod lifecycle;
 pub mod tunnel;
 
 use cli::{Cli, Command};
@@ -40,6 +42,8 @@ pub async fn run(cli: Cli) -> error::Result<()> {
         Command::Logs(args) => commands::logs(g, args).await,
         Command::Df(target) => commands::df(g, target).await,
         Command::Prune(args) => commands::prune(g, args).await,
+        Command::Suspend(args) => lifecycle::suspend(g, args).await,
+        Command::Resume(args) => lifecycle::resume(g, args).await,
         Command::Completion(args) => {
             commands::completion(args);
             Ok(())

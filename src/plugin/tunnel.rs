@@ -58,6 +58,8 @@ pub struct Engine {
     pub pod: String,
     /// The namespace, for messages.
     pub namespace: String,
+    /// Asked before each connection: wakes an engine suspended when idle.
+    pub waker: Option<Arc<super::lifecycle::Waker>>,
 }
 
 /// Accepts connections on `listener` until `shutdown` resolves; each is forwarded on its own task
@@ -94,6 +96,9 @@ pub async fn serve(listener: TcpListener, engine: Engine, shutdown: impl Future<
 /// The stream is closed afterwards whatever happened; nothing is shared with other connections.
 async fn forward(engine: &Engine, mut socket: TcpStream) -> std::result::Result<(), String> {
     let _ = socket.set_nodelay(true);
+    if let Some(waker) = &engine.waker {
+        waker.ready().await.map_err(|e| e.to_string())?;
+    }
     let port = engine_port();
     let label = format!("{}/{}", engine.namespace, engine.pod);
     let mut pf = match tokio::time::timeout(OPEN_TIMEOUT, engine.pods.portforward(&engine.pod, &[port])).await {

@@ -11,8 +11,8 @@ pub const DEFAULT_POOL_BASE: &str = "198.18.128.0/17";
 /// Prefix length of each network carved from the default pool.
 pub const DEFAULT_POOL_SIZE: i32 = 24;
 
-/// Renders daemon.json.
-pub fn render(d: &DaemonSpec, build_cache_keep: Option<i64>) -> String {
+/// Renders daemon.json; dockerd stops its containers within `shutdown_timeout` seconds.
+pub fn render(d: &DaemonSpec, build_cache_keep: Option<i64>, shutdown_timeout: i64) -> String {
     let pools: Vec<_> = if d.default_address_pools.is_empty() {
         vec![serde_json::json!({"base": DEFAULT_POOL_BASE, "size": DEFAULT_POOL_SIZE})]
     } else {
@@ -21,7 +21,7 @@ pub fn render(d: &DaemonSpec, build_cache_keep: Option<i64>) -> String {
     let mut json = serde_json::json!({
         "bip": d.bip.as_deref().unwrap_or(DEFAULT_BIP),
         "default-address-pools": pools,
-        "shutdown-timeout": 30,
+        "shutdown-timeout": shutdown_timeout,
     });
     if !d.registry_mirrors.is_empty() {
         json["registry-mirrors"] = serde_json::json!(d.registry_mirrors);
@@ -45,13 +45,13 @@ mod tests {
     use crate::crd::{AddressPool, LogLevel};
 
     fn parse(d: &DaemonSpec) -> serde_json::Value {
-        serde_json::from_str(&render(d, None)).expect("daemon.json is JSON")
+        serde_json::from_str(&render(d, None, 30)).expect("daemon.json is JSON")
     }
 
     #[test]
     fn builder_gc_keeps_the_class_share_of_the_volume() {
         let d: serde_json::Value =
-            serde_json::from_str(&render(&DaemonSpec::default(), Some(2_147_483_648))).expect("json");
+            serde_json::from_str(&render(&DaemonSpec::default(), Some(2_147_483_648), 30)).expect("json");
         assert_eq!(d["builder"]["gc"]["enabled"], true);
         assert_eq!(d["builder"]["gc"]["defaultKeepStorage"], "2147483648B");
         assert!(parse(&DaemonSpec::default()).get("builder").is_none(), "no class disk.gc, dockerd's own default");

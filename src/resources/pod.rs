@@ -17,7 +17,8 @@ use crate::plan::{Mode, Plan, UserNamespace};
 
 /// Where the server certificate is mounted.
 pub const CERT_DIR: &str = "/certs/server";
-/// Seconds the pod gets to stop: above dockerd's shutdown-timeout (30 s) so nested containers stop cleanly.
+/// Seconds the pod gets to stop by default (the class's `lifecycle.stopGracePeriodSeconds`): above
+/// dockerd's shutdown-timeout (30 s) so nested containers stop cleanly.
 pub const GRACE_SECONDS: i64 = 60;
 
 /// Starts dockerd the way docker:dind does, with the operator's certificates instead of generated
@@ -71,7 +72,10 @@ fn docker_probe(period: i32, timeout: i32, failures: i32) -> Probe {
 fn container(plan: &Plan) -> Container {
     let mut env = vec![
         env("DOCKER_TLS_CERTDIR", ""),
-        env("DOCKERSANDBOX_DAEMON_JSON", &daemon_json::render(&plan.daemon, plan.build_cache_keep())),
+        env(
+            "DOCKERSANDBOX_DAEMON_JSON",
+            &daemon_json::render(&plan.daemon, plan.build_cache_keep(), plan.shutdown_timeout()),
+        ),
     ];
     if let Some(mtu) = plan.daemon.mtu {
         env.push(self::env("DOCKERSANDBOX_MTU", &mtu.to_string()));
@@ -183,7 +187,7 @@ pub fn build(dsb: &DockerSandbox, plan: &Plan, server_cert: &str) -> Pod {
         host_users,
         runtime_class_name: runtime_class,
         restart_policy: Some("Always".into()),
-        termination_grace_period_seconds: Some(GRACE_SECONDS),
+        termination_grace_period_seconds: Some(plan.lifecycle.stop_grace_seconds),
         enable_service_links: Some(false),
         automount_service_account_token: Some(false),
         image_pull_secrets: (!plan.image_pull_secrets.is_empty()).then(|| plan.image_pull_secrets.clone()),

@@ -66,10 +66,11 @@ RBAC rules for namespaced resources, used by the ClusterRole (all namespaces) or
 watched namespace. Only what the reconciler calls; see the comments for why each is needed.
 */}}
 {{- define "dsb.namespacedRules" -}}
-# The custom resource itself: watched, never written (only its status is).
+# The custom resource itself: watched, and deleted only when it expires with onExpiry: Delete (its
+# spec is never written; its status is, below).
 - apiGroups: ["dockersandbox.dev"]
   resources: ["dockersandboxes"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "delete"]
 # Status is written with server-side apply (a patch), only when it changed.
 - apiGroups: ["dockersandbox.dev"]
   resources: ["dockersandboxes/status"]
