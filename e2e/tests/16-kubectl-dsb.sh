@@ -46,14 +46,14 @@ expect_error() {
 
 # --- help, ls, completion
 kubectl dsb --help >"$work/help.txt" || fail "kubectl dsb --help failed"
-for c in connect disconnect env bundle ls logs df prune completion; do
+for c in connect disconnect env bundle ls logs df prune suspend resume completion; do
   grep -qE "^  $c " "$work/help.txt" || fail "kubectl dsb --help does not list $c"
   kubectl dsb "$c" --help >/dev/null || fail "kubectl dsb $c --help failed"
 done
 out=$(kubectl dsb ls -n "$ns")
 log "kubectl dsb ls:"$'\n'"$out"
-assert_match "ls header" '^NAME +PHASE +ISOLATION +ENDPOINT +VERSION +DISK +CONTAINERS +AGE$' "$(head -n1 <<<"$out")"
-assert_match "ls row" "^$name +Ready +(privileged|sysbox) +tcp://$name\.$ns\.svc:2376 +$(re_escape "$version") +(-|[0-9]+% [0-9.]+(B|[KMGTP]i)) +(-|[0-9]+/[0-9]+) +[0-9]+[smhd]\$" \
+assert_match "ls header" '^NAME +PHASE +ISOLATION +ENDPOINT +VERSION +DISK +CONTAINERS +IDLE +EXPIRES +AGE$' "$(head -n1 <<<"$out")"
+assert_match "ls row" "^$name +Ready +(privileged|sysbox) +tcp://$name\.$ns\.svc:2376 +$(re_escape "$version") +(-|[0-9]+% [0-9.]+(B|[KMGTP]i)) +(-|[0-9]+/[0-9]+) +(-|[0-9]+[smhd]) +- +[0-9]+[smhd]\$" \
   "$(grep "^$name " <<<"$out")"
 assert_match "ls -A" "^$ns +$name +Ready" "$(kubectl dsb ls -A | grep -E "^$ns ")"
 assert_match "bash completion" 'complete -F .* kubectl-dsb$' "$(kubectl dsb completion bash | tail -n 5)"

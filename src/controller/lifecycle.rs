@@ -6,7 +6,6 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, Preconditions};
 
 use super::context::Target;
-use super::status;
 use crate::crd::conditions::{self, reason};
 use crate::crd::{DockerSandbox, EngineStatus, Phase};
 use crate::error::{Error, Result};
@@ -37,18 +36,21 @@ pub async fn expire(t: &Target<'_>, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Since when an engine that answers is idle: from what was read this time (`fresh`), settled
-/// against the status as `status` will publish it, else as last published; `None` while it runs a
-/// container.
+/// Since when an engine that answers is idle: from what was read this time (`fresh`), with the
+/// last activity on record when that is later (the window read may have been short); else as last
+/// published. `None` while it runs a container. (The status's own `lastActivity` moves only by
+/// more than a minute; the read's is exact.)
 pub fn idle_since(t: &Target<'_>, fresh: Option<&EngineStatus>, now: Timestamp) -> Option<Timestamp> {
     let old = t.dsb.status.as_ref();
     let Some(fresh) = fresh else {
         return old?.idle_since.as_deref()?.parse().ok();
     };
-    let settled = status::settle(old.and_then(|s| s.engine.as_ref()), fresh.clone());
+    let secs = |e: Option<&EngineStatus>| e?.last_activity.as_deref()?.parse::<Timestamp>().ok();
+    let last = secs(Some(fresh)).max(secs(old.and_then(|s| s.engine.as_ref())));
+    let seen = EngineStatus { last_activity: last.map(|t| t.to_string()), ..fresh.clone() };
     let ready_since = old
         .filter(|s| s.phase == Some(Phase::Ready))
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == conditions::READY && c.status == "True"))
         .map_or(now, |c| c.last_transition_time.0);
-    lifecycle::idle_since(Some(&settled), ready_since, now)
+    lifecycle::idle_since(Some(&seen), ready_since, now)
 }
