@@ -413,6 +413,47 @@ load_nested_image() {
 engine_exec() { local ns=$1 name=$2; shift 2; kubectl exec -n "$ns" "$name-engine" -c dockerd -- "$@"; }
 
 # ---------------------------------------------------------------------------------------------
+# the plugin and the operator's metrics
+
+# plugin_binary: the kubectl-dsb to test (KUBECTL_DSB, else the build of E2E_PROFILE); empty when
+# there is none.
+plugin_binary() {
+  local p found=${KUBECTL_DSB:-}
+  for p in "${CARGO_TARGET_DIR:-}/${E2E_PROFILE:-release}/kubectl-dsb" "$REPO_ROOT/target/${E2E_PROFILE:-release}/kubectl-dsb"; do
+    [[ -n "$found" || ! -x "$p" ]] || found=$p
+  done
+  printf '%s\n' "$found"
+}
+
+# plugin_workspace: sets $plugin (plugin_binary, else kubectl-dsb on PATH), $DOCKER (a docker CLI)
+# and $work (a directory removed at exit) and puts `kubectl dsb` on PATH with its own DOCKER_CONFIG
+# and no docker environment of the caller's.
+plugin_workspace() {
+  plugin=$(plugin_binary)
+  [[ -n "$plugin" ]] || plugin=$(command -v kubectl-dsb) || fail "no kubectl-dsb: run make release (or set KUBECTL_DSB)"
+  # shellcheck disable=SC2034  # for the test that calls this
+  DOCKER=$(bash "$E2E_DIR/tools/install-docker-cli.sh" | tail -n 1) || fail "could not install the docker CLI"
+  work=$(mktemp -d)
+  on_exit "rm -rf '$work'"
+  mkdir -p "$work/bin"
+  ln -s "$plugin" "$work/bin/kubectl-dsb"
+  ln -s "$plugin" "$work/bin/kubectl_complete-dsb"
+  export PATH="$work/bin:$PATH" DOCKER_CONFIG="$work/docker-config" DOCKER_BUILDKIT=0
+  unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_CONTEXT
+}
+
+# leader_metrics: the /metrics text of the operator pod that leads (dockersandbox_leader 1); fails
+# when none says it leads.
+leader_metrics() {
+  local p m
+  for p in $(operator_pods); do
+    m=$(kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/pods/${p#pod/}:8080/proxy/metrics") || continue
+    if grep -q '^dockersandbox_leader 1' <<<"$m"; then printf '%s\n' "$m"; return 0; fi
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------------
 # NetworkPolicy
 
 # netpol_enforced: whether the cluster's network plugin enforces NetworkPolicy, tried for real (once

@@ -9,20 +9,8 @@
 # (its Ready condition quoted), a user who may not read the Secret, a port in use.
 source "$(dirname "$0")/../lib.sh"
 
-# --- the plugin (KUBECTL_DSB, else the release build, else kubectl-dsb on PATH) and a docker CLI
-plugin=${KUBECTL_DSB:-}
-for p in "${CARGO_TARGET_DIR:-}/${E2E_PROFILE:-release}/kubectl-dsb" "$REPO_ROOT/target/${E2E_PROFILE:-release}/kubectl-dsb"; do
-  [[ -n "$plugin" || ! -x "$p" ]] || plugin=$p
-done
-[[ -n "$plugin" ]] || plugin=$(command -v kubectl-dsb) || fail "no kubectl-dsb: run make release (or set KUBECTL_DSB)"
-DOCKER=$(bash "$E2E_DIR/tools/install-docker-cli.sh" | tail -n 1) || fail "could not install the docker CLI"
-work=$(mktemp -d)
-on_exit "rm -rf '$work'"
-mkdir -p "$work/bin"
-ln -s "$plugin" "$work/bin/kubectl-dsb"
-ln -s "$plugin" "$work/bin/kubectl_complete-dsb"
-export PATH="$work/bin:$PATH" DOCKER_CONFIG="$work/docker-config" DOCKER_BUILDKIT=0
-unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_CONTEXT
+# --- the plugin (KUBECTL_DSB, else the build, else kubectl-dsb on PATH) and a docker CLI
+plugin_workspace
 log "plugin $plugin, $("$DOCKER" --version)"
 
 ns_new ns dsb

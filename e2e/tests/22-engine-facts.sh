@@ -47,10 +47,7 @@ assert_match "kubectl get dsb header" 'DISK +CONTAINERS +AGE' "$(head -n1 <<<"$o
 assert_match "kubectl get dsb row" "^$name +Ready .* $(engine disk.usedPercent) +$running +[0-9]" "$(tail -n1 <<<"$out")"
 
 # kubectl dsb ls: the same, running/total
-plugin=${KUBECTL_DSB:-}
-for p in "${CARGO_TARGET_DIR:-}/${E2E_PROFILE:-release}/kubectl-dsb" "$REPO_ROOT/target/${E2E_PROFILE:-release}/kubectl-dsb"; do
-  [[ -n "$plugin" || ! -x "$p" ]] || plugin=$p
-done
+plugin=$(plugin_binary)
 if [[ -n "$plugin" ]]; then
   out=$("$plugin" ls -n "$ns")
   log "kubectl dsb ls:"$'\n'"$out"
@@ -61,12 +58,7 @@ fi
 
 # the engine's series on the leader's /metrics
 class=$(dsb_get "$ns" "$name" '{.status.className}')
-metrics=""
-for p in $(operator_pods); do
-  m=$(kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/pods/${p#pod/}:8080/proxy/metrics") || continue
-  if grep -q '^dockersandbox_leader 1' <<<"$m"; then metrics=$m; fi
-done
-[[ -n "$metrics" ]] || fail "no operator pod says it leads (dockersandbox_leader 1)"
+metrics=$(leader_metrics) || fail "no operator pod says it leads (dockersandbox_leader 1)"
 labels="{namespace=\"$ns\",name=\"$name\",class=\"$class\"}"
 for series in "engine_up$labels 1" "engine_containers_running$labels $running" "engine_containers$labels $total" \
   "engine_images$labels $images" "engine_disk_used_bytes$labels $sum" "engine_disk_capacity_bytes$labels $((1 << 30))" \

@@ -78,10 +78,7 @@ no_pressure() { [[ "$(pressure)" == False ]]; }
 wait_for 30 "DiskPressure=False" no_pressure || fail "DiskPressure is '$(pressure)'"
 
 # kubectl dsb df and prune: the tenant's own view and pruning, below the high mark too
-plugin=${KUBECTL_DSB:-}
-for p in "${CARGO_TARGET_DIR:-}/${E2E_PROFILE:-release}/kubectl-dsb" "$REPO_ROOT/target/${E2E_PROFILE:-release}/kubectl-dsb"; do
-  [[ -n "$plugin" || ! -x "$p" ]] || plugin=$p
-done
+plugin=$(plugin_binary)
 if [[ -n "$plugin" ]]; then
   cdocker "$cns" client run --name filler2 "$E2E_NESTED_IMAGE" sh -c 'head -c 100000000 /dev/urandom > /fill' ||
     fail "could not write the second filler"

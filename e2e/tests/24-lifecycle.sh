@@ -18,18 +18,7 @@
 # against an idle-suspended engine through the plugin.
 source "$(dirname "$0")/../lib.sh"
 
-plugin=${KUBECTL_DSB:-}
-for p in "${CARGO_TARGET_DIR:-}/${E2E_PROFILE:-release}/kubectl-dsb" "$REPO_ROOT/target/${E2E_PROFILE:-release}/kubectl-dsb"; do
-  [[ -n "$plugin" || ! -x "$p" ]] || plugin=$p
-done
-[[ -n "$plugin" ]] || plugin=$(command -v kubectl-dsb) || fail "no kubectl-dsb: run make release (or set KUBECTL_DSB)"
-DOCKER=$(bash "$E2E_DIR/tools/install-docker-cli.sh" | tail -n 1) || fail "could not install the docker CLI"
-work=$(mktemp -d)
-on_exit "rm -rf '$work'"
-mkdir -p "$work/bin"
-ln -s "$plugin" "$work/bin/kubectl-dsb"
-export PATH="$work/bin:$PATH" DOCKER_CONFIG="$work/docker-config" DOCKER_BUILDKIT=0
-unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_CONTEXT
+plugin_workspace
 
 # --- a class like the default one, with lifecycle limits
 default=$(kubectl get "$DSB_CLASS" -o json |
@@ -45,11 +34,10 @@ on_exit "kubectl delete $DSB_CLASS $class --ignore-not-found >/dev/null"
 ns_new ns life
 ns_new cns life-client
 cls="  className: $class"
-# expiry and idle sandboxes start first: they run while the suspend case does
+# expiring sandboxes start first: they run while the suspend case does
 sandbox_apply "$ns" exp-suspend "$cls"$'\n'"  lifetime: 90s"
 sandbox_apply "$ns" exp-retain "$cls"$'\n'"  lifetime: 50s"$'\n'"  onExpiry: Delete"
 sandbox_apply "$ns" exp-delete "$cls"$'\n'"  lifetime: 50s"$'\n'"  onExpiry: Delete"$'\n'"  storage: {size: 1Gi, reclaimPolicy: Delete}"
-sandbox_apply "$ns" nap "$cls"$'\n'"  idle: {suspendAfter: 30s}"
 sandbox_apply "$ns" box "$cls"
 
 # --- refusals: admission, then the class
@@ -106,6 +94,7 @@ pvc_gone() { ! kubectl get pvc -n "$1" "$2" >/dev/null 2>&1; }
 wait_for 120 "the Delete volume of exp-delete goes" pvc_gone "$ns" exp-delete-docker || fail "exp-delete's volume stayed"
 
 # --- idle: a running container keeps the engine up; once it stops, the engine is suspended
+sandbox_apply "$ns" nap "$cls"$'\n'"  idle: {suspendAfter: 30s}"
 wait_ready "$ns" nap
 make_client "$cns" napper "$ns" nap
 retry 10 docker_answers "$cns" napper >/dev/null || fail "nap does not answer"
@@ -158,12 +147,7 @@ assert_match "the tunnel names the resume" "is suspended: spec.suspend is true; 
 assert_eq "spec.suspend is not lifted by a connection" Suspended "$(dsb_get "$ns" nap '{.status.phase}')"
 
 # --- metrics: suspensions by cause on the leader
-metrics=""
-for p in $(operator_pods); do
-  m=$(kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/pods/${p#pod/}:8080/proxy/metrics") || continue
-  if grep -q '^dockersandbox_leader 1' <<<"$m"; then metrics=$m; fi
-done
-[[ -n "$metrics" ]] || fail "no operator pod says it leads (dockersandbox_leader 1)"
+metrics=$(leader_metrics) || fail "no operator pod says it leads (dockersandbox_leader 1)"
 for cause in Spec Idle Expiry; do
   grep -qE "^dockersandbox_suspensions_total\{cause=\"$cause\"\} [1-9]" <<<"$metrics" ||
     fail "no suspensions_total for $cause: $(grep suspensions <<<"$metrics")"
