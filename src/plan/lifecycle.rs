@@ -151,17 +151,19 @@ pub fn resolve(spec: &DockerSandboxSpec, created: Timestamp, class: &ClassFacts)
     })
 }
 
-/// Whether the engine runs now: `spec.suspend` first, then expiry, then an idle suspension on
+/// Whether the engine runs now: an expiry with `onExpiry: Delete` first (a suspended sandbox
+/// expires too), then `spec.suspend`, then an expiry that suspends, then an idle suspension on
 /// record (`suspension`), which lasts until the wake annotation differs from the one recorded.
 pub fn decide(lc: &Lifecycle, now: Timestamp, suspension: Option<&Suspension>, wake: Option<&str>) -> Run {
+    let expired = lc.expires_at.is_some_and(|at| now >= at);
+    if expired && lc.on_expiry == ExpiryAction::Delete {
+        return Run::Delete;
+    }
     if lc.suspend {
         return Run::Suspend(SuspendCause::Spec);
     }
-    if lc.expires_at.is_some_and(|at| now >= at) {
-        return match lc.on_expiry {
-            ExpiryAction::Suspend => Run::Suspend(SuspendCause::Expiry),
-            ExpiryAction::Delete => Run::Delete,
-        };
+    if expired {
+        return Run::Suspend(SuspendCause::Expiry);
     }
     match suspension {
         Some(s) if s.cause == SuspendCause::Idle && s.wake.as_deref() == wake => Run::Suspend(SuspendCause::Idle),
@@ -355,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    fn the_spec_then_expiry_then_an_idle_suspension_decide() {
+    fn expiry_with_delete_then_the_spec_then_expiry_then_an_idle_suspension_decide() {
         let before = t("2026-12-01T12:00:00Z");
         let after = t("2026-12-02T00:00:00Z");
         assert_eq!(decide(&lc(), before, None, None), Run::Engine);
@@ -363,11 +365,10 @@ mod tests {
         assert_eq!(decide(&lc(), after, None, None), Run::Suspend(SuspendCause::Expiry));
         let deleting = Lifecycle { on_expiry: ExpiryAction::Delete, ..lc() };
         assert_eq!(decide(&deleting, after, None, None), Run::Delete);
-        // the tenant's explicit wish wins over expiry
-        assert_eq!(
-            decide(&Lifecycle { suspend: true, ..deleting }, after, None, None),
-            Run::Suspend(SuspendCause::Spec)
-        );
+        // a suspended sandbox is deleted at expiry all the same; one that would only be suspended
+        // stays suspended by the tenant's own wish (only a spec change resumes that)
+        assert_eq!(decide(&Lifecycle { suspend: true, ..deleting }, after, None, None), Run::Delete);
+        assert_eq!(decide(&Lifecycle { suspend: true, ..lc() }, after, None, None), Run::Suspend(SuspendCause::Spec));
         // an expiry moved later starts the engine again
         let extended = Lifecycle { expires_at: Some(t("2026-12-03T00:00:00Z")), ..lc() };
         assert_eq!(decide(&extended, after, None, None), Run::Engine);
