@@ -1143,3 +1143,41 @@ async fn a_service_whose_address_stays_taken_gets_a_new_one_and_a_new_certificat
         "the certificate follows the address"
     );
 }
+
+#[tokio::test]
+async fn suspending_stops_only_the_engine_pod_and_says_so() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    let mut suspended = api.placed(&dsb).await;
+    suspended.spec.suspend = true;
+    let action = api.reconcile(&suspended, config(true)).await.expect("suspend");
+    let writes = api.take_writes();
+    assert_eq!(
+        writes.iter().filter(|w| w.starts_with("DELETE")).collect::<Vec<_>>(),
+        ["DELETE pods/web-engine"],
+        "the volume, Service, certificates and policy stay: {writes:?}"
+    );
+    let status = &api.object("dockersandboxes/web")["status"];
+    assert_eq!(status["phase"], "Suspended");
+    assert_eq!(status["suspension"]["cause"], "Spec");
+    assert_eq!(api.take_events(), events(&[("Suspended", "Normal")]));
+    assert_eq!(action, Action::requeue(Duration::from_secs(3600)), "nothing is due: its watch events wake it");
+    // suspended again: nothing more to do, nothing written
+    api.reconcile(&api.refreshed(&suspended), config(true)).await.expect("again");
+    assert!(api.take_writes().iter().all(|w| !w.starts_with("DELETE")), "the pod is deleted once");
+}
+
+#[tokio::test]
+async fn an_expired_sandbox_with_on_expiry_delete_is_deleted_after_a_warning() {
+    let api = Fake::new(opted_in());
+    // no creationTimestamp in the fixture: created at the epoch, long expired
+    let dsb = sandbox("{lifetime: 1h, onExpiry: Delete, suspend: true}");
+    let action = api.reconcile(&dsb, config(true)).await.expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(
+        api.take_calls(),
+        calls(&["POST events", "DELETE dockersandboxes/web"]),
+        "the Event first; nothing is made"
+    );
+    assert_eq!(api.take_events(), events(&[("Expired", "Warning")]));
+}
