@@ -1181,3 +1181,43 @@ async fn an_expired_sandbox_with_on_expiry_delete_is_deleted_after_a_warning() {
     );
     assert_eq!(api.take_events(), events(&[("Expired", "Warning")]));
 }
+
+#[tokio::test]
+async fn the_ready_engine_pod_is_the_services_one_endpoint_and_the_controllers_stale_slices_go() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{}");
+    api.placed(&dsb).await;
+    assert_eq!(api.object("services/web")["spec"].get("selector"), None, "the Service selects no pod");
+    assert_eq!(api.object("endpointslices/web"), Value::Null, "no address yet: no slice, no request");
+    let mut theirs = api.object("services/web")["metadata"]["labels"].clone();
+    theirs["kubernetes.io/service-name"] = json!("web");
+    theirs["endpointslice.kubernetes.io/managed-by"] = json!("endpointslice-controller.k8s.io");
+    api.with(|s| {
+        s.objects.get_mut("services/web").expect("svc")["metadata"]["uid"] = json!("svc1");
+        let pod = s.objects.get_mut("pods/web-engine").expect("pod");
+        pod["metadata"]["uid"] = json!("pod1");
+        pod["status"] =
+            json!({"phase": "Running", "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]});
+        // what Kubernetes' controller made while an earlier operator's Service had a selector
+        s.objects.insert(
+            "endpointslices/web-x7k2p".into(),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                   "metadata": {"name": "web-x7k2p", "namespace": "team-a", "uid": "old1", "labels": theirs,
+                                "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "svc1"}]},
+                   "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.9.9"]}]}),
+        );
+    });
+    let probing = Config { engine_probe: dockersandbox_operator::config::EngineProbe::Pod, ..config(true) };
+    api.reconcile(&api.refreshed(&dsb), probing).await.expect("reconcile");
+    let writes = api.take_writes();
+    assert!(writes.contains(&"POST endpointslices/web".to_string()), "{writes:?}");
+    assert!(writes.contains(&"DELETE endpointslices/web-x7k2p".to_string()), "{writes:?}");
+    let slice = api.object("endpointslices/web");
+    assert_eq!(
+        slice["endpoints"],
+        json!([{"addresses": ["127.0.0.1"],
+        "conditions": {"ready": true, "serving": true, "terminating": false},
+        "targetRef": {"kind": "Pod", "name": "web-engine", "namespace": "team-a", "uid": "pod1"}}])
+    );
+    assert_eq!(slice["metadata"]["labels"]["kubernetes.io/service-name"], "web");
+}

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Namespace, Node,
     PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -159,6 +160,9 @@ cached_kinds! {
         PersistentVolumeClaim => claims, slim_claim;
         /// NetworkPolicies.
         NetworkPolicy => policies, slim_policy;
+        /// EndpointSlices of the sandboxes' Services (the operator's, and those Kubernetes'
+        /// controller made while a Service still had a selector).
+        EndpointSlice => endpoint_slices, slim_endpoint_slice;
         /// The scope's namespaces (metadata only: labels and deletion).
         PartialObjectMeta<Namespace> => namespaces, |_| {};
     }
@@ -305,6 +309,15 @@ pub fn slim_policy(policy: &mut NetworkPolicy) {
     bound_meta(&mut policy.metadata);
     if !sandbox_owned(&policy.metadata) {
         policy.spec = None;
+    }
+}
+
+/// An EndpointSlice no sandbox owns is cached as metadata (its labels say whose it is).
+pub fn slim_endpoint_slice(slice: &mut EndpointSlice) {
+    bound_meta(&mut slice.metadata);
+    if !sandbox_owned(&slice.metadata) {
+        slice.endpoints = None;
+        slice.ports = None;
     }
 }
 

@@ -5,6 +5,7 @@ mod ca_keys;
 pub mod cache;
 mod certs;
 pub mod context;
+mod endpoints;
 mod engine;
 pub mod expect;
 mod facts;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::core::PartialObjectMeta;
@@ -128,6 +130,17 @@ pub fn controllers(
                     watcher(api::<PersistentVolumeClaim>(c, scope), children.clone()).modify(cache::slim_claim),
                 ),
                 |claim| labelled_owner(&claim),
+            )
+            // The Services' EndpointSlices, mapped by their labels: the operator's own, and the
+            // stale ones Kubernetes' controller made while a Service had a selector (they carry
+            // the Service's labels), which the sandbox deletes.
+            .watches_stream(
+                feed(
+                    ctx.expect.clone(),
+                    f.endpoint_slices,
+                    watcher(api::<EndpointSlice>(c, scope), children.clone()).modify(cache::slim_endpoint_slice),
+                ),
+                |slice| labelled_owner(&slice),
             )
             .owns_stream(feed(
                 ctx.expect.clone(),

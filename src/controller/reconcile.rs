@@ -16,7 +16,7 @@ use super::engine::Wait;
 use super::facts::Source;
 use super::publish::publish_status;
 use super::status::{Engine, Observed, Outcome};
-use super::{certs, engine, facts, network, pods, service, storage};
+use super::{certs, endpoints, engine, facts, network, pods, service, storage};
 use crate::crd::conditions::reason;
 use crate::crd::{CertificateStatus, DockerSandbox, Phase, SuspendCause};
 use crate::error::{Error, Result};
@@ -178,6 +178,7 @@ async fn place(t: &Target<'_>, plan: plan::Plan, run: Run) -> Result<(Observed, 
     let (tls, storage, network) = futures::join!(tls, storage::ensure(t, &plan), network::ensure(t, &plan));
     let (tls, storage, network) = (tls?, storage?, network?);
     let engine::Checked { mut engine, wait, facts, disk_pressure } = engine::ensure(t, &plan, &tls, run).await?;
+    endpoints::ensure(t).await?;
     let now = jiff::Timestamp::now();
     let mut idle = match engine {
         Engine::Answering(_) => super::lifecycle::idle_since(t, facts.as_ref(), now),

@@ -34,7 +34,8 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Service> {
     };
     let reused = current.is_none() && ip.is_some();
     if !reused {
-        return child.ensure(&with_ip(ip), current).await;
+        let svc = child.ensure(&with_ip(ip), current).await?;
+        return unselect(t, svc).await;
     }
     // The API server announces a deleted Service before it frees its address (by tens of
     // milliseconds), and the operator answers the announcement at once: the address it asks for
@@ -58,6 +59,31 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan) -> Result<Service> {
             child.ensure(&with_ip(ip), Some(svc)).await
         }
     }
+}
+
+/// Removes a selector someone added to the Service (an earlier operator's own goes with its
+/// server-side apply): with one, Kubernetes would make every pod carrying those labels an endpoint
+/// of the engine. A merge patch removes it whoever set it; the ClusterIP stays.
+async fn unselect(t: &Target<'_>, svc: Service) -> Result<Service> {
+    use kube::api::{Patch, PatchParams};
+    if svc.spec.as_ref().and_then(|s| s.selector.as_ref()).is_none_or(|s| s.is_empty()) {
+        return Ok(svc);
+    }
+    let name = &t.names.service;
+    let writing = t.ctx.expect.writing::<Service>(Some(&t.names.namespace), name);
+    let patch = serde_json::json!({ "spec": { "selector": null } });
+    let patched = t
+        .api::<Service>()
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(crate::error::Error::kube("remove the selector of", "Service", name))?;
+    writing.wrote(&super::apply::slim(&patched));
+    let note = format!(
+        "the Service {name} had a selector, which would make any pod with those labels an endpoint of the engine; it \
+         was removed (the operator names the engine pod in the EndpointSlice {name})"
+    );
+    t.warning(crate::crd::conditions::reason::SERVICE_SELECTOR_REMOVED, note).await;
+    Ok(patched)
 }
 
 /// Whether the API server refused a ClusterIP because a Service still holds it.

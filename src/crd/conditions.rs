@@ -124,6 +124,8 @@ pub mod reason {
     /// Event: the engine pod's labels were edited (its Service and NetworkPolicy select it by them);
     /// they were put back.
     pub const ENGINE_RELABELLED: &str = "EngineRelabelled";
+    /// Event: a selector someone added to the sandbox's Service was removed.
+    pub const SERVICE_SELECTOR_REMOVED: &str = "ServiceSelectorRemoved";
     /// Event: a running engine was stopped because policy no longer allows it.
     pub const ENGINE_STOPPED: &str = "EngineStopped";
     /// Event: a new CA replaced a missing, invalid or expiring one.

@@ -1,6 +1,7 @@
 //! Pure builders: one desired object per child kind, from a sandbox and its plan.
 
 pub mod daemon_json;
+pub mod endpoints;
 pub mod network_policy;
 pub mod pod;
 pub mod pvc;

@@ -3,11 +3,13 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{DOCKER_TLS_PORT, DOCKER_TLS_PORT_NAME, Names, meta, selector};
+use super::{DOCKER_TLS_PORT, DOCKER_TLS_PORT_NAME, Names, meta};
 use crate::crd::{DockerSandbox, ServiceType};
 use crate::plan::Plan;
 
-/// The desired Service of `dsb` (identity from `dsb`, everything else from `plan`).
+/// The desired Service of `dsb` (identity from `dsb`, everything else from `plan`). It has no
+/// selector: its EndpointSlice (`endpoints`) names the engine pod, which no other pod can become by
+/// copying its labels.
 pub fn build(dsb: &DockerSandbox, plan: &Plan) -> Service {
     let names = Names::of(dsb);
     let mut metadata = meta(dsb, &names.service, "endpoint", true);
@@ -23,7 +25,6 @@ pub fn build(dsb: &DockerSandbox, plan: &Plan) -> Service {
         metadata,
         spec: Some(ServiceSpec {
             type_: Some(type_.to_string()),
-            selector: Some(selector(dsb)),
             ports: Some(vec![ServicePort {
                 name: Some(DOCKER_TLS_PORT_NAME.to_string()),
                 port: DOCKER_TLS_PORT,
@@ -66,7 +67,7 @@ mod tests {
         let port = &spec.ports.expect("ports")[0];
         assert_eq!(port.port, 2376);
         assert_eq!(port.target_port, Some(IntOrString::String("docker-tls".into())));
-        assert_eq!(spec.selector.expect("selector")["app.kubernetes.io/instance"], "web");
+        assert_eq!(spec.selector, None, "no pod becomes an endpoint by its labels");
         assert_eq!(svc.metadata.owner_references.expect("owner")[0].kind, "DockerSandbox");
     }
 

@@ -92,6 +92,12 @@ watched namespace. Only what the reconciler calls; see the comments for why each
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The EndpointSlice of each sandbox's Service, which has no selector (a pod that copies the engine's
+# labels never becomes its endpoint): applied like the other children. "delete" for the stale slices
+# Kubernetes' controller made while a Service still had a selector (made by an earlier version).
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Each engine's NetworkPolicy (who may reach port 2376, where nested containers may go): applied like
 # the other children, going with the sandbox through its owner reference.
 - apiGroups: ["networking.k8s.io"]

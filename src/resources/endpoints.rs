@@ -1,0 +1,117 @@
+//! The EndpointSlice behind the sandbox's Service. The Service selects no pods: a label anyone who
+//! may create pods in the namespace can set must never make their pod an endpoint of the engine.
+//! The operator names the one engine pod it owns, by address, here.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+
+use super::{DOCKER_TLS_PORT, DOCKER_TLS_PORT_NAME, Names, meta};
+use crate::crd::DockerSandbox;
+
+/// The label that ties an EndpointSlice to its Service (kube-proxy routes by it).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The label that says who manages an EndpointSlice.
+pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+/// This operator, as the manager of its EndpointSlices.
+pub const MANAGED_BY: &str = "dockersandbox.dev-operator";
+/// Kubernetes' EndpointSlice controller, which made the slices of Services that had a selector.
+pub const CONTROLLER_MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+
+/// The engine pod as an endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnginePod {
+    /// `status.podIP`.
+    pub ip: String,
+    /// Its UID.
+    pub uid: Option<String>,
+    /// Whether its Ready condition is True.
+    pub ready: bool,
+}
+
+/// The desired EndpointSlice of `dsb`'s Service: the engine pod when it has an address, else none.
+pub fn build(dsb: &DockerSandbox, engine: Option<&EnginePod>) -> EndpointSlice {
+    let names = Names::of(dsb);
+    let mut metadata = meta(dsb, &names.service, "endpoint", true);
+    let labels = metadata.labels.get_or_insert_with(Default::default);
+    labels.insert(SERVICE_NAME_LABEL.into(), names.service.clone());
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+    let ipv6 = engine.is_some_and(|e| e.ip.contains(':'));
+    let endpoints: Vec<Endpoint> = engine
+        .map(|e| Endpoint {
+            addresses: vec![e.ip.clone()],
+            conditions: Some(EndpointConditions {
+                ready: Some(e.ready),
+                serving: Some(e.ready),
+                terminating: Some(false),
+            }),
+            target_ref: Some(ObjectReference {
+                kind: Some("Pod".into()),
+                name: Some(names.pod.clone()),
+                namespace: Some(names.namespace.clone()),
+                uid: e.uid.clone(),
+                ..ObjectReference::default()
+            }),
+            ..Endpoint::default()
+        })
+        .into_iter()
+        .collect();
+    EndpointSlice {
+        metadata,
+        address_type: if ipv6 { "IPv6" } else { "IPv4" }.into(),
+        endpoints: Some(endpoints),
+        ports: Some(vec![EndpointPort {
+            name: Some(DOCKER_TLS_PORT_NAME.into()),
+            port: Some(DOCKER_TLS_PORT),
+            protocol: Some("TCP".into()),
+            ..EndpointPort::default()
+        }]),
+    }
+}
+
+/// Whether `slice` is one Kubernetes' EndpointSlice controller made for the Service `service` (it
+/// did while the Service had a selector; without one it leaves them as they were, stale).
+pub fn made_by_the_controller_for(slice: &EndpointSlice, service: &str) -> bool {
+    let labels = slice.metadata.labels.as_ref();
+    let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    label(SERVICE_NAME_LABEL) == Some(service) && label(MANAGED_BY_LABEL) == Some(CONTROLLER_MANAGED_BY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::minimal;
+
+    #[test]
+    fn names_the_engine_pod_by_address_for_the_service() {
+        let dsb = minimal();
+        let pod = EnginePod { ip: "10.244.0.7".into(), uid: Some("p1".into()), ready: true };
+        let s = build(&dsb, Some(&pod));
+        assert_eq!(s.metadata.name.as_deref(), Some("web"));
+        let labels = s.metadata.labels.clone().expect("labels");
+        assert_eq!(labels[SERVICE_NAME_LABEL], "web");
+        assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY);
+        assert_eq!(s.metadata.owner_references.expect("owner")[0].kind, "DockerSandbox");
+        assert_eq!(s.address_type, "IPv4");
+        let endpoints = s.endpoints.clone().unwrap_or_default();
+        assert_eq!(endpoints.len(), 1);
+        assert_eq!(endpoints[0].addresses, ["10.244.0.7"]);
+        assert_eq!(endpoints[0].conditions.as_ref().and_then(|c| c.ready), Some(true));
+        assert_eq!(endpoints[0].target_ref.as_ref().and_then(|r| r.name.as_deref()), Some("web-engine"));
+        let port = &s.ports.expect("ports")[0];
+        assert_eq!((port.name.as_deref(), port.port), (Some("docker-tls"), Some(2376)));
+        // no pod: no endpoint (clients are refused instead of reaching something else)
+        assert_eq!(build(&dsb, None).endpoints, Some(vec![]));
+        let v6 = EnginePod { ip: "fd00::7".into(), uid: None, ready: false };
+        assert_eq!(build(&dsb, Some(&v6)).address_type, "IPv6");
+    }
+
+    #[test]
+    fn tells_the_controllers_slices_of_the_service_from_others() {
+        let dsb = minimal();
+        let mut theirs = build(&dsb, None);
+        theirs.metadata.labels.as_mut().expect("labels").insert(MANAGED_BY_LABEL.into(), CONTROLLER_MANAGED_BY.into());
+        assert!(made_by_the_controller_for(&theirs, "web"));
+        assert!(!made_by_the_controller_for(&theirs, "other"));
+        assert!(!made_by_the_controller_for(&build(&dsb, None), "web"), "ours");
+    }
+}
