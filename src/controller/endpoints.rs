@@ -3,7 +3,7 @@
 //! else. A Service that had a selector (made by an operator before this one) keeps its ClusterIP:
 //! the stale slices Kubernetes' controller made for it are deleted once the selector is gone.
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 
@@ -35,25 +35,38 @@ fn engine_pod(pod: &Pod) -> Option<EnginePod> {
     Some(EnginePod { ip, uid: pod.uid(), ready })
 }
 
-/// Deletes the slices Kubernetes' EndpointSlice controller made for the sandbox's Service while it
-/// had a selector: without one the controller leaves them as they were, and kube-proxy would keep
-/// routing to the address of a pod that is gone.
+/// Deletes what Kubernetes made for the sandbox's Service while it had a selector: the EndpointSlice
+/// controller's slices, which it leaves as they were once the selector is gone, and the Endpoints
+/// object of its Endpoints controller, which the mirroring controller then copies into slices. Left
+/// alone, kube-proxy would route to every address they name (a pod gone, or one that copied the
+/// engine's labels).
 async fn stale(t: &Target<'_>) -> Result<()> {
     let Some(svc) = Child::<Service>::of(t, &t.names.service).observed()? else { return Ok(()) };
     if svc.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| !s.is_empty()) {
         return Ok(());
     }
     let ns = t.names.namespace.as_str();
-    let theirs = t.ctx.caches.all::<EndpointSlice>().into_iter().filter(|s| {
-        s.namespace().as_deref() == Some(ns)
-            && endpoints::made_by_the_controller_for(s, &t.names.service)
-            && s.owner_references().iter().any(|o| o.kind == "Service" && Some(&o.uid) == svc.uid().as_ref())
-    });
-    for slice in theirs.collect::<Vec<_>>() {
+    let theirs: Vec<_> = t
+        .ctx
+        .caches
+        .all::<EndpointSlice>()
+        .into_iter()
+        .filter(|s| s.namespace().as_deref() == Some(ns))
+        .filter_map(|s| endpoints::made_by_kubernetes_for(&s, &t.names.service).map(|by| (s, by)))
+        .collect();
+    if theirs.iter().any(|(_, by)| *by == endpoints::MIRRORING_MANAGED_BY) {
+        let params = kube::api::DeleteParams::default();
+        match t.api::<Endpoints>().delete(&t.names.service, &params).await {
+            Ok(_) => tracing::info!("deleted the Endpoints object Kubernetes made while the Service had a selector"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(crate::error::Error::kube("delete", "Endpoints", &t.names.service)(e)),
+        }
+    }
+    for (slice, by) in theirs {
         let name = slice.name_any();
         let child = Child::<EndpointSlice>::owned_by(t, ns, &name, Box::new(|_| Ok(())));
         child.delete(&slice).await?;
-        tracing::info!(slice = %name, "deleted an EndpointSlice Kubernetes made while the Service had a selector");
+        tracing::info!(slice = %name, managed_by = by, "deleted an EndpointSlice Kubernetes made while the Service had a selector");
     }
     Ok(())
 }

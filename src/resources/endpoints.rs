@@ -17,6 +17,10 @@ pub const MANAGED_BY: &str = "dockersandbox.dev-operator";
 /// Kubernetes' EndpointSlice controller, which made the slices of Services that had a selector.
 pub const CONTROLLER_MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 
+/// Kubernetes' mirroring controller, which copies a selectorless Service's Endpoints object (the
+/// one its Endpoints controller made while the Service had a selector) into slices.
+pub const MIRRORING_MANAGED_BY: &str = "endpointslicemirroring-controller.k8s.io";
+
 /// The engine pod as an endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnginePod {
@@ -68,13 +72,30 @@ pub fn build(dsb: &DockerSandbox, engine: Option<&EnginePod>) -> EndpointSlice {
     }
 }
 
-/// Whether `slice` is one Kubernetes' EndpointSlice controller made for the Service `service` (it
-/// did while the Service had a selector; without one it leaves them as they were, stale).
-pub fn made_by_the_controller_for(slice: &EndpointSlice, service: &str) -> bool {
+/// Whether `slice` is one Kubernetes made for the Service `service` from its selector: by the
+/// EndpointSlice controller (which leaves them as they were once the selector is gone, stale), or
+/// mirrored from the Endpoints object its Endpoints controller made (which it leaves too, and which
+/// the mirroring controller copies into slices as soon as the Service has no selector).
+pub fn made_by_kubernetes_for(slice: &EndpointSlice, service: &str) -> Option<&'static str> {
     let labels = slice.metadata.labels.as_ref();
     let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
-    label(SERVICE_NAME_LABEL) == Some(service) && label(MANAGED_BY_LABEL) == Some(CONTROLLER_MANAGED_BY)
+    if label(SERVICE_NAME_LABEL) != Some(service) {
+        return None;
+    }
+    match label(MANAGED_BY_LABEL) {
+        Some(CONTROLLER_MANAGED_BY) => Some(CONTROLLER_MANAGED_BY),
+        // mirrored from an Endpoints object that Kubernetes' own controller made (its labels are copied)
+        Some(MIRRORING_MANAGED_BY) if label(ENDPOINTS_MANAGED_BY_LABEL) == Some(ENDPOINTS_CONTROLLER) => {
+            Some(MIRRORING_MANAGED_BY)
+        }
+        _ => None,
+    }
 }
+
+/// The label Kubernetes' Endpoints controller puts on the Endpoints objects it makes.
+pub const ENDPOINTS_MANAGED_BY_LABEL: &str = "endpoints.kubernetes.io/managed-by";
+/// Its value there.
+pub const ENDPOINTS_CONTROLLER: &str = "endpoint-controller";
 
 #[cfg(test)]
 mod tests {
@@ -110,8 +131,14 @@ mod tests {
         let dsb = minimal();
         let mut theirs = build(&dsb, None);
         theirs.metadata.labels.as_mut().expect("labels").insert(MANAGED_BY_LABEL.into(), CONTROLLER_MANAGED_BY.into());
-        assert!(made_by_the_controller_for(&theirs, "web"));
-        assert!(!made_by_the_controller_for(&theirs, "other"));
-        assert!(!made_by_the_controller_for(&build(&dsb, None), "web"), "ours");
+        assert_eq!(made_by_kubernetes_for(&theirs, "web"), Some(CONTROLLER_MANAGED_BY));
+        assert_eq!(made_by_kubernetes_for(&theirs, "other"), None);
+        assert_eq!(made_by_kubernetes_for(&build(&dsb, None), "web"), None, "ours");
+        let labels = theirs.metadata.labels.as_mut().expect("labels");
+        labels.insert(MANAGED_BY_LABEL.into(), MIRRORING_MANAGED_BY.into());
+        assert_eq!(made_by_kubernetes_for(&theirs, "web"), None, "mirrored from an Endpoints someone else made");
+        let labels = theirs.metadata.labels.as_mut().expect("labels");
+        labels.insert(ENDPOINTS_MANAGED_BY_LABEL.into(), ENDPOINTS_CONTROLLER.into());
+        assert_eq!(made_by_kubernetes_for(&theirs, "web"), Some(MIRRORING_MANAGED_BY));
     }
 }

@@ -98,6 +98,11 @@ watched namespace. Only what the reconciler calls; see the comments for why each
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# ... and the Endpoints object Kubernetes' Endpoints controller made for such a Service, which its
+# mirroring controller would otherwise copy into a slice with the addresses it names: delete only.
+- apiGroups: [""]
+  resources: ["endpoints"]
+  verbs: ["delete"]
 # Each engine's NetworkPolicy (who may reach port 2376, where nested containers may go): applied like
 # the other children, going with the sandbox through its owner reference.
 - apiGroups: ["networking.k8s.io"]
