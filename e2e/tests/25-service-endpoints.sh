@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# e2e: about 80s
+# e2e: about 30s
 # The sandbox's Service selects no pods: the operator writes its EndpointSlice, naming the one engine
 # pod it owns. A pod in the namespace that copies the engine pod's labels never becomes an endpoint
 # (with a selector it would take every other connection; clients would talk to it). A Service as an
 # earlier operator made it (with a selector) loses the selector and keeps its ClusterIP (which the
-# server certificate names), and the stale slices Kubernetes' controller made for it are deleted;
+# server certificate names), and the stale slices Kubernetes made for it are deleted (its
+# EndpointSlice controller's, and the one mirrored from its Endpoints object, with that object);
 # a selector added by hand is removed too (Warning ServiceSelectorRemoved). Clients keep working.
 source "$(dirname "$0")/../lib.sh"
 
