@@ -1221,3 +1221,23 @@ async fn the_ready_engine_pod_is_the_services_one_endpoint_and_the_controllers_s
     );
     assert_eq!(slice["metadata"]["labels"]["kubernetes.io/service-name"], "web");
 }
+
+#[tokio::test]
+async fn a_refused_sandbox_still_expires_its_engine_from_before_stops() {
+    let api = Fake::new(opted_in());
+    // placed while its class had no lifetimes; then the class caps them and the tenant's spec goes wrong
+    let placed = api.placed(&sandbox("{}")).await;
+    api.with(|s| {
+        let class = s.objects.get_mut("dockersandboxclasses/standard").expect("class");
+        class["spec"]["image"] = json!({"allowed": ["docker:*-dind"]});
+        class["spec"]["lifecycle"] = json!({"expiry": {"maxLifetime": "1h"}});
+    });
+    let mut wrong = placed.clone();
+    wrong.spec.image = Some("evil/miner:1".into());
+    // no creationTimestamp in the fixture: created at the epoch, long past its hour
+    api.reconcile(&wrong, config(true)).await.expect("reconcile");
+    let writes = api.take_writes();
+    assert!(writes.contains(&"DELETE pods/web-engine".to_string()), "the engine kept from before stops: {writes:?}");
+    assert_eq!(api.object("dockersandboxes/web")["status"]["conditions"][0]["reason"], "ImageNotAllowed");
+    assert!(api.take_events().contains(&("Expired".to_string(), "Warning".to_string())));
+}

@@ -7,17 +7,18 @@ use kube::api::{DeleteParams, Preconditions};
 
 use super::context::Target;
 use crate::crd::conditions::{self, reason};
-use crate::crd::{DockerSandbox, EngineStatus, Phase};
+use crate::crd::{DockerSandbox, EngineStatus, Phase, ReclaimPolicy, StorageType};
 use crate::error::{Error, Result};
-use crate::plan::{Plan, lifecycle};
+use crate::plan::lifecycle;
 
 /// Deletes the sandbox, which expired with `onExpiry: Delete`; its children go through their owner
 /// references, a Retain volume (which has none) stays. A Warning Event says so first.
-pub async fn expire(t: &Target<'_>, plan: &Plan) -> Result<()> {
-    let at = plan.lifecycle.expires_at.map(|t| t.to_string()).unwrap_or_default();
-    let volume = if plan.storage.ephemeral {
+pub async fn expire(t: &Target<'_>, expires_at: Option<Timestamp>) -> Result<()> {
+    let at = expires_at.map(|t| t.to_string()).unwrap_or_default();
+    let storage = &t.dsb.spec.storage;
+    let volume = if storage.kind == StorageType::Ephemeral {
         "its ephemeral volume goes with it".to_string()
-    } else if plan.storage.retain {
+    } else if storage.reclaim_policy == ReclaimPolicy::Retain {
         format!("its volume {} stays (storage.reclaimPolicy Retain)", t.names.pvc)
     } else {
         "its volume goes with it (storage.reclaimPolicy Delete)".to_string()

@@ -66,7 +66,7 @@ async fn run(cached: &DockerSandbox, ctx: &Context) -> Result<Action> {
         Planned::Plan(plan) => plan,
         // The namespace is being deleted: creating children would only be refused.
         Planned::NamespaceGone => return Ok(Action::await_change()),
-        Planned::Refused(refusal) => return refused(&t, refusal).await,
+        Planned::Refused(refusal, life) => return refused(&t, refusal, life).await,
     };
     let mode = plan.mode.clone();
     let now = jiff::Timestamp::now();
@@ -74,7 +74,7 @@ async fn run(cached: &DockerSandbox, ctx: &Context) -> Result<Action> {
     let suspension = dsb.status.as_ref().and_then(|s| s.suspension.as_ref());
     let run = lifecycle::decide(&plan.lifecycle, now, suspension, wake);
     if run == Run::Delete {
-        super::lifecycle::expire(&t, &plan).await?;
+        super::lifecycle::expire(&t, plan.lifecycle.expires_at).await?;
         return Ok(Action::await_change());
     }
     let life = plan.lifecycle.clone();
@@ -116,37 +116,62 @@ fn blocked_condition(kind: &str) -> Option<&'static str> {
 enum Planned {
     Plan(Box<plan::Plan>),
     NamespaceGone,
-    Refused(plan::Refusal),
+    /// Refused; with the sandbox's lifecycle when its class could be read (a refused sandbox may
+    /// still have an engine running from before, and it expires all the same).
+    Refused(plan::Refusal, Option<lifecycle::Lifecycle>),
 }
 
 async fn planned(t: &Target<'_>, source: Source) -> Result<Planned> {
     Ok(match facts::gather(t, source).await? {
         facts::Gathered::Facts(facts) => match plan::resolve(t.dsb, &facts, &t.ctx.config) {
             Ok(plan) => Planned::Plan(Box::new(plan)),
-            Err(refusal) => Planned::Refused(refusal),
+            Err(refusal) => {
+                let created = t.dsb.metadata.creation_timestamp.as_ref().map_or(jiff::Timestamp::UNIX_EPOCH, |c| c.0);
+                Planned::Refused(refusal, lifecycle::resolve(&t.dsb.spec, created, &facts.class).ok())
+            }
         },
         facts::Gathered::NamespaceGone => Planned::NamespaceGone,
         // Nothing is changed or stopped: the class may come back (it is watched).
-        facts::Gathered::NoClass(refusal) => Planned::Refused(refusal),
+        facts::Gathered::NoClass(refusal) => Planned::Refused(refusal, None),
     })
 }
 
 /// A sandbox the plan refuses. A policy refusal stops its engine (the volume keeps the data), and
 /// so does a class refusal when the engine runs privileged (policy was tightened under it), but
 /// only once the live cluster confirms it: a cache that is behind must never stop an engine.
-async fn refused(t: &Target<'_>, mut refusal: plan::Refusal) -> Result<Action> {
+async fn refused(t: &Target<'_>, mut refusal: plan::Refusal, life: Option<lifecycle::Lifecycle>) -> Result<Action> {
+    let now = jiff::Timestamp::now();
     let running = t.cached::<Pod>(&t.names.pod).is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+    // Expiry holds for a refused sandbox too: an engine kept from before its spec went wrong must
+    // not outlive its lifetime.
+    match life.as_ref().map(|lc| lifecycle::decide(lc, now, None, None)) {
+        Some(Run::Delete) => {
+            super::lifecycle::expire(t, life.as_ref().and_then(|lc| lc.expires_at)).await?;
+            return Ok(Action::await_change());
+        }
+        Some(Run::Suspend(SuspendCause::Expiry)) if running => {
+            pods::suspend(t).await?;
+            let at = life.as_ref().and_then(|lc| lc.expires_at).map(|t| t.to_string()).unwrap_or_default();
+            t.warning(
+                reason::EXPIRED,
+                format!("the sandbox expired at {at}: its engine is stopped (the volume stays)"),
+            )
+            .await;
+        }
+        _ => {}
+    }
+    let due = life.as_ref().and_then(|lc| lifecycle::next_due(lc, None, now));
     if running && (plan::is_policy_refusal(&refusal) || plan::is_class_refusal(&refusal)) {
         match planned(t, Source::Live).await? {
-            Planned::Refused(live) if plan::is_policy_refusal(&live) => {
+            Planned::Refused(live, _) if plan::is_policy_refusal(&live) => {
                 pods::stop(t, &live.message).await?;
                 refusal = live;
             }
-            Planned::Refused(live) if plan::is_class_refusal(&live) && pods::runs_privileged(t).await? => {
+            Planned::Refused(live, _) if plan::is_class_refusal(&live) && pods::runs_privileged(t).await? => {
                 pods::stop(t, &format!("the engine ran privileged and {}", live.message)).await?;
                 refusal = live;
             }
-            Planned::Refused(live) => refusal = live,
+            Planned::Refused(live, _) => refusal = live,
             // The cache was behind; the next reconcile (its watch event is on the way) places it.
             Planned::Plan(_) | Planned::NamespaceGone => return Ok(Action::requeue(Duration::from_secs(1))),
         }
@@ -157,9 +182,10 @@ async fn refused(t: &Target<'_>, mut refusal: plan::Refusal) -> Result<Action> {
     // watched, and re-checked ever more rarely.
     Ok(if spec_error {
         t.ctx.done_waiting(t.dsb);
-        Action::await_change()
+        due.map_or_else(Action::await_change, Action::requeue)
     } else {
-        Action::requeue(recheck_after(t.ctx.still_waiting(t.dsb)))
+        let later = recheck_after(t.ctx.still_waiting(t.dsb));
+        Action::requeue(due.map_or(later, |d| d.min(later)))
     })
 }
 
