@@ -533,6 +533,12 @@ e2e_values_args() {
   if [[ -n "$values" && -f "$values" ]]; then E2E_VALUES_ARGS+=(-f "$values"); fi
   E2E_VALUES_ARGS+=(--set "image.repository=$repo" --set "image.tag=$tag" --set image.pullPolicy=IfNotPresent
     --set logging.format=text)
+  # The local image keeps its tag when rebuilt: its digest in a pod annotation rolls the operator
+  # onto a new build (E2E_REUSE_CLUSTER=1 kept the old pods running the old binary).
+  local archive=$DSB_CACHE/images/operator.oci.tar digest
+  if [[ -r "$archive" ]] && digest=$(sha256sum <"$archive" | cut -c1-16); then
+    E2E_VALUES_ARGS+=(--set-string "podAnnotations.dockersandbox\\.dev/e2e-image=$digest")
+  fi
 }
 
 # helm_operator [ARGS...]: helm upgrade --install the operator chart with the e2e values
