@@ -131,7 +131,8 @@ pub fn pressure(policy: &DiskGc, disk: &Disk, capacity: i64) -> String {
     )
 }
 
-fn percent(part: i64, whole: i64) -> i64 {
+/// `part` as a whole percent of `whole` (rounded down; 0 for an empty whole).
+pub fn percent(part: i64, whole: i64) -> i64 {
     if whole <= 0 { 0 } else { (i128::from(part.max(0)) * 100 / i128::from(whole)) as i64 }
 }
 

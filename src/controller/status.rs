@@ -60,7 +60,7 @@ pub fn engine_status(facts: &probe::Facts, capacity: Option<i64>, now: &Time) ->
             build_cache_bytes: d.build_cache,
             used_bytes: used,
             capacity_bytes: capacity,
-            used_percent: capacity.map(|c| percent(used, c)),
+            used_percent: capacity.map(|c| super::gc::percent(used, c)),
         }
     });
     EngineStatus {
@@ -72,11 +72,6 @@ pub fn engine_status(facts: &probe::Facts, capacity: Option<i64>, now: &Time) ->
         last_activity: facts.last_activity.and_then(|t| jiff::Timestamp::from_second(t).ok()).map(|t| t.to_string()),
         observed_at: jiff::Timestamp::from_second(now.0.as_second()).unwrap_or(now.0).to_string(),
     }
-}
-
-/// `part` as a whole percent of `whole` (rounded down; 0 for an empty whole).
-fn percent(part: i64, whole: i64) -> i64 {
-    if whole <= 0 { 0 } else { (i128::from(part.max(0)) * 100 / i128::from(whole)) as i64 }
 }
 
 /// A byte figure moves noticeably when it moves by more than this share of the volume (or, with no
@@ -349,7 +344,7 @@ pub fn disk_pressure(policy: &crate::crd::DiskGc, disk: &probe::Disk, capacity: 
     if gc::due(policy, disk, Some(capacity)) {
         Cond::ok(conditions::DISK_PRESSURE, reason::DISK_FULL, gc::pressure(policy, disk, capacity))
     } else {
-        let used = if capacity > 0 { i128::from(disk.used().max(0)) * 100 / i128::from(capacity) } else { 0 };
+        let used = gc::percent(disk.used(), capacity);
         Cond::not_ok(
             conditions::DISK_PRESSURE,
             reason::DISK_OK,

@@ -222,7 +222,7 @@ pub fn df_table(f: &probe::Facts, capacity: Option<i64>) -> String {
         return format!("dockerd could not account for its disk: {}\n", f.disk.as_ref().err().map_or("", |e| e));
     };
     let total = match capacity {
-        Some(c) if c > 0 => format!("{}% of {}", i128::from(d.used()) * 100 / i128::from(c), bytes(c)),
+        Some(c) if c > 0 => format!("{}% of {}", crate::controller::gc::percent(d.used(), c), bytes(c)),
         _ => "the volume has no size limit".into(),
     };
     let rows = [
@@ -262,7 +262,7 @@ pub async fn prune(global: &Global, args: &PruneArgs) -> Result<()> {
     let goal = policy.low_percent;
     let mut engine = engine(&cluster, &dsb).await?;
     let disk = engine.facts().await.map_err(Error::Other)?.disk.map_err(Error::Other)?;
-    let used = i128::from(disk.used()) * 100 / i128::from(capacity);
+    let used = gc::percent(disk.used(), capacity);
     if disk.used() <= target {
         println!("Nothing to prune: dockerd uses {used}% of the volume, at or below {goal}%.");
         return Ok(());
