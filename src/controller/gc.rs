@@ -165,7 +165,14 @@ mod tests {
     const GIB: i64 = 1 << 30;
 
     fn policy() -> DiskGc {
-        serde_json::from_value(serde_json::json!({})).expect("defaults")
+        DiskGc::default()
+    }
+
+    #[test]
+    fn the_default_policy_is_what_a_class_that_sets_nothing_gets() {
+        let read: DiskGc = serde_json::from_value(serde_json::json!({})).expect("defaults");
+        assert_eq!(DiskGc::default(), read);
+        assert_eq!((read.high_percent, read.low_percent, read.min_age.as_str()), (85, 70, "1h"));
     }
 
     fn disk(images: i64, containers: i64, volumes: i64, build_cache: i64) -> Disk {

@@ -862,7 +862,7 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_collection_prunes_in_order_and_stops_below_the_low_mark() {
-        let policy: DiskGc = serde_json::from_value(serde_json::json!({})).expect("defaults");
+        let policy = DiskGc::default();
         // 1000 MiB volume, marks 85% / 70%: 900 MiB used, down to 700.
         let engine = Arc::new(std::sync::Mutex::new(Scripted {
             build_cache: 50 * MIB,
@@ -904,7 +904,7 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_collection_that_cannot_get_below_tries_every_step_but_volumes() {
-        let policy: DiskGc = serde_json::from_value(serde_json::json!({})).expect("defaults");
+        let policy = DiskGc::default();
         let engine = Arc::new(std::sync::Mutex::new(Scripted {
             writable: 800 * MIB,
             images: vec![(id(2), 100 * MIB, false, true, "")],

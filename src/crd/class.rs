@@ -379,6 +379,19 @@ pub struct DiskGc {
     pub build_cache_percent: i64,
 }
 
+impl Default for DiskGc {
+    /// The defaults a class gets for the fields it leaves out.
+    fn default() -> Self {
+        Self {
+            high_percent: default_high(),
+            low_percent: default_low(),
+            min_age: default_min_age(),
+            prune_volumes: false,
+            build_cache_percent: default_build_cache(),
+        }
+    }
+}
+
 fn default_high() -> i64 {
     85
 }

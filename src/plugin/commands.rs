@@ -254,7 +254,7 @@ pub async fn prune(global: &Global, args: &PruneArgs) -> Result<()> {
         Ok(c) => c.spec.disk.gc,
         Err(_) => None,
     };
-    let mut policy = from_class.unwrap_or_else(|| serde_json::from_str("{}").expect("defaults"));
+    let mut policy = from_class.unwrap_or_default();
     if let Some(to) = args.to {
         policy.low_percent = to;
     }
