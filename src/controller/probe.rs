@@ -164,8 +164,6 @@ async fn get(sender: &mut Sender, path: &str, cap: usize, limit: Duration) -> Re
     call(sender, hyper::Method::GET, path, cap, limit).await
 }
 
-/// `method` on `path` without a body: the answer's body, read within `limit` and capped at `cap`
-/// bytes; an answer that is not a success is an error quoting (a printable start of) its body.
 /// `e` and its causes, `: `-separated (hyper's "operation was canceled" says little alone).
 fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -182,6 +180,8 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub static REQUESTS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
     std::sync::LazyLock::new(Default::default);
 
+/// `method` on `path` without a body: the answer's body, read within `limit` and capped at `cap`
+/// bytes; an answer that is not a success is an error quoting (a printable start of) its body.
 async fn call(
     sender: &mut Sender,
     method: hyper::Method,
@@ -308,6 +308,27 @@ async fn remove_unused_images(
     Ok(())
 }
 
+/// An image as `/images/json` lists it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Listed {
+    /// Only a well-formed id (`is_image_id`) is ever put into a request path.
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    created: i64,
+    #[serde(default)]
+    size: i64,
+    #[serde(default)]
+    shared_size: i64,
+}
+
+/// `body`, an engine's answer to `what`, as JSON of `T`; the error quotes a printable start of
+/// what was wrong.
+fn json<T: serde::de::DeserializeOwned>(what: &str, body: &str) -> Result<T, String> {
+    serde_json::from_str(body).map_err(|e| format!("{what}: {}", printable(&e.to_string(), 120)))
+}
+
 /// The unused images (no container was created from them), longest unused first, at most
 /// `MAX_IMAGE_REMOVALS` (when each was last tagged is read until `deadline`: a slow engine cannot
 /// hold a run past it).
@@ -320,17 +341,6 @@ async fn unused_candidates(sender: &mut Sender, deadline: tokio::time::Instant) 
     }
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
-    struct Listed {
-        id: String,
-        #[serde(default)]
-        created: i64,
-        #[serde(default)]
-        size: i64,
-        #[serde(default)]
-        shared_size: i64,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
     struct Inspected {
         metadata: Option<Metadata>,
     }
@@ -339,14 +349,11 @@ async fn unused_candidates(sender: &mut Sender, deadline: tokio::time::Instant) 
     struct Metadata {
         last_tag_time: Option<String>,
     }
-    let json = |what: &str, e: serde_json::Error| format!("{what}: {}", printable(&e.to_string(), 120));
     let containers: Vec<Container> =
-        serde_json::from_str(&get(sender, "/containers/json?all=1", MAX_DF, STEP_TIMEOUT).await?)
-            .map_err(|e| json("/containers/json", e))?;
+        json("/containers/json", &get(sender, "/containers/json?all=1", MAX_DF, STEP_TIMEOUT).await?)?;
     let in_use = containers.into_iter().filter_map(|c| c.image_id).collect();
     let listed: Vec<Listed> =
-        serde_json::from_str(&get(sender, "/images/json?shared-size=1", MAX_DF, STEP_TIMEOUT).await?)
-            .map_err(|e| json("/images/json", e))?;
+        json("/images/json", &get(sender, "/images/json?shared-size=1", MAX_DF, STEP_TIMEOUT).await?)?;
     let mut images: Vec<gc::Image> = listed
         .into_iter()
         .filter(|i| is_image_id(&i.id))
@@ -379,12 +386,6 @@ async fn unused_candidates(sender: &mut Sender, deadline: tokio::time::Instant) 
 async fn prune_plan(sender: &mut Sender, policy: &DiskGc, disk: Disk, target: i64) -> Result<Vec<String>, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
-    struct Listed {
-        #[serde(default)]
-        size: i64,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
     struct Stopped {
         #[serde(default)]
         created: i64,
@@ -403,8 +404,7 @@ async fn prune_plan(sender: &mut Sender, policy: &DiskGc, disk: Disk, target: i6
         return Ok(lines);
     }
     let dangling = format!("/images/json?filters={}", filters(serde_json::json!({"dangling": ["true"]})));
-    let dangling: Vec<Listed> = serde_json::from_str(&get(sender, &dangling, MAX_DF, STEP_TIMEOUT).await?)
-        .map_err(|e| format!("/images/json: {}", printable(&e.to_string(), 120)))?;
+    let dangling: Vec<Listed> = json("/images/json", &get(sender, &dangling, MAX_DF, STEP_TIMEOUT).await?)?;
     let bytes: i64 = dangling.iter().map(|i| i.size.max(0)).fold(0, i64::saturating_add);
     if !dangling.is_empty()
         && add(format!("{:<12} {} ({})", gc::bytes(bytes), gc::DANGLING_IMAGES, dangling.len()), bytes, &mut lines)
@@ -422,8 +422,7 @@ async fn prune_plan(sender: &mut Sender, policy: &DiskGc, disk: Disk, target: i6
         "/containers/json?all=1&filters={}",
         filters(serde_json::json!({"status": ["exited", "created", "dead"]}))
     );
-    let stopped: Vec<Stopped> = serde_json::from_str(&get(sender, &stopped, MAX_DF, STEP_TIMEOUT).await?)
-        .map_err(|e| format!("/containers/json: {}", printable(&e.to_string(), 120)))?;
+    let stopped: Vec<Stopped> = json("/containers/json", &get(sender, &stopped, MAX_DF, STEP_TIMEOUT).await?)?;
     let age = min_age_secs(&policy.min_age);
     let now = jiff::Timestamp::now().as_second();
     let old = stopped.iter().filter(|c| c.created < now - age).count();
@@ -606,7 +605,7 @@ pub fn counts(body: &str) -> Result<(i64, i64, i64), String> {
         containers_running: i64,
         images: i64,
     }
-    let i: Info = serde_json::from_str(body).map_err(|e| format!("/info: {}", printable(&e.to_string(), 120)))?;
+    let i: Info = json("/info", body)?;
     Ok((i.containers_running.max(0), i.containers.max(i.containers_running).max(0), i.images.max(0)))
 }
 
@@ -650,7 +649,7 @@ pub fn disk_of(body: &str) -> Result<Disk, String> {
     fn sum(sizes: impl Iterator<Item = Option<i64>>) -> i64 {
         sizes.flatten().filter(|s| *s > 0).fold(0i64, i64::saturating_add)
     }
-    let df: Df = serde_json::from_str(body).map_err(|e| format!("/system/df: {}", printable(&e.to_string(), 120)))?;
+    let df: Df = json("/system/df", body)?;
     let images = df.layers_size.ok_or("/system/df has no LayersSize")?.max(0);
     Ok(Disk {
         images,
