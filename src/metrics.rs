@@ -85,12 +85,17 @@ impl EngineGauges {
     }
 
     fn refresh<'a>(&self, sandboxes: impl Iterator<Item = &'a DockerSandbox>) {
-        let families =
-            [&self.up, &self.containers_running, &self.containers, &self.images, &self.disk_used, &self.disk_capacity];
-        families.iter().for_each(|f| f.clear());
-        self.last_activity.clear();
-        self.gc_runs.clear();
-        self.gc_freed.clear();
+        let gauges = [
+            &self.up,
+            &self.containers_running,
+            &self.containers,
+            &self.images,
+            &self.disk_used,
+            &self.disk_capacity,
+            &self.last_activity,
+        ];
+        gauges.iter().for_each(|f| f.clear());
+        [&self.gc_runs, &self.gc_freed].iter().for_each(|f| f.clear());
         for dsb in sandboxes {
             let status = dsb.status.as_ref();
             let labels = EngineLabels {
