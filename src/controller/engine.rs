@@ -104,47 +104,9 @@ async fn check(t: &Target<'_>, plan: &Plan, ip: String, tls: &Material) -> Check
     let gc = plan.gc.as_ref().map(|policy| probe::GcAsk { policy, capacity, unless_at_most: held(t, capacity) });
     match probe::probe(route, &t.names.server_name(), &tls.ca.cert, &tls.client, since, gc).await {
         Ok(answer) => {
-            let facts = answer.facts.and_then(|read| {
-                t.ctx.facts_read(t.dsb, read.as_ref().ok().map(|f| f.until));
-                match read {
-                    Ok(facts) => Some(facts),
-                    Err(why) => {
-                        warn!(error = %why, "could not read what is inside the engine");
-                        None
-                    }
-                }
-            });
-            let now = Time(jiff::Timestamp::now());
-            let mut disk_pressure = last_pressure(t, plan);
-            if let (Some(policy), Some(Ok(disk)), Some(cap)) =
-                (plan.gc.as_ref(), facts.as_ref().map(|f| &f.disk), capacity)
-            {
-                let pressure = status::disk_pressure(policy, disk, cap);
-                if pressure.ok && !disk_pressure.as_ref().is_some_and(|c| c.ok) {
-                    // Just went over and garbage collection could not help: a Warning, once.
-                    t.warning(reason::DISK_FULL, pressure.message.clone()).await;
-                }
-                disk_pressure = Some(pressure);
-            }
-            let mut engine_status = facts.map(|f| status::engine_status(&f, capacity, &now));
-            let old_gc = t.dsb.status.as_ref().and_then(|s| s.engine.as_ref()).and_then(|e| e.gc.clone());
-            if let Some(e) = engine_status.as_mut() {
-                e.gc = old_gc;
-                if let Some(run) = &answer.gc {
-                    let note = run.describe(capacity.unwrap_or_default());
-                    info!(freed = run.freed(), error = run.error.as_deref(), "{note}");
-                    t.normal(reason::DISK_GARBAGE_COLLECTED, note.clone()).await;
-                    let before = e.gc.take().unwrap_or_default();
-                    e.gc = Some(EngineGc {
-                        runs: before.runs.saturating_add(1),
-                        freed_bytes: before.freed_bytes.saturating_add(run.freed()),
-                        last_run: e.observed_at.clone(),
-                        last_result: note,
-                    });
-                }
-            }
+            let (facts, disk_pressure) = inside(t, plan, capacity, answer.facts, answer.gc).await;
             let engine = Engine::Answering(answer.version);
-            Checked { engine, wait: Wait::ForEvents, facts: engine_status, disk_pressure }
+            Checked { engine, wait: Wait::ForEvents, facts, disk_pressure }
         }
         Err(why) => Checked {
             engine: Engine::NotAnswering(format!(
@@ -155,6 +117,55 @@ async fn check(t: &Target<'_>, plan: &Plan, ip: String, tls: &Material) -> Check
             disk_pressure: last_pressure(t, plan),
         },
     }
+}
+
+/// What the check read inside the engine, for status (with a garbage collection run it did, told
+/// in an Event and counted in `status.engine.gc`), and DiskPressure after it.
+async fn inside(
+    t: &Target<'_>,
+    plan: &Plan,
+    capacity: Option<i64>,
+    read: Option<std::result::Result<probe::Facts, String>>,
+    gc: Option<crate::controller::gc::Run>,
+) -> (Option<EngineStatus>, Option<Cond>) {
+    let facts = read.and_then(|read| {
+        t.ctx.facts_read(t.dsb, read.as_ref().ok().map(|f| f.until));
+        match read {
+            Ok(facts) => Some(facts),
+            Err(why) => {
+                warn!(error = %why, "could not read what is inside the engine");
+                None
+            }
+        }
+    });
+    let now = Time(jiff::Timestamp::now());
+    let mut disk_pressure = last_pressure(t, plan);
+    if let (Some(policy), Some(Ok(disk)), Some(cap)) = (plan.gc.as_ref(), facts.as_ref().map(|f| &f.disk), capacity) {
+        let pressure = status::disk_pressure(policy, disk, cap);
+        if pressure.ok && !disk_pressure.as_ref().is_some_and(|c| c.ok) {
+            // Just went over and garbage collection could not help: a Warning, once.
+            t.warning(reason::DISK_FULL, pressure.message.clone()).await;
+        }
+        disk_pressure = Some(pressure);
+    }
+    let mut engine_status = facts.map(|f| status::engine_status(&f, capacity, &now));
+    let old_gc = t.dsb.status.as_ref().and_then(|s| s.engine.as_ref()).and_then(|e| e.gc.clone());
+    if let Some(e) = engine_status.as_mut() {
+        e.gc = old_gc;
+        if let Some(run) = &gc {
+            let note = run.describe(capacity.unwrap_or_default());
+            info!(freed = run.freed(), error = run.error.as_deref(), "{note}");
+            t.normal(reason::DISK_GARBAGE_COLLECTED, note.clone()).await;
+            let before = e.gc.take().unwrap_or_default();
+            e.gc = Some(EngineGc {
+                runs: before.runs.saturating_add(1),
+                freed_bytes: before.freed_bytes.saturating_add(run.freed()),
+                last_run: e.observed_at.clone(),
+                last_result: note,
+            });
+        }
+    }
+    (engine_status, disk_pressure)
 }
 
 /// The size of the engine's volume in bytes: the claim's capacity once bound (else its request),
