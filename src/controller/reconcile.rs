@@ -70,9 +70,9 @@ async fn run(cached: &DockerSandbox, ctx: &Context) -> Result<Action> {
     };
     let mode = plan.mode.clone();
     let now = jiff::Timestamp::now();
-    let wake = dsb.annotations().get(crate::crd::WAKE_ANNOTATION).map(String::as_str);
+    let wake = lifecycle::wake_request(dsb);
     let suspension = dsb.status.as_ref().and_then(|s| s.suspension.as_ref());
-    let run = lifecycle::decide(&plan.lifecycle, now, suspension, wake);
+    let run = lifecycle::decide(&plan.lifecycle, now, suspension, wake.as_deref());
     if run == Run::Delete {
         super::lifecycle::expire(&t, plan.lifecycle.expires_at).await?;
         return Ok(Action::await_change());

@@ -6,7 +6,7 @@ use super::probe;
 use crate::crd::conditions::{self, Cond, reason};
 use crate::crd::{
     CertificateStatus, DockerSandbox, DockerSandboxStatus, EngineDisk, EngineStatus, NetworkStatus, Phase,
-    SuspendCause, Suspension, WAKE_ANNOTATION,
+    SuspendCause, Suspension,
 };
 use crate::plan::{Mode, Refusal};
 use crate::resources::Names;
@@ -241,7 +241,7 @@ pub fn compute(dsb: &DockerSandbox, outcome: &Outcome, now: &Time) -> DockerSand
                     _ => Suspension {
                         cause: *cause,
                         since: jiff::Timestamp::from_second(now.0.as_second()).unwrap_or(now.0).to_string(),
-                        wake: dsb.metadata.annotations.as_ref().and_then(|a| a.get(WAKE_ANNOTATION)).cloned(),
+                        wake: crate::plan::lifecycle::wake_request(dsb),
                     },
                 }),
                 _ => None,

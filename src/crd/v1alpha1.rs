@@ -501,8 +501,8 @@ pub struct Suspension {
     pub cause: SuspendCause,
     /// When it was suspended (RFC 3339).
     pub since: String,
-    /// The `dockersandbox.dev/wake` annotation when it was suspended: another value wakes an idle
-    /// engine.
+    /// The `dockersandbox.dev/wake` annotation when it was suspended (its value, or a digest of
+    /// one longer than 64 characters): another value wakes an idle engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake: Option<String>,
 }

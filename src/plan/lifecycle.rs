@@ -151,6 +151,22 @@ pub fn resolve(spec: &DockerSandboxSpec, created: Timestamp, class: &ClassFacts)
     })
 }
 
+/// The wake request `dsb` carries (its `dockersandbox.dev/wake` annotation), as status records it:
+/// the value itself when short, else a digest of it. Anyone who may edit the sandbox sets it, so
+/// its length is theirs; what the operator keeps of it is bounded.
+pub fn wake_request(dsb: &crate::crd::DockerSandbox) -> Option<String> {
+    use sha2::Digest;
+    let value = dsb.metadata.annotations.as_ref()?.get(crate::crd::WAKE_ANNOTATION)?;
+    Some(if value.len() <= MAX_WAKE {
+        value.clone()
+    } else {
+        format!("sha256:{:x}", sha2::Sha256::digest(value.as_bytes()))
+    })
+}
+
+/// The longest wake annotation status keeps as it is.
+const MAX_WAKE: usize = 64;
+
 /// Whether the engine runs now: an expiry with `onExpiry: Delete` first (a suspended sandbox
 /// expires too), then `spec.suspend`, then an expiry that suspends, then an idle suspension on
 /// record (`suspension`), which lasts until the wake annotation differs from the one recorded.
@@ -396,6 +412,22 @@ mod tests {
             observed_at: CREATED.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_wake_request_is_kept_short() {
+        let mut dsb = crate::resources::testing::minimal();
+        assert_eq!(wake_request(&dsb), None);
+        let annotate = |dsb: &mut crate::crd::DockerSandbox, v: String| {
+            dsb.metadata.annotations = Some([(crate::crd::WAKE_ANNOTATION.to_string(), v)].into());
+        };
+        annotate(&mut dsb, "1764930000000-4242".into());
+        assert_eq!(wake_request(&dsb).as_deref(), Some("1764930000000-4242"));
+        annotate(&mut dsb, "x".repeat(200_000));
+        let long = wake_request(&dsb).expect("a digest");
+        assert!(long.starts_with("sha256:") && long.len() == 71, "{long}");
+        annotate(&mut dsb, "y".repeat(200_000));
+        assert_ne!(wake_request(&dsb), Some(long), "another request, another value");
     }
 
     #[test]
