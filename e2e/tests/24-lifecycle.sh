@@ -7,6 +7,8 @@
 #    image loaded and the stopped container created before;
 #  - admission refuses suspending an Ephemeral sandbox without storage.discardOnSuspend; the class
 #    refuses a lifetime or idle time above its own (LifecycleNotAllowed);
+#  - a running sandbox edited into a spec the class refuses keeps its engine, until its lifetime
+#    (100s) ends: then the engine stops (Warning Expired);
 #  - expiry: lifetime 90s with onExpiry Suspend (ExpiresSoon Warning ahead, then Suspended,
 #    Expired) and 50s with onExpiry Delete (the sandbox goes; a Retain volume stays, a Delete one goes);
 #  - idle: spec.idle.suspendAfter 30s is NOT reached while a nested container runs, and is once it
@@ -39,6 +41,7 @@ sandbox_apply "$ns" exp-suspend "$cls"$'\n'"  lifetime: 90s"
 sandbox_apply "$ns" exp-retain "$cls"$'\n'"  lifetime: 50s"$'\n'"  onExpiry: Delete"
 sandbox_apply "$ns" exp-delete "$cls"$'\n'"  lifetime: 50s"$'\n'"  onExpiry: Delete"$'\n'"  storage: {size: 1Gi, reclaimPolicy: Delete}"
 sandbox_apply "$ns" box "$cls"
+sandbox_apply "$ns" edited "$cls"$'\n'"  lifetime: 100s"
 
 # --- refusals: admission, then the class
 out=$(sandbox_manifest "$ns" eph "$cls"$'\n'"  suspend: true"$'\n'"  storage: {type: Ephemeral, size: 1Gi}" |
@@ -81,6 +84,13 @@ cdocker "$cns" client image inspect "$E2E_NESTED_IMAGE" >/dev/null || fail "the 
 assert_eq "the stopped container survived" kept "$(cdocker "$cns" client ps -a --filter name=kept --format '{{.Names}}')"
 log "FIGURE suspend-to-pod-gone ${suspend_secs}s, resume-to-Ready ${resume_secs}s (grace 20s)"
 
+# a running sandbox edited into a spec the class refuses keeps its engine (as before this issue)...
+wait_ready "$ns" edited
+kubectl patch "$DSB" -n "$ns" edited --type merge -p '{"spec":{"image":"example.invalid/not-allowed:1"}}' >&2
+wait_for 60 "edited is refused (ImageNotAllowed)" has_condition_reason "$ns" edited ImageNotAllowed ||
+  fail "edited was not refused: $(dsb_conditions "$ns" edited)"
+kubectl get pod -n "$ns" edited-engine >/dev/null || fail "the refused sandbox's engine stopped before its expiry"
+
 # --- expiry: Suspend, and Delete with either reclaim policy
 wait_for 120 "exp-suspend expired and Suspended" suspended "$ns" exp-suspend || fail "exp-suspend did not expire"
 assert_eq "exp-suspend Ready reason" Expired "$(ready_reason "$ns" exp-suspend)"
@@ -90,6 +100,10 @@ gone() { ! kubectl get "$DSB" -n "$1" "$2" >/dev/null 2>&1; }
 wait_for 120 "exp-retain deleted at expiry" gone "$ns" exp-retain || fail "exp-retain was not deleted"
 wait_for 120 "exp-delete deleted at expiry" gone "$ns" exp-delete || fail "exp-delete was not deleted"
 kubectl get pvc -n "$ns" exp-retain-docker >/dev/null || fail "the Retain volume of exp-retain went with it"
+# ... but not past its lifetime
+wait_for 120 "the refused sandbox's engine stops at its expiry" pod_absent "$ns" edited-engine ||
+  fail "edited's engine outlived its lifetime: $(dsb_conditions "$ns" edited)"
+warning_event_exists "$ns" edited Expired || fail "no Warning Expired on the refused sandbox edited"
 pvc_gone() { ! kubectl get pvc -n "$1" "$2" >/dev/null 2>&1; }
 wait_for 120 "the Delete volume of exp-delete goes" pvc_gone "$ns" exp-delete-docker || fail "exp-delete's volume stayed"
 
