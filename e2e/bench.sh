@@ -136,13 +136,9 @@ op_mem=$(operator_memory)
 # --engine-facts-interval): requests to engines per minute (the operator's own counter), status
 # writes per minute (sandboxes whose resourceVersion moved; target 0 when nothing changes inside
 # them), and the operator's CPU (its process on this node, when local).
-op_metrics() {
-  local svc
-  svc=$(kubectl get svc -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_OPERATOR_SELECTOR,app.kubernetes.io/component=metrics" \
-    -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null || true)
-  kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/services/http:${svc:-$E2E_RELEASE-metrics}:8080/proxy/metrics" 2>/dev/null |
-    awk '$1 == "dockersandbox_engine_requests_total" {print $2; exit}'
-}
+# The leader's count: the requests are the leader's, and behind the metrics Service a standby
+# replica could answer instead.
+op_metrics() { leader_metrics 2>/dev/null | awk '$1 == "dockersandbox_engine_requests_total" {print $2; exit}'; }
 op_cpu() {
   local pid tick
   tick=$(getconf CLK_TCK)
