@@ -235,33 +235,20 @@ const MAX_IMAGE_REMOVALS: usize = 32;
 async fn collect_garbage(sender: &mut Sender, policy: &DiskGc, disk: Disk, target: i64) -> gc::Run {
     let started = tokio::time::Instant::now();
     let mut run = gc::Run { before: disk.used(), after: disk, ..gc::Run::default() };
-    let filters = |f: serde_json::Value| gc::query_escape(&f.to_string());
     for step in [gc::BUILD_CACHE, gc::DANGLING_IMAGES, gc::UNUSED_IMAGES, gc::STOPPED_CONTAINERS, gc::VOLUMES] {
         let before = run.after.used();
         if before <= target || started.elapsed() > GC_TIME {
             break;
         }
-        let post = |path: String| (hyper::Method::POST, path);
-        let request = match step {
-            gc::BUILD_CACHE => {
-                post(format!("/build/prune?keep-storage={}", gc::build_cache_keep(&run.after, before - target)))
+        let done = match step {
+            gc::UNUSED_IMAGES => {
+                remove_unused_images(sender, before - target, &mut run.images_removed, started + GC_TIME).await
             }
-            gc::DANGLING_IMAGES => {
-                post(format!("/images/prune?filters={}", filters(serde_json::json!({"dangling": ["true"]}))))
+            gc::VOLUMES if !policy.prune_volumes => break,
+            _ => {
+                let path = prune_path(step, policy, &run.after, before - target);
+                call(sender, hyper::Method::POST, &path, MAX_INFO, PRUNE_TIMEOUT).await.map(|_| ())
             }
-            gc::STOPPED_CONTAINERS => {
-                post(format!("/containers/prune?filters={}", filters(serde_json::json!({"until": [policy.min_age]}))))
-            }
-            gc::VOLUMES if policy.prune_volumes => {
-                post(format!("/volumes/prune?filters={}", filters(serde_json::json!({"all": ["true"]}))))
-            }
-            gc::VOLUMES => break,
-            _ => (hyper::Method::DELETE, String::new()),
-        };
-        let done = if step == gc::UNUSED_IMAGES {
-            remove_unused_images(sender, before - target, &mut run.images_removed, started + GC_TIME).await
-        } else {
-            call(sender, request.0, &request.1, MAX_INFO, PRUNE_TIMEOUT).await.map(|_| ())
         };
         match get(sender, "/system/df", MAX_DF, DF_TIMEOUT).await.and_then(|b| disk_of(&b)) {
             Ok(after) => {
@@ -279,6 +266,21 @@ async fn collect_garbage(sender: &mut Sender, policy: &DiskGc, disk: Disk, targe
         }
     }
     run
+}
+
+/// The prune request of `step` (not the unused images, removed one by one): the build cache down
+/// to what frees `needed` bytes, dangling images, stopped containers older than `minAge`, volumes
+/// no container uses.
+fn prune_path(step: &str, policy: &DiskGc, disk: &Disk, needed: i64) -> String {
+    let filters = |f: serde_json::Value| gc::query_escape(&f.to_string());
+    match step {
+        gc::BUILD_CACHE => format!("/build/prune?keep-storage={}", gc::build_cache_keep(disk, needed)),
+        gc::DANGLING_IMAGES => format!("/images/prune?filters={}", filters(serde_json::json!({"dangling": ["true"]}))),
+        gc::STOPPED_CONTAINERS => {
+            format!("/containers/prune?filters={}", filters(serde_json::json!({"until": [policy.min_age]})))
+        }
+        _ => format!("/volumes/prune?filters={}", filters(serde_json::json!({"all": ["true"]}))),
+    }
 }
 
 /// Removes unused images, the longest unused first, until their own sizes add up to `needed`
