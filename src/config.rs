@@ -30,6 +30,37 @@ pub enum Command {
     },
     /// Print the API reference (Markdown) generated from the CRD.
     Docs,
+    /// Run the activator: it accepts connections to idle-suspended engines, wakes them, and
+    /// splices each connection to its engine once it is Ready (TLS stays end to end).
+    Activator(Box<ActivatorConfig>),
+}
+
+/// Settings for `activator`.
+#[derive(Parser, Debug, Clone)]
+pub struct ActivatorConfig {
+    /// Connections held at once for one sandbox while it wakes; more are closed at once.
+    #[arg(long, env = "ACTIVATOR_MAX_HELD_PER_SANDBOX", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_held_per_sandbox: u32,
+
+    /// Connections held at once in all; more are closed at once.
+    #[arg(long, env = "ACTIVATOR_MAX_HELD", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_held: u32,
+
+    /// Seconds a held connection waits for its engine to be Ready before it is closed.
+    #[arg(long, env = "ACTIVATOR_WAKE_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub wake_timeout: u64,
+
+    /// Address of the metrics and health endpoint (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing's env-filter syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_level: String,
 }
 
 /// Which CRD `crd` prints.
@@ -171,6 +202,35 @@ pub struct Config {
     /// engine's NetworkPolicy admits this namespace on port 2376, for the operator's TLS check.
     #[arg(long, env = "POD_NAMESPACE")]
     pub operator_namespace: Option<String>,
+
+    /// The activator's Service in the operator's namespace (the chart sets it when the activator
+    /// is on). While a sandbox is idle-suspended, or waking, its Service routes to the activator's
+    /// pods. Empty: no activator, and an idle-suspended engine's Service has no endpoint.
+    #[arg(long, env = "ACTIVATOR_SERVICE", default_value = "")]
+    pub activator_service: String,
+
+    /// Ports the activator is given, one per sandbox routed to it: `FIRST-LAST`.
+    #[arg(long, env = "ACTIVATOR_PORTS", default_value = "20000-29999", value_parser = parse_ports)]
+    pub activator_ports: Ports,
+}
+
+/// A range of TCP ports, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    /// The first.
+    pub first: u16,
+    /// The last.
+    pub last: u16,
+}
+
+fn parse_ports(s: &str) -> Result<Ports, String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?} is not FIRST-LAST"))?;
+    let port = |p: &str| p.trim().parse::<u16>().map_err(|e| format!("{p:?}: {e}"));
+    let (first, last) = (port(a)?, port(b)?);
+    if first < 1024 || first > last {
+        return Err(format!("{s:?}: the range must start at 1024 or above and not end before it starts"));
+    }
+    Ok(Ports { first, last })
 }
 
 /// Where CA keys live when the operator does not know its own namespace (`POD_NAMESPACE` unset:

@@ -8,14 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::reflector::Store;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::context::Context;
 use crate::crd::DockerSandbox;
 use crate::resources::secret::{SANDBOX_NAMESPACE_LABEL, SANDBOX_UID_LABEL};
+use crate::resources::{activator, label};
 
 /// How often keys are looked at.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(20);
@@ -31,9 +33,10 @@ pub struct Orphan {
     pub sandbox: (String, String, String),
 }
 
-/// The orphans among `keys`: old enough, in a watched namespace, for a uid no cached sandbox has.
-pub fn orphans(
-    keys: &[Arc<Secret>],
+/// The orphans among `keys` (CA key Secrets, or activator port policies): old enough, in a watched
+/// namespace, for a uid no cached sandbox has.
+pub fn orphans<K: Resource>(
+    keys: &[Arc<K>],
     sandbox_uids: &HashSet<String>,
     watched: &[String],
     now: jiff::Timestamp,
@@ -62,22 +65,56 @@ pub async fn sweep(ctx: Arc<Context>, stores: Vec<Store<DockerSandbox>>) {
             stores.iter().flat_map(Store::state).filter_map(|d| d.metadata.uid.clone()).collect();
         let found = orphans(&ctx.caches.ca_keys(), &uids, &ctx.config.watched_namespaces(), jiff::Timestamp::now());
         for orphan in found {
-            if let Err(e) = delete_if_gone(&ctx, &orphan).await {
+            if let Err(e) = delete_if_gone::<Secret>(&ctx, &orphan).await {
                 warn!(error = %e, key = orphan.key.0, "could not sweep a CA key");
             }
         }
     }
 }
 
-/// Deletes the orphan's key (that very Secret: its uid is a precondition) unless the API server
-/// still has its sandbox.
-async fn delete_if_gone(ctx: &Context, orphan: &Orphan) -> kube::Result<()> {
+/// Sweeps the activator port policies of sandboxes that are gone, as `sweep` does CA keys: the
+/// policy of a sandbox deleted while its Service routed to the activator (no owner reference
+/// reaches it in the operator's namespace). Its port stays taken until then.
+pub async fn sweep_activator_policies(ctx: Arc<Context>, stores: Vec<Store<DockerSandbox>>) {
+    if ctx.activator.get().is_none() {
+        return;
+    }
+    ctx.caches.synced().await;
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let uids: HashSet<String> =
+            stores.iter().flat_map(Store::state).filter_map(|d| d.metadata.uid.clone()).collect();
+        let ns = ctx.config.ca_namespace();
+        let policies: Vec<Arc<NetworkPolicy>> = ctx
+            .caches
+            .all::<NetworkPolicy>()
+            .into_iter()
+            .filter(|p| p.namespace().as_deref() == Some(ns))
+            .filter(|p| p.labels().get(label::COMPONENT).map(String::as_str) == Some(activator::POLICY_COMPONENT))
+            .collect();
+        for orphan in orphans(&policies, &uids, &ctx.config.watched_namespaces(), jiff::Timestamp::now()) {
+            if let Err(e) = delete_if_gone::<NetworkPolicy>(&ctx, &orphan).await {
+                warn!(error = %e, policy = orphan.key.0, "could not sweep an activator port policy");
+            }
+        }
+    }
+}
+
+/// Deletes the orphan (that very object: its uid is a precondition) unless the API server still
+/// has its sandbox.
+async fn delete_if_gone<K>(ctx: &Context, orphan: &Orphan) -> kube::Result<()>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let (uid, namespace, name) = &orphan.sandbox;
     let sandboxes = Api::<DockerSandbox>::namespaced(ctx.client.clone(), namespace);
     if sandboxes.get_opt(name).await?.is_some_and(|d| d.metadata.uid.as_ref() == Some(uid)) {
         return Ok(()); // the cache is behind; it is there
     }
-    let keys = Api::<Secret>::namespaced(ctx.client.clone(), ctx.config.ca_namespace());
+    let keys = Api::<K>::namespaced(ctx.client.clone(), ctx.config.ca_namespace());
     let (key, key_uid) = &orphan.key;
     let params = DeleteParams {
         preconditions: Some(Preconditions { uid: Some(key_uid.clone()), resource_version: None }),
@@ -85,7 +122,7 @@ async fn delete_if_gone(ctx: &Context, orphan: &Orphan) -> kube::Result<()> {
     };
     match keys.delete(key, &params).await {
         Ok(_) => {
-            info!(key, sandbox = %format!("{namespace}/{name}"), "deleted the CA key of a sandbox that is gone");
+            info!(kind = %K::kind(&()), name = key, sandbox = %format!("{namespace}/{name}"), "deleted what a sandbox that is gone left in the operator's namespace");
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),

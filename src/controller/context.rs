@@ -7,9 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{DynamicObject, NamespaceResourceScope};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
@@ -49,6 +52,12 @@ pub struct Context {
     pub engine_checks: Arc<tokio::sync::Semaphore>,
     /// What this process wrote (children and statuses) that the caches have not shown yet.
     pub expect: Arc<Expectations>,
+    /// The activator's pods, as the EndpointSlices of its Service show them (`--activator-service`;
+    /// set when the activator is on).
+    pub activator: std::sync::OnceLock<Store<EndpointSlice>>,
+    /// Activator ports this process gave sandboxes (namespace, name), so that two reconciles at
+    /// once never give out the same one before the caches show either.
+    activator_ports: Mutex<HashMap<(String, String), u16>>,
 }
 
 impl Context {
@@ -76,7 +85,80 @@ impl Context {
             facts: Mutex::default(),
             engine_checks,
             expect: Arc::default(),
+            activator: std::sync::OnceLock::new(),
+            activator_ports: Mutex::default(),
         }
+    }
+
+    /// Whether the activator is on: its Service is named, and the operator's namespace (where the
+    /// policies of its ports live) is watched, so that every such policy is seen, kept and swept.
+    pub fn activator_enabled(config: &Config) -> bool {
+        let watched = config.watched_namespaces();
+        !config.activator_service.is_empty()
+            && (watched.is_empty() || watched.iter().any(|n| n == config.ca_namespace()))
+    }
+
+    /// The ready addresses of the activator's pods (none while it is off or not up).
+    pub fn activator_addresses(&self) -> Vec<String> {
+        let Some(store) = self.activator.get() else { return vec![] };
+        let mut out: Vec<String> = store
+            .state()
+            .iter()
+            .flat_map(|s| s.endpoints.clone().unwrap_or_default())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+            .flat_map(|e| e.addresses)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The activator port of the sandbox `key` (namespace, name) with `uid`: the one it has
+    /// (`current`, or given by this process) while no other sandbox's EndpointSlice or activator
+    /// policy names it, else a free one. `None` when the range is full.
+    pub fn activator_port(&self, key: (String, String), uid: &str, current: Option<u16>) -> Option<u16> {
+        use crate::resources::activator::{POLICY_COMPONENT, routed_port};
+        use crate::resources::endpoints::SERVICE_NAME_LABEL;
+        use crate::resources::label;
+        use crate::resources::secret::SANDBOX_UID_LABEL;
+        let mut given = self.activator_ports.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = given.get(&key).copied().or(current);
+        let mut taken: std::collections::HashSet<u16> =
+            given.iter().filter(|(k, _)| **k != key).map(|(_, p)| *p).collect();
+        for slice in self.caches.all::<EndpointSlice>() {
+            let theirs = (slice.namespace().as_deref(), slice.labels().get(SERVICE_NAME_LABEL).map(String::as_str))
+                != (Some(key.0.as_str()), Some(key.1.as_str()));
+            if theirs && let Some(p) = routed_port(&slice) {
+                taken.insert(p);
+            }
+        }
+        for policy in self.caches.all::<NetworkPolicy>() {
+            let labels = policy.labels();
+            if labels.get(label::COMPONENT).map(String::as_str) != Some(POLICY_COMPONENT)
+                || labels.get(SANDBOX_UID_LABEL).map(String::as_str) == Some(uid)
+            {
+                continue;
+            }
+            let ports =
+                policy.spec.iter().flat_map(|s| s.ingress.iter().flatten()).flat_map(|r| r.ports.iter().flatten());
+            for p in ports {
+                if let Some(IntOrString::Int(n)) = p.port
+                    && let Ok(n) = u16::try_from(n)
+                {
+                    taken.insert(n);
+                }
+            }
+        }
+        let port =
+            crate::resources::activator::pick_port(uid, mine, self.config.activator_ports, |p| taken.contains(&p))?;
+        given.insert(key, port);
+        Some(port)
+    }
+
+    /// The sandbox `key` no longer routes to the activator: its port is free again once the
+    /// caches show its EndpointSlice and policy without it.
+    pub fn release_activator_port(&self, key: &(String, String)) {
+        self.activator_ports.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
     /// This context, with the writes not yet seen kept in `expect` (tests that run one context per
@@ -124,6 +206,7 @@ impl Context {
         self.waits.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         self.unanswered.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         self.facts.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+        self.release_activator_port(&k);
     }
 
     /// How often what is inside a Ready engine is read.

@@ -7,21 +7,95 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use super::apply::{Child, stamped};
 use super::context::Target;
 use crate::error::Result;
+use crate::plan::Plan;
+use crate::plan::lifecycle::Run;
+use crate::resources::activator::{self, Route};
 use crate::resources::endpoints::{self, EnginePod};
+use crate::resources::secret::SANDBOX_UID_LABEL;
 
-/// Ensures the EndpointSlice names the engine pod as it is now (none while it has no address).
-pub async fn ensure(t: &Target<'_>) -> Result<()> {
+/// Ensures the EndpointSlice names the engine pod as it is now (none while it has no address), or
+/// the activator while connections wait for the engine (`run`, what the engine is doing now).
+pub async fn ensure(t: &Target<'_>, plan: &Plan, run: Run) -> Result<()> {
     let engine = Child::<Pod>::of(t, &t.names.pod).observed()?.and_then(|p| engine_pod(&p));
     let child = Child::<EndpointSlice>::of(t, &t.names.service);
     let current = child.observed()?;
-    // Nothing to route to yet: the slice comes with the pod's address (one write fewer per sandbox).
-    if current.is_some() || engine.is_some() {
-        child.ensure(&stamped(&endpoints::build(t.dsb, engine.as_ref())), current).await?;
+    let route = route(t, plan, run, engine, current.as_ref());
+    let desired = match &route {
+        // Nothing to route to yet: the slice comes with the pod's address (one write fewer per sandbox).
+        Route::Engine(engine) => {
+            (current.is_some() || engine.is_some()).then(|| endpoints::build(t.dsb, engine.as_ref()))
+        }
+        Route::Activator { addresses, port } => {
+            Some(activator::to_activator(endpoints::build(t.dsb, None), addresses, *port))
+        }
+    };
+    // The policy of an activator port is in place before the slice routes to it, and goes after
+    // the slice no longer does.
+    if let Route::Activator { port, .. } = &route {
+        activator_policy(t, plan, Some(*port)).await?;
+    }
+    if let Some(desired) = desired {
+        child.ensure(&stamped(&desired), current).await?;
+    }
+    if let Route::Engine(_) = &route {
+        activator_policy(t, plan, None).await?;
     }
     stale(t).await
+}
+
+/// Where the sandbox's Service sends connections now.
+fn route(t: &Target<'_>, plan: &Plan, run: Run, engine: Option<EnginePod>, current: Option<&EndpointSlice>) -> Route {
+    let key = (t.names.namespace.clone(), t.names.service.clone());
+    if t.ctx.activator.get().is_none() || !activator::holds(run, plan.lifecycle.idle_after.is_some(), engine.as_ref()) {
+        t.ctx.release_activator_port(&key);
+        return Route::Engine(engine);
+    }
+    // No activator pod is ready: as without an activator (refused at once, not left hanging).
+    let addresses = t.ctx.activator_addresses();
+    if addresses.is_empty() {
+        return Route::Engine(engine);
+    }
+    let uid = t.dsb.uid().unwrap_or_default();
+    match t.ctx.activator_port(key, &uid, current.and_then(activator::routed_port)) {
+        Some(port) => Route::Activator { addresses, port },
+        None => {
+            tracing::warn!(
+                "every activator port is taken (--activator-ports): connections are not held for this sandbox"
+            );
+            Route::Engine(engine)
+        }
+    }
+}
+
+/// The NetworkPolicy that admits the engine's peers to the sandbox's activator `port`, in the
+/// operator's namespace; deleted when `port` is `None`.
+async fn activator_policy(t: &Target<'_>, plan: &Plan, port: Option<u16>) -> Result<()> {
+    if t.ctx.activator.get().is_none() {
+        return Ok(());
+    }
+    let ns = t.ctx.config.ca_namespace();
+    let name = activator::policy_name(t.dsb);
+    let uid = t.dsb.uid().unwrap_or_default();
+    let ours = move |meta: &ObjectMeta| match meta.labels.as_ref().and_then(|l| l.get(SANDBOX_UID_LABEL)) {
+        Some(u) if *u == uid => Ok(()),
+        _ => Err("its labels name another sandbox".to_string()),
+    };
+    let child = Child::<NetworkPolicy>::owned_by(t, ns, &name, Box::new(ours));
+    let current = child.observed()?;
+    match (port, current) {
+        (Some(port), current) => {
+            child.ensure(&stamped(&activator::policy(t.dsb, &plan.network, port, ns)), current).await?;
+        }
+        (None, Some(current)) => child.delete(&current).await?,
+        (None, None) => {}
+    }
+    Ok(())
 }
 
 /// The engine pod as an endpoint: while it is not stopping and has an address.

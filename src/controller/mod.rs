@@ -229,9 +229,46 @@ pub fn controllers(
             futures::future::ready(())
         });
     let sweep = ca_keys::sweep(ctx.clone(), stores.clone());
-    let announce = cache::announce_synced(ctx.caches.clone(), synced);
+    // The activator's pods, from the EndpointSlices of its Service: a change re-routes the
+    // sandboxes whose connections wait for their engine (they are not Ready).
+    let (activator_feed, activator_ready) = if Context::activator_enabled(&ctx.config) {
+        let (reader, writer) = kube::runtime::reflector::store::<EndpointSlice>();
+        let _ = ctx.activator.set(reader.clone());
+        let w = wakes.clone();
+        let api = Api::<EndpointSlice>::namespaced(c.clone(), ctx.config.ca_namespace());
+        let config = watcher::Config::default().labels(&format!(
+            "{}={}",
+            crate::resources::endpoints::SERVICE_NAME_LABEL,
+            ctx.config.activator_service
+        ));
+        let feed =
+            reflector(writer, watcher(api, config).backoff(watch_backoff())).touched_objects().for_each(move |_| {
+                wake(&w, waiting);
+                futures::future::ready(())
+            });
+        (feed.boxed(), Some(reader))
+    } else {
+        if !ctx.config.activator_service.is_empty() {
+            warn!(
+                namespace = ctx.config.ca_namespace(),
+                "the activator is off: the operator's own namespace is not among the watched ones, where the policies of \
+                 its ports live"
+            );
+        }
+        (futures::future::ready(()).boxed(), None)
+    };
+    let caches = ctx.caches.clone();
+    // Nothing is reconciled before the activator's pods are known too: a route decided on an
+    // empty list would turn every waiting sandbox away from the activator and back.
+    let announce = async move {
+        if let Some(reader) = activator_ready {
+            let _ = reader.wait_until_ready().await;
+        }
+        cache::announce_synced(caches, synced).await;
+    };
+    let sweep_policies = ca_keys::sweep_activator_policies(ctx.clone(), stores.clone());
     let feeders = async move {
-        futures::join!(rcs, class_changes, node_feed, ca_feed, sweep, announce);
+        futures::join!(rcs, class_changes, node_feed, ca_feed, sweep, sweep_policies, activator_feed, announce);
     };
     (stores, async move {
         // The feeders end when the controllers do (they are watches: they never end by themselves).

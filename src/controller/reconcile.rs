@@ -204,17 +204,19 @@ async fn place(t: &Target<'_>, plan: plan::Plan, run: Run) -> Result<(Observed, 
     let (tls, storage, network) = futures::join!(tls, storage::ensure(t, &plan), network::ensure(t, &plan));
     let (tls, storage, network) = (tls?, storage?, network?);
     let engine::Checked { mut engine, wait, facts, disk_pressure } = engine::ensure(t, &plan, &tls, run).await?;
-    endpoints::ensure(t).await?;
     let now = jiff::Timestamp::now();
     let mut idle = match engine {
         Engine::Answering(_) => super::lifecycle::idle_since(t, facts.as_ref(), now),
         _ => None,
     };
     // Idleness is decided on what was read this time only, never on figures from before.
+    let mut run = run;
     if facts.is_some() && lifecycle::idle_due(&plan.lifecycle, idle, now) {
         engine = engine::suspend(t, &plan, SuspendCause::Idle).await?.engine;
         idle = None;
+        run = Run::Suspend(SuspendCause::Idle);
     }
+    endpoints::ensure(t, &plan, run).await?;
     let certificates = revocation(t, tls.status, &engine).await;
     let life = &plan.lifecycle;
     let observed = Observed {

@@ -1,5 +1,6 @@
 //! Pure builders: one desired object per child kind, from a sandbox and its plan.
 
+pub mod activator;
 pub mod daemon_json;
 pub mod endpoints;
 pub mod network_policy;
