@@ -5,6 +5,7 @@
 //! `controller::reconcile` is the one place that applies it. `plugin` is the `kubectl dsb` client
 //! (the second binary, `kubectl-dsb`).
 
+pub mod activator;
 pub mod config;
 pub mod controller;
 pub mod crd;

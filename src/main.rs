@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
-use dockersandbox_operator::config::{Cli, Command, Config, CrdKind, LogFormat};
+use dockersandbox_operator::config::{ActivatorConfig, Cli, Command, Config, CrdKind, LogFormat};
 use dockersandbox_operator::controller::{self, Caches, Context, controllers};
 use dockersandbox_operator::crd::DockerSandbox;
 use dockersandbox_operator::http::{AppState, serve};
@@ -32,6 +32,14 @@ async fn main() -> std::process::ExitCode {
             print!("{}", dockersandbox_operator::docs::api_reference());
             std::process::ExitCode::SUCCESS
         }
+        Command::Activator(config) => match activator(*config).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                error!("{e}");
+                eprintln!("dockersandbox-operator activator: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Command::Run(config) => match run(*config).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
@@ -43,12 +51,12 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-fn telemetry(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+fn telemetry(log_level: &str, log_format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
-    match config.log_format {
+    match log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
@@ -67,8 +75,22 @@ async fn client_config() -> Result<kube::Config, Box<dyn std::error::Error>> {
     Ok(config)
 }
 
+/// The activator mode (`dockersandbox_operator::activator`).
+async fn activator(config: ActivatorConfig) -> Result<(), Box<dyn std::error::Error>> {
+    telemetry(&config.log_level, config.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::try_from(client_config().await?)?;
+    info!(
+        max_held = config.max_held,
+        max_held_per_sandbox = config.max_held_per_sandbox,
+        wake_timeout = config.wake_timeout,
+        "starting the activator"
+    );
+    dockersandbox_operator::activator::run(config, client).await
+}
+
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    telemetry(&config);
+    telemetry(&config.log_level, config.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_from(client_config().await?)?;
     info!(namespaces = ?config.watched_namespaces(), allow_privileged = config.allow_privileged,

@@ -1,0 +1,545 @@
+//! `dockersandbox-operator activator`: what an idle-suspended engine's Service routes to.
+//!
+//! While a sandbox's engine is idle-suspended (or waking), the operator points its EndpointSlice
+//! at the activator's pods, on a port that is that sandbox's alone (`resources::activator`). The
+//! activator listens on every such port, and a connection that arrives on one:
+//!
+//! 1. is held (its bytes stay unread in the kernel: the activator never terminates TLS and has no
+//!    certificate), within a cap per sandbox and in all;
+//! 2. asks for the sandbox to be woken, once per wake: a new `dockersandbox.dev/wake` annotation,
+//!    which lifts an idle suspension (and only that: `spec.suspend` and expiry ignore it);
+//! 3. once the operator routes the Service to the engine pod again (it does so when the pod is
+//!    ready), is spliced to that pod's port 2376, byte for byte in both directions.
+//!
+//! A connection whose engine is not Ready within `--wake-timeout`, whose sandbox is deleted, or
+//! whose Service stops routing to the activator without an engine to go to (suspended by the spec
+//! meanwhile) is closed. It shares nothing with the reconciler but the crate's types: it reads the
+//! operator's EndpointSlices and writes one annotation and Events.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::config::ActivatorConfig;
+use crate::crd::DockerSandbox;
+use crate::resources::DOCKER_TLS_PORT;
+use crate::resources::activator::routed_port;
+use crate::resources::endpoints::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+
+/// A sandbox: namespace and name.
+pub type Key = (String, String);
+
+/// Where a sandbox's Service routes, as its EndpointSlice says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Routed {
+    /// To the activator, on this port.
+    Activator(u16),
+    /// To the engine pod at this address, ready.
+    Engine(String),
+    /// To nothing ready (suspended by the spec or by expiry, or starting without the activator).
+    Nothing,
+}
+
+/// Every sandbox's route, from the operator's EndpointSlices.
+pub fn routes(slices: &[Arc<EndpointSlice>]) -> HashMap<Key, Routed> {
+    let mut out = HashMap::new();
+    for s in slices {
+        let (Some(ns), Some(name)) = (s.namespace(), s.labels().get(SERVICE_NAME_LABEL).cloned()) else { continue };
+        let routed = if let Some(port) = routed_port(s) {
+            Routed::Activator(port)
+        } else {
+            let ready = s
+                .endpoints
+                .iter()
+                .flatten()
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                .flat_map(|e| e.addresses.first().cloned())
+                .next();
+            ready.map_or(Routed::Nothing, Routed::Engine)
+        };
+        out.insert((ns, name), routed);
+    }
+    out
+}
+
+/// What a held connection does next, given its sandbox's route now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep waiting.
+    Wait,
+    /// Splice to the engine at this address.
+    Splice(String),
+    /// Close: the sandbox is gone, or will not be woken.
+    Close(&'static str),
+}
+
+/// The next step for a connection held for a sandbox routed `now`.
+pub fn next(now: Option<&Routed>) -> Next {
+    match now {
+        Some(Routed::Activator(_)) => Next::Wait,
+        Some(Routed::Engine(ip)) => Next::Splice(ip.clone()),
+        Some(Routed::Nothing) => Next::Close("refused"),
+        None => Next::Close("gone"),
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+/// The activator's metrics.
+pub struct Metrics {
+    registry: Registry,
+    held: Gauge,
+    ports: Gauge,
+    wakes: Counter,
+    connections: Family<Outcome, Counter>,
+    wake_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("dockersandbox_activator");
+        let held = Gauge::default();
+        let ports = Gauge::default();
+        let wakes = Counter::default();
+        let connections = Family::<Outcome, Counter>::default();
+        let wake_seconds = Histogram::new([0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0]);
+        registry.register("held_connections", "Connections held while their engine wakes", held.clone());
+        registry.register("ports", "Ports listened on: sandboxes routed to the activator", ports.clone());
+        registry.register("wakes", "Wake requests sent for idle-suspended sandboxes", wakes.clone());
+        registry.register(
+            "connections",
+            "Connections by outcome: spliced, timeout, refused (the sandbox is not to be woken), gone (the \
+             sandbox was deleted), over_cap, failed",
+            connections.clone(),
+        );
+        registry.register(
+            "wake_duration_seconds",
+            "From a connection's arrival to the first byte from its engine's dockerd",
+            wake_seconds.clone(),
+        );
+        Self { registry, held, ports, wakes, connections, wake_seconds }
+    }
+}
+
+impl Metrics {
+    fn outcome(&self, outcome: &str) {
+        self.connections.get_or_create(&Outcome { outcome: outcome.to_string() }).inc();
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Connections held per sandbox and in all, within their caps.
+#[derive(Default)]
+pub struct Held {
+    per: Mutex<HashMap<Key, u32>>,
+}
+
+/// One held connection; counted until dropped.
+pub struct Slot<'a> {
+    held: &'a Held,
+    key: Key,
+}
+
+impl Held {
+    /// A slot for a connection to `key`, if neither cap is reached.
+    pub fn admit(&self, key: &Key, per_sandbox: u32, total: u32) -> Option<Slot<'_>> {
+        let mut per = self.per.lock().unwrap_or_else(|e| e.into_inner());
+        let all: u32 = per.values().sum();
+        let mine = per.get(key).copied().unwrap_or(0);
+        if all >= total || mine >= per_sandbox {
+            return None;
+        }
+        per.insert(key.clone(), mine + 1);
+        Some(Slot { held: self, key: key.clone() })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut per = self.held.per.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.key);
+            }
+        }
+    }
+}
+
+struct State {
+    client: Client,
+    config: ActivatorConfig,
+    metrics: Metrics,
+    recorder: Recorder,
+    slices: Store<EndpointSlice>,
+    /// Bumped whenever the slices change.
+    changed: watch::Receiver<u64>,
+    held: Held,
+    /// When a wake was last asked for, per sandbox (one request per wake).
+    woken: Mutex<HashMap<Key, Instant>>,
+}
+
+impl State {
+    fn route(&self, key: &Key) -> Option<Routed> {
+        routes(&self.slices.state()).remove(key)
+    }
+
+    /// Asks for `key` to be woken, unless a connection waiting for this wake asked already; says
+    /// so in an Event with the client's address.
+    async fn wake(&self, key: &Key, peer: SocketAddr) {
+        {
+            let mut woken = self.woken.lock().unwrap_or_else(|e| e.into_inner());
+            let timeout = Duration::from_secs(self.config.wake_timeout);
+            woken.retain(|_, at| at.elapsed() < timeout);
+            if woken.contains_key(key) {
+                return;
+            }
+            woken.insert(key.clone(), Instant::now());
+        }
+        let (ns, name) = key;
+        let api = Api::<DockerSandbox>::namespaced(self.client.clone(), ns);
+        let token = format!("activator-{}", jiff::Timestamp::now().as_millisecond());
+        let patch = serde_json::json!({"metadata": {"annotations": {crate::crd::WAKE_ANNOTATION: token}}});
+        match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(dsb) => {
+                self.metrics.wakes.inc();
+                info!(sandbox = %format!("{ns}/{name}"), client = %peer.ip(), "woken by a connection");
+                let event = Event {
+                    type_: EventType::Normal,
+                    reason: "WokenByConnection".into(),
+                    note: Some(format!(
+                        "a connection from {} reached the activator: the engine is woken, and the connection goes \
+                         to it once it is Ready",
+                        peer.ip()
+                    )),
+                    action: "Wake".into(),
+                    secondary: None,
+                };
+                if let Err(e) = self.recorder.publish(&event, &dsb.object_ref(&())).await {
+                    warn!(error = %e, "could not publish an Event");
+                }
+            }
+            Err(e) => {
+                // Asked again by the next connection.
+                self.woken.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+                warn!(sandbox = %format!("{ns}/{name}"), error = %e, "could not ask for a wake");
+            }
+        }
+    }
+
+    /// Waits until the connection for `key` can go somewhere: the engine's address, or why not.
+    async fn wait(&self, key: &Key) -> Next {
+        let mut changed = self.changed.clone();
+        loop {
+            match next(self.route(key).as_ref()) {
+                Next::Wait => {}
+                other => return other,
+            }
+            if changed.changed().await.is_err() {
+                return Next::Close("failed");
+            }
+        }
+    }
+}
+
+/// Holds `client` (arrived for `key` from `peer`), wakes the engine, splices once it is Ready.
+async fn hold(state: Arc<State>, key: Key, client: TcpStream, peer: SocketAddr) {
+    let arrived = Instant::now();
+    let Some(_slot) = state.held.admit(&key, state.config.max_held_per_sandbox, state.config.max_held) else {
+        state.metrics.outcome("over_cap");
+        debug!(sandbox = ?key, "over the cap of held connections: closed");
+        return;
+    };
+    state.metrics.held.inc();
+    let _gauge = scopeguard(&state.metrics.held);
+    state.wake(&key, peer).await;
+    let timeout = Duration::from_secs(state.config.wake_timeout);
+    let waited = tokio::time::timeout(timeout, state.wait(&key)).await;
+    // This wake is over (the engine is Ready, or it will not be): the next suspension's first
+    // connection asks again.
+    state.woken.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+    let ip = match waited {
+        Ok(Next::Splice(ip)) => ip,
+        Ok(Next::Close(why)) => {
+            state.metrics.outcome(why);
+            return;
+        }
+        Ok(Next::Wait) | Err(_) => {
+            state.metrics.outcome("timeout");
+            info!(sandbox = ?key, "the engine was not Ready within the wake timeout: connection closed");
+            return;
+        }
+    };
+    let addr = if ip.contains(':') { format!("[{ip}]:{DOCKER_TLS_PORT}") } else { format!("{ip}:{DOCKER_TLS_PORT}") };
+    let engine = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&addr)).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            state.metrics.outcome("failed");
+            warn!(sandbox = ?key, %addr, "could not connect to the engine");
+            return;
+        }
+    };
+    state.metrics.outcome("spliced");
+    splice(&state, client, engine, arrived).await;
+}
+
+/// Decrements `gauge` when dropped.
+fn scopeguard(gauge: &Gauge) -> impl Drop + '_ {
+    struct Guard<'a>(&'a Gauge);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
+    Guard(gauge)
+}
+
+/// Copies bytes both ways until either side closes; the first byte from dockerd ends the wake
+/// (its latency is observed then).
+async fn splice(state: &State, client: TcpStream, engine: TcpStream, arrived: Instant) {
+    let _ = client.set_nodelay(true);
+    let _ = engine.set_nodelay(true);
+    let (mut cr, mut cw) = client.into_split();
+    let (mut er, mut ew) = engine.into_split();
+    let up = async move {
+        let _ = tokio::io::copy(&mut cr, &mut ew).await;
+        let _ = ew.shutdown().await;
+    };
+    let down = async {
+        let mut first = [0u8; 16 * 1024];
+        match er.read(&mut first).await {
+            Ok(n) if n > 0 => {
+                state.metrics.wake_seconds.observe(arrived.elapsed().as_secs_f64());
+                if cw.write_all(&first[..n]).await.is_ok() {
+                    let _ = tokio::io::copy(&mut er, &mut cw).await;
+                }
+            }
+            _ => {}
+        }
+        let _ = cw.shutdown().await;
+    };
+    futures::join!(up, down);
+}
+
+/// Listens on `port` for the sandbox its slice names at accept time.
+async fn listen(state: Arc<State>, port: u16) {
+    let listener = match TcpListener::bind(("0.0.0.0", port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(port, error = %e, "cannot listen");
+            return;
+        }
+    };
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let owner = routes(&state.slices.state())
+            .into_iter()
+            .find_map(|(key, r)| (r == Routed::Activator(port)).then_some(key));
+        match owner {
+            Some(key) => {
+                tokio::spawn(hold(state.clone(), key, stream, peer));
+            }
+            // The port was just given up (the engine is Ready, or it will not be woken): a retry
+            // goes where the Service routes now.
+            None => state.metrics.outcome("refused"),
+        }
+    }
+}
+
+/// Keeps a listener on every port a slice routes to the activator, and none on others. A
+/// listener that goes takes no held connection with it.
+async fn listeners(state: Arc<State>) {
+    let mut changed = state.changed.clone();
+    let mut open: BTreeMap<u16, JoinHandle<()>> = BTreeMap::new();
+    loop {
+        let wanted: HashSet<u16> = routes(&state.slices.state())
+            .into_values()
+            .filter_map(|r| match r {
+                Routed::Activator(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        open.retain(|port, task| {
+            let keep = wanted.contains(port) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for port in wanted {
+            open.entry(port).or_insert_with(|| tokio::spawn(listen(state.clone(), port)));
+        }
+        state.metrics.ports.set(open.len() as i64);
+        if changed.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the activator until SIGTERM.
+pub async fn run(config: ActivatorConfig, client: Client) -> Result<(), Box<dyn std::error::Error>> {
+    let (reader, writer) = reflector::store::<EndpointSlice>();
+    let (tx, rx) = watch::channel(0u64);
+    let api = Api::<EndpointSlice>::all(client.clone());
+    let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
+    let feed =
+        reflector::reflector(writer, watcher(api, watcher::Config::default().labels(&selector)).default_backoff())
+            .for_each(move |_| {
+                tx.send_modify(|n| *n += 1);
+                futures::future::ready(())
+            });
+    let reporter = Reporter { controller: "dockersandbox-activator".into(), instance: std::env::var("POD_NAME").ok() };
+    let state = Arc::new(State {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        config,
+        metrics: Metrics::default(),
+        slices: reader.clone(),
+        changed: rx,
+        held: Held::default(),
+        woken: Mutex::default(),
+    });
+    let ready = Arc::new(AtomicBool::new(false));
+    let r = ready.clone();
+    let synced = async move {
+        let _ = reader.wait_until_ready().await;
+        info!("the operator's EndpointSlices are listed: accepting connections");
+        r.store(true, Ordering::Relaxed);
+    };
+    let http = serve(state.clone(), ready);
+    tokio::select! {
+        _ = feed => {}
+        _ = futures::future::join(synced, listeners(state.clone())) => {}
+        res = http => res?,
+        _ = shutdown() => info!("stopping: held connections are closed"),
+    }
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn serve(state: Arc<State>, ready: Arc<AtomicBool>) -> std::io::Result<()> {
+    let addr = state.config.http_addr;
+    let app =
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let ready = ready.load(Ordering::Relaxed);
+                    async move {
+                        if ready {
+                            (StatusCode::OK, "ready")
+                        } else {
+                            (StatusCode::SERVICE_UNAVAILABLE, "listing the operator's EndpointSlices")
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/metrics",
+                get(move || {
+                    let body = state.metrics.render();
+                    async move {
+                        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+                    }
+                }),
+            );
+    let listener = TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::activator::{ROUTE_LABEL, TO_ACTIVATOR};
+    use serde_json::json;
+
+    fn slice(ns: &str, svc: &str, route: Option<u16>, ready: Option<(&str, bool)>) -> Arc<EndpointSlice> {
+        let mut labels = json!({SERVICE_NAME_LABEL: svc, MANAGED_BY_LABEL: MANAGED_BY});
+        if route.is_some() {
+            labels[ROUTE_LABEL] = json!(TO_ACTIVATOR);
+        }
+        let endpoints: Vec<_> =
+            ready.map(|(ip, r)| json!({"addresses": [ip], "conditions": {"ready": r}})).into_iter().collect();
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": svc, "namespace": ns, "labels": labels},
+                "addressType": "IPv4", "endpoints": endpoints,
+                "ports": [{"name": "docker-tls", "port": route.unwrap_or(2376)}]}))
+            .expect("slice"),
+        )
+    }
+
+    #[test]
+    fn a_held_connection_waits_for_the_engine_and_goes_nowhere_else() {
+        let slices = [
+            slice("a", "idle", Some(20001), Some(("10.1.0.4", true))),
+            slice("a", "up", None, Some(("10.0.0.7", true))),
+            slice("a", "starting", None, Some(("10.0.0.8", false))),
+            slice("b", "stopped", None, None),
+        ];
+        let r = routes(&slices);
+        let get = |ns: &str, n: &str| r.get(&(ns.to_string(), n.to_string()));
+        assert_eq!(get("a", "idle"), Some(&Routed::Activator(20001)));
+        assert_eq!(next(get("a", "idle")), Next::Wait);
+        assert_eq!(next(get("a", "up")), Next::Splice("10.0.0.7".into()));
+        assert_eq!(next(get("a", "starting")), Next::Close("refused"), "not ready and not routed to us");
+        assert_eq!(next(get("b", "stopped")), Next::Close("refused"), "suspended by the spec");
+        assert_eq!(next(get("b", "deleted")), Next::Close("gone"));
+    }
+
+    #[test]
+    fn held_connections_are_capped_per_sandbox_and_in_all() {
+        let held = Held::default();
+        let (a, b) = (("ns".to_string(), "a".to_string()), ("ns".to_string(), "b".to_string()));
+        let first = held.admit(&a, 2, 3).expect("first");
+        let _second = held.admit(&a, 2, 3).expect("second");
+        assert!(held.admit(&a, 2, 3).is_none(), "per sandbox");
+        let _third = held.admit(&b, 2, 3).expect("another sandbox");
+        assert!(held.admit(&b, 2, 3).is_none(), "in all");
+        drop(first);
+        assert!(held.admit(&b, 2, 3).is_some(), "a slot comes back when its connection goes");
+    }
+}
