@@ -83,7 +83,8 @@ wait_for 120 "$NODES KWOK nodes Ready" nodes_ready || fail "KWOK nodes not Ready
 
 # A class for the bench: privileged engines (no sysbox here) on the fake nodes, or (placement
 # nowhere) pending forever; ephemeral storage (fake nodes have no volumes).
-class_apply() {  # class_apply NODE_SELECTOR_VALUE
+class_apply() {  # class_apply NODE_SELECTOR_VALUE [LIFECYCLE]
+  local lifecycle=${2:-"{}"}
   kubectl apply -f - >/dev/null <<YAML
 apiVersion: dockersandbox.dev/v1alpha1
 kind: DockerSandboxClass
@@ -95,6 +96,7 @@ spec:
     nodeSelector: {type: $1}
     tolerations: [{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}]
   storage: {allowedTypes: [Ephemeral]}
+  lifecycle: $lifecycle
 YAML
 }
 class_apply nowhere
@@ -132,7 +134,7 @@ log "applying $N sandboxes"
 t_apply=$(now)
 for ((i = 0; i < N; i++)); do
   printf 'apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {name: s%04d, namespace: %s}\n' "$i" "$ns"
-  printf 'spec: {className: %s, image: %s, imagePullPolicy: IfNotPresent, storage: {type: Ephemeral, size: 1Gi}}\n---\n' "$class" "$E2E_DIND_IMAGE"
+  printf 'spec: {className: %s, image: %s, imagePullPolicy: IfNotPresent, storage: {type: Ephemeral, size: 1Gi, discardOnSuspend: true}}\n---\n' "$class" "$E2E_DIND_IMAGE"
 done | kubectl apply --server-side -f - >/dev/null
 applied=$(now)
 mark=$(audit_mark)
@@ -246,6 +248,32 @@ if helm get values "$E2E_RELEASE" -n "$E2E_OPERATOR_NAMESPACE" -a 2>/dev/null | 
   fi
 else
   result "failover" "skipped (the chart has no leader election)"
+fi
+
+# --- 6. the activator with N sandboxes routed to it ----------------------------------------------------
+# An engine that may idle (the class's lifecycle.idle) is held for at the activator while it is not
+# ready: with placement nowhere no engine pod has an address, so every sandbox's Service routes to
+# the activator, each on a port of its own with its NetworkPolicy: what N idle-suspended engines
+# are to the activator (KWOK has no dockerd, so no engine can idle for real).
+if [[ -n "$(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_ACTIVATOR_SELECTOR" -o name)" ]]; then
+  class_apply nowhere '{idle: {suspendAfter: 1h}}'
+  t1=$(now)
+  routed() { kubectl get endpointslices -n "$ns" -l dockersandbox.dev/route=activator --no-headers 2>/dev/null | wc -l; }
+  routed_all() { (($(routed) >= N)); }
+  wait_for 1800 "$N Services routed to the activator" routed_all || log "WARNING: only $(routed)/$N routed"
+  result "class change -> $N Services routed to the activator (a slice and a port policy each)" "$(secs "$t1" "$(now)") s"
+  sleep 20
+  for apod in $(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_ACTIVATOR_SELECTOR" -o name); do
+    am=$(kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/pods/${apod#pod/}:8080/proxy/metrics" 2>/dev/null || true)
+    result "activator ${apod#pod/}: ports listened on" "$(awk '/^dockersandbox_activator_ports /{ print $2 }' <<<"$am")"
+  done
+  for apid in $(pgrep -f 'dockersandbox-operator activator' || true); do
+    result "activator process $apid: VmHWM; RSS (heap and stacks; binary and libraries)" \
+      "$(awk '/^(VmHWM|VmRSS|RssAnon|RssFile):/{ v[$1] = $2 / 1024 } END { printf "%.1f MiB; %.1f MiB (%.1f; %.1f)", v["VmHWM:"], v["VmRSS:"], v["RssAnon:"], v["RssFile:"] }' "/proc/$apid/status")"
+  done
+  window "steady, $N routed to the activator"
+else
+  result "activator" "skipped (activator.enabled=false)"
 fi
 
 echo

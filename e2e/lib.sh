@@ -45,7 +45,10 @@ E2E_SYSBOX_RUNTIME_CLASS=${E2E_SYSBOX_RUNTIME_CLASS:-sysbox-runc}
 # own objects (pods, Deployment, Services: the chart labels them with the release name).
 DSB=dockersandboxes.dockersandbox.dev
 DSB_CLASS=dockersandboxclasses.dockersandbox.dev
-E2E_OPERATOR_SELECTOR=app.kubernetes.io/instance=$E2E_RELEASE
+# The operator pods only (the activator's pods share the release label, not the name).
+E2E_OPERATOR_SELECTOR=app.kubernetes.io/instance=$E2E_RELEASE,app.kubernetes.io/name=dockersandbox-operator
+# shellcheck disable=SC2034  # for the tests (26-activator)
+E2E_ACTIVATOR_SELECTOR=app.kubernetes.io/instance=$E2E_RELEASE,app.kubernetes.io/component=activator
 E2E_KEEP_NAMESPACES=${E2E_KEEP_NAMESPACES:-0}
 E2E_TEST_NAME=${E2E_TEST_NAME:-$(basename "${0%.sh}")}
 E2E_SKIP_CODE=77

@@ -53,7 +53,7 @@ assert_eq "egress except link-local" 169.254.0.0/16 "$(jq -r '.spec.egress[0].to
 assert_match "status says who may connect" "port 2376 from pods in namespace $ns" "$(dsb_get "$ns" web '{.status.network.ingress}')"
 assert_match "kubectl describe shows it" 'Egress:.*everywhere except 169\.254\.0\.0/16' "$(kubectl describe "$DSB" -n "$ns" web | tr -s ' ')"
 # every engine in the cluster has the link-local deny (the chart's default class sets it)
-missing=$(kubectl get networkpolicies -A -l app.kubernetes.io/managed-by=dockersandbox-operator -o json |
+missing=$(kubectl get networkpolicies -A -l app.kubernetes.io/managed-by=dockersandbox-operator,app.kubernetes.io/component=engine -o json |
   jq -r '.items[] | select([.spec.egress[]?.to[]?.ipBlock.except[]?] | index("169.254.0.0/16") | not) | "\(.metadata.namespace)/\(.metadata.name)"')
 assert_eq "engines without the link-local deny" "" "$missing"
 # edited by hand: put back

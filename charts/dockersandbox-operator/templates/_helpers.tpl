@@ -39,6 +39,22 @@ app.kubernetes.io/name: {{ include "dsb.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The activator's selector labels (another name: the operator's Service and PDB never select it). */}}
+{{- define "dsb.activatorSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "dsb.name" . }}-activator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: activator
+{{- end }}
+
+{{/* Labels on the activator's objects (not the operator's name: selectors of the operator's pods never match them). */}}
+{{- define "dsb.activatorLabels" -}}
+helm.sh/chart: {{ include "dsb.chart" . }}
+{{ include "dsb.activatorSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: dockersandbox
+{{- end }}
+
 {{- define "dsb.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "dsb.fullname" .) .Values.serviceAccount.name }}
