@@ -392,6 +392,22 @@ cdocker() { local cns=$1 pod=$2; shift 2; kubectl exec -n "$cns" "$pod" -- docke
 # docker_answers CLIENT_NS POD: the engine answers `docker version` (server part included)
 docker_answers() { cdocker "$1" "$2" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
+# class_like_default VAR SLUG LIFECYCLE_JSON: creates a DockerSandboxClass (deleted on exit) with the
+# default class's spec and this `lifecycle`, and sets $VAR to its name (e2e-SLUG-*).
+class_like_default() {
+  local __var=$1 __slug=$2 __lifecycle=$3 __default __class
+  __default=$(kubectl get "$DSB_CLASS" -o json |
+    jq -c '[.items[] | select(.metadata.annotations["dockersandbox.dev/is-default-class"] == "true")][0].spec')
+  [[ -n "$__default" && "$__default" != null ]] || fail "no default DockerSandboxClass to copy"
+  __class="e2e-$__slug-$(rand_suffix)"
+  jq -n --arg n "$__class" --argjson spec "$__default" --argjson lc "$__lifecycle" '{apiVersion: "dockersandbox.dev/v1alpha1",
+      kind: "DockerSandboxClass", metadata: {name: $n, labels: {"dockersandbox.dev/e2e": "true"}},
+      spec: ($spec + {lifecycle: $lc})}' |
+    kubectl apply -f - >&2 || fail "could not create class $__class"
+  on_exit "kubectl delete $DSB_CLASS $__class --ignore-not-found >/dev/null"
+  printf -v "$__var" '%s' "$__class"
+}
+
 # ready_sandbox_with_client SLUG: what most tests start from. Sets $ns (namespace dsb-e2e-SLUG-*)
 # with sandbox $name (box) Ready, and $cns (dsb-e2e-SLUG-client-*) with a docker client pod
 # "client" holding box's client Secret; returns once the engine answers the client.

@@ -461,7 +461,7 @@ async fn shutdown() {
 }
 
 async fn serve(state: Arc<State>, ready: Arc<AtomicBool>) -> std::io::Result<()> {
-    let addr = state.config.http_addr;
+    let addr = state.config.serving.http_addr;
     let app =
         Router::new()
             .route("/healthz", get(|| async { "ok" }))

@@ -50,7 +50,15 @@ pub struct ActivatorConfig {
     #[arg(long, env = "ACTIVATOR_WAKE_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub wake_timeout: u64,
 
-    /// Address of the metrics and health endpoint (`/metrics`, `/healthz`, `/readyz`).
+    /// Where it serves /healthz, /readyz and /metrics, and how it logs.
+    #[command(flatten)]
+    pub serving: Serving,
+}
+
+/// The HTTP address and logging, shared by `run` and `activator`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Serving {
+    /// Address for /healthz, /readyz and /metrics.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
@@ -58,7 +66,7 @@ pub struct ActivatorConfig {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Log filter (tracing's env-filter syntax).
+    /// Log filter, e.g. `info` or `dockersandbox_operator=debug,kube=info`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_level: String,
 }
@@ -167,17 +175,9 @@ pub struct Config {
     #[arg(long, env = "ENGINE_FACTS_INTERVAL", default_value_t = 180, value_parser = clap::value_parser!(u64).range(10..=3600))]
     pub engine_facts_interval: u64,
 
-    /// Address for /healthz, /readyz and /metrics.
-    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
-    pub http_addr: SocketAddr,
-
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Log filter, e.g. `info` or `dockersandbox_operator=debug,kube=info`.
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
-    pub log_level: String,
+    /// Where it serves /healthz, /readyz and /metrics, and how it logs.
+    #[command(flatten)]
+    pub serving: Serving,
 
     /// Reconciles that may run at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]

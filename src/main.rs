@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
-use dockersandbox_operator::config::{ActivatorConfig, Cli, Command, Config, CrdKind, LogFormat};
+use dockersandbox_operator::config::{ActivatorConfig, Cli, Command, Config, CrdKind, LogFormat, Serving};
 use dockersandbox_operator::controller::{self, Caches, Context, controllers};
 use dockersandbox_operator::crd::DockerSandbox;
 use dockersandbox_operator::http::{AppState, serve};
@@ -32,31 +32,29 @@ async fn main() -> std::process::ExitCode {
             print!("{}", dockersandbox_operator::docs::api_reference());
             std::process::ExitCode::SUCCESS
         }
-        Command::Activator(config) => match activator(*config).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                error!("{e}");
-                eprintln!("dockersandbox-operator activator: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        },
-        Command::Run(config) => match run(*config).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                error!("{e}");
-                eprintln!("dockersandbox-operator: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        },
+        Command::Activator(config) => exit("dockersandbox-operator activator", activator(*config).await),
+        Command::Run(config) => exit("dockersandbox-operator", run(*config).await),
     }
 }
 
-fn telemetry(log_level: &str, log_format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(log_level)
+/// The exit code of a mode that ran: its error, if any, logged and on stderr.
+fn exit(what: &str, result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("{what}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn telemetry(serving: &Serving) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&serving.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
-    match log_format {
+    match serving.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
@@ -77,7 +75,7 @@ async fn client_config() -> Result<kube::Config, Box<dyn std::error::Error>> {
 
 /// The activator mode (`dockersandbox_operator::activator`).
 async fn activator(config: ActivatorConfig) -> Result<(), Box<dyn std::error::Error>> {
-    telemetry(&config.log_level, config.log_format);
+    telemetry(&config.serving);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_from(client_config().await?)?;
     info!(
@@ -90,7 +88,7 @@ async fn activator(config: ActivatorConfig) -> Result<(), Box<dyn std::error::Er
 }
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    telemetry(&config.log_level, config.log_format);
+    telemetry(&config.serving);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_from(client_config().await?)?;
     info!(namespaces = ?config.watched_namespaces(), allow_privileged = config.allow_privileged,
@@ -98,7 +96,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
-    let http_addr = config.http_addr;
+    let http_addr = config.serving.http_addr;
     let scopes = config.watched_namespaces();
     let role = if config.leader_election { leader::Role::default() } else { leader::Role::single() };
     let mut election = elect(&client, &config, &metrics, &role).await?;

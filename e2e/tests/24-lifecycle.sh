@@ -23,15 +23,8 @@ source "$(dirname "$0")/../lib.sh"
 plugin_workspace
 
 # --- a class like the default one, with lifecycle limits
-default=$(kubectl get "$DSB_CLASS" -o json |
-  jq -c '[.items[] | select(.metadata.annotations["dockersandbox.dev/is-default-class"] == "true")][0].spec')
-[[ -n "$default" && "$default" != null ]] || fail "no default DockerSandboxClass to copy"
-class="e2e-life-$(rand_suffix)"
-jq -n --arg n "$class" --argjson spec "$default" '{apiVersion: "dockersandbox.dev/v1alpha1", kind: "DockerSandboxClass",
-    metadata: {name: $n, labels: {"dockersandbox.dev/e2e": "true"}},
-    spec: ($spec + {lifecycle: {stopGracePeriodSeconds: 20, idle: {suspendAfter: "1h"}, expiry: {maxLifetime: "1h"}}})}' |
-  kubectl apply -f - >&2 || fail "could not create class $class"
-on_exit "kubectl delete $DSB_CLASS $class --ignore-not-found >/dev/null"
+class=""
+class_like_default class life '{"stopGracePeriodSeconds": 20, "idle": {"suspendAfter": "1h"}, "expiry": {"maxLifetime": "1h"}}'
 
 ns_new ns life
 ns_new cns life-client

@@ -20,15 +20,8 @@ source "$(dirname "$0")/../lib.sh"
 activators=$(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_ACTIVATOR_SELECTOR" -o name)
 [[ -n "$activators" ]] || skip "no activator pods (activator.enabled=false)"
 
-default=$(kubectl get "$DSB_CLASS" -o json |
-  jq -c '[.items[] | select(.metadata.annotations["dockersandbox.dev/is-default-class"] == "true")][0].spec')
-[[ -n "$default" && "$default" != null ]] || fail "no default DockerSandboxClass to copy"
-class="e2e-act-$(rand_suffix)"
-jq -n --arg n "$class" --argjson spec "$default" '{apiVersion: "dockersandbox.dev/v1alpha1", kind: "DockerSandboxClass",
-    metadata: {name: $n, labels: {"dockersandbox.dev/e2e": "true"}},
-    spec: ($spec + {lifecycle: {stopGracePeriodSeconds: 20, idle: {suspendAfter: "1h"}}})}' |
-  kubectl apply -f - >&2 || fail "could not create class $class"
-on_exit "kubectl delete $DSB_CLASS $class --ignore-not-found >/dev/null"
+class=""
+class_like_default class act '{"stopGracePeriodSeconds": 20, "idle": {"suspendAfter": "1h"}}'
 
 ns=""; cns=""; ons=""
 ns_new ns act
