@@ -11,9 +11,11 @@ use dockersandbox_operator::controller::{Caches, Context, reconcile::reconcile};
 use dockersandbox_operator::crd::DockerSandbox;
 use dockersandbox_operator::metrics::Metrics;
 use http::{Method, Request, Response};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 /// What the fake API server holds and saw.
@@ -239,6 +241,7 @@ impl Fake {
 
     /// Runs one reconcile of `dsb` with `config` against this server.
     async fn reconcile(&self, dsb: &DockerSandbox, config: Config) -> Result<Action, String> {
+        let config_activator = config.activator_service.clone();
         let mut stored = serde_json::to_value(dsb).expect("sandbox json");
         self.with(|s| {
             // The sandbox as the test gives it; the API server's resourceVersion if it has none.
@@ -284,7 +287,20 @@ impl Fake {
         let behind: Vec<String> = self.state.lock().expect("state").behind.keys().cloned().collect();
         self.expect.retain(|kind, _, name| behind.contains(&format!("{}/{name}", plural(kind))));
         let ctx = Context::new(Client::new(service, "team-a"), config, Arc::new(Metrics::default()), caches);
-        let ctx = Arc::new(ctx.with_expectations(self.expect.clone()));
+        let ctx = ctx.with_expectations(self.expect.clone());
+        if !config_activator.is_empty() {
+            // The activator's Service's slice: its pods' ready addresses.
+            let (reader, mut writer) = kube::runtime::reflector::store::<EndpointSlice>();
+            let slice: EndpointSlice =
+                serde_json::from_value(json!({"metadata": {"name": "act-x", "namespace": "dsb-system"},
+                "addressType": "IPv4", "endpoints": [{"addresses": ["10.9.0.1"], "conditions": {"ready": true}}]}))
+                .expect("slice");
+            writer.apply_watcher_event(&watcher::Event::Init);
+            writer.apply_watcher_event(&watcher::Event::InitApply(slice));
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+            let _ = ctx.activator.set(reader);
+        }
+        let ctx = Arc::new(ctx);
         let result = reconcile(Arc::new(dsb.clone()), ctx).await.map_err(|e| e.to_string());
         server.await.expect("api server");
         result
@@ -1240,4 +1256,42 @@ async fn a_refused_sandbox_still_expires_its_engine_from_before_stops() {
     assert!(writes.contains(&"DELETE pods/web-engine".to_string()), "the engine kept from before stops: {writes:?}");
     assert_eq!(api.object("dockersandboxes/web")["status"]["conditions"][0]["reason"], "ImageNotAllowed");
     assert!(api.take_events().contains(&("Expired".to_string(), "Warning".to_string())));
+}
+
+#[tokio::test]
+async fn an_engine_that_may_idle_is_held_for_at_the_activator_and_that_costs_nothing_once_in_place() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{idle: {suspendAfter: 1h}}");
+    let config =
+        Config { activator_service: "act".into(), operator_namespace: Some("dsb-system".into()), ..config(true) };
+    api.reconcile(&dsb, config.clone()).await.expect("first");
+    let writes = api.take_writes();
+    // The port's policy is in place before the slice routes to it (the pod has no address yet).
+    let policy = writes.iter().position(|w| w == "POST networkpolicies/activator-u1").expect("the port policy");
+    let slice = writes.iter().position(|w| w == "POST endpointslices/web").expect("the slice");
+    assert!(policy < slice, "{writes:?}");
+    let stored = api.object("endpointslices/web");
+    assert_eq!(stored["metadata"]["labels"]["dockersandbox.dev/route"], "activator");
+    assert_eq!(stored["endpoints"][0]["addresses"][0], "10.9.0.1");
+    let port = stored["ports"][0]["port"].clone();
+    let policy = api.object("networkpolicies/activator-u1");
+    assert_eq!(policy["metadata"]["namespace"], "dsb-system");
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], port);
+    assert_eq!(policy["metadata"]["labels"]["dockersandbox.dev/activator-port"], json!(port.to_string()));
+    // The caches keep no spec of the policy (it has no owner): as wanted all the same, no request.
+    api.reconcile(&api.refreshed(&dsb), config.clone()).await.expect("second");
+    api.reconcile(&api.refreshed(&dsb), config.clone()).await.expect("third");
+    assert_eq!(api.take_writes(), Vec::<String>::new(), "in place: no write");
+    // The engine pod ready: the slice names it, then the port's policy goes.
+    api.with(|s| {
+        let pod = s.objects.get_mut("pods/web-engine").expect("pod");
+        pod["status"] = json!({"podIP": "10.244.0.9", "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}]});
+    });
+    api.reconcile(&api.refreshed(&dsb), config).await.expect("ready");
+    let writes = api.take_writes();
+    let slice = writes.iter().position(|w| w == "PATCH endpointslices/web").expect("the slice back on the engine");
+    let gone = writes.iter().position(|w| w == "DELETE networkpolicies/activator-u1").expect("the policy deleted");
+    assert!(slice < gone, "{writes:?}");
+    assert_eq!(api.object("endpointslices/web")["endpoints"][0]["addresses"][0], "10.244.0.9");
 }

@@ -225,7 +225,8 @@ impl<K: Cached> Init for Writer<K> {
 
     fn add(&mut self, obj: serde_json::Value) {
         match serde_json::from_value::<K>(obj) {
-            Ok(o) => self.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(o)),
+            // As the watches keep it.
+            Ok(o) => self.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(super::apply::slim(&o))),
             Err(e) => tracing::warn!(error = %e, "snapshot object skipped"),
         }
     }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{DynamicObject, NamespaceResourceScope};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -117,7 +116,7 @@ impl Context {
     /// (`current`, or given by this process) while no other sandbox's EndpointSlice or activator
     /// policy names it, else a free one. `None` when the range is full.
     pub fn activator_port(&self, key: (String, String), uid: &str, current: Option<u16>) -> Option<u16> {
-        use crate::resources::activator::{POLICY_COMPONENT, routed_port};
+        use crate::resources::activator::{POLICY_COMPONENT, PORT_LABEL, routed_port};
         use crate::resources::endpoints::SERVICE_NAME_LABEL;
         use crate::resources::label;
         use crate::resources::secret::SANDBOX_UID_LABEL;
@@ -132,21 +131,19 @@ impl Context {
                 taken.insert(p);
             }
         }
+        // Only the operator's namespace holds port policies (a tenant's look-alike takes no port).
+        let ours = self.config.ca_namespace();
         for policy in self.caches.all::<NetworkPolicy>() {
             let labels = policy.labels();
-            if labels.get(label::COMPONENT).map(String::as_str) != Some(POLICY_COMPONENT)
+            if policy.namespace().as_deref() != Some(ours)
+                || labels.get(label::COMPONENT).map(String::as_str) != Some(POLICY_COMPONENT)
                 || labels.get(SANDBOX_UID_LABEL).map(String::as_str) == Some(uid)
             {
                 continue;
             }
-            let ports =
-                policy.spec.iter().flat_map(|s| s.ingress.iter().flatten()).flat_map(|r| r.ports.iter().flatten());
-            for p in ports {
-                if let Some(IntOrString::Int(n)) = p.port
-                    && let Ok(n) = u16::try_from(n)
-                {
-                    taken.insert(n);
-                }
+            // Its port is in its labels: the caches keep no spec of an object without an owner.
+            if let Some(p) = labels.get(PORT_LABEL).and_then(|p| p.parse::<u16>().ok()) {
+                taken.insert(p);
             }
         }
         let port =

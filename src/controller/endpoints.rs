@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::apply::{Child, stamped};
+use super::apply::{APPLIED_HASH_ANNOTATION, Child, stamped};
 use super::context::Target;
 use crate::error::Result;
 use crate::plan::Plan;
@@ -90,7 +90,12 @@ async fn activator_policy(t: &Target<'_>, plan: &Plan, port: Option<u16>) -> Res
     let current = child.observed()?;
     match (port, current) {
         (Some(port), current) => {
-            child.ensure(&stamped(&activator::policy(t.dsb, &plan.network, port, ns)), current).await?;
+            // The caches keep no spec of a policy without an owner (tenants can label anything
+            // alike): in the operator's namespace, where tenants cannot write, its stamp says
+            // whether it is as wanted.
+            let desired = stamped(&activator::policy(t.dsb, &plan.network, port, ns));
+            let stamp = |p: &NetworkPolicy| p.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
+            child.ensure_if(&desired, current, |c| stamp(c) == stamp(&desired)).await?;
         }
         (None, Some(current)) => child.delete(&current).await?,
         (None, None) => {}

@@ -30,6 +30,8 @@ pub const TO_ACTIVATOR: &str = "activator";
 pub const COMPONENT: &str = "activator";
 /// `app.kubernetes.io/component` of the NetworkPolicies that admit to a sandbox's activator port.
 pub const POLICY_COMPONENT: &str = "activator-ingress";
+/// Label on such a policy: its port (the caches keep labels, not the spec, of objects no sandbox owns).
+pub const PORT_LABEL: &str = "dockersandbox.dev/activator-port";
 
 /// Where the sandbox's Service sends connections.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,6 +122,7 @@ pub fn policy(dsb: &DockerSandbox, network: &NetworkPlan, port: u16, namespace: 
     let labels = metadata.labels.get_or_insert_with(Default::default);
     labels.insert(SANDBOX_NAMESPACE_LABEL.into(), names.namespace.clone());
     labels.insert(SANDBOX_UID_LABEL.into(), dsb.uid().unwrap_or_default());
+    labels.insert(PORT_LABEL.into(), port.to_string());
     let in_namespace = |ns: &str| LabelSelector {
         match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())])),
         ..LabelSelector::default()
@@ -226,6 +229,7 @@ mod tests {
         };
         let p = policy(&dsb, &network, 20007, "dsb-system");
         assert_eq!(p.metadata.namespace.as_deref(), Some("dsb-system"));
+        assert_eq!(p.labels().get(PORT_LABEL).map(String::as_str), Some("20007"), "the port, where the caches see it");
         assert!(p.metadata.owner_references.is_none(), "owners cannot cross namespaces");
         let spec = p.spec.expect("spec");
         let rule = &spec.ingress.expect("ingress")[0];
