@@ -11,7 +11,10 @@
 #   4. operator peak RSS (VmHWM of its process on this node, and its own metric), reconcile p50/p99
 #      from its histogram;
 #   5. failover: 2 replicas, the leader killed without releasing the Lease: seconds until another
-#      replica leads and has reconciled.
+#      replica leads and has reconciled;
+#   6. the activator (when the chart runs it): the class gains lifecycle.idle and places pods
+#      nowhere, so every Service routes to the activator on a port of its own: seconds until N
+#      slices do, the ports each activator listens on, its memory, and the steady state after.
 # Options: E2E_SCALE_N (1000), E2E_SCALE_NODES (10 fake nodes), E2E_SCALE_WINDOW (60 s per
 # steady-state window), E2E_SCALE_CONCURRENCY (the operator's --concurrency, 8), E2E_SKIP_INSTALL=1.
 # Needs: jq, the local cluster's audit log ($DSB_E2E_STATE/logs/audit-operator.log) for 2-3
