@@ -364,7 +364,15 @@ async fn listen(state: Arc<State>, port: u16) {
         }
     };
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, or the like: not a reason to spin.
+                debug!(port, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let owner = routes(&state.slices.state())
             .into_iter()
             .find_map(|(key, r)| (r == Routed::Activator(port)).then_some(key));
