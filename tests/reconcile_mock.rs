@@ -1295,3 +1295,21 @@ async fn an_engine_that_may_idle_is_held_for_at_the_activator_and_that_costs_not
     assert!(slice < gone, "{writes:?}");
     assert_eq!(api.object("endpointslices/web")["endpoints"][0]["addresses"][0], "10.244.0.9");
 }
+
+#[tokio::test]
+async fn a_sandbox_refused_while_routed_to_the_activator_is_routed_away_and_its_port_policy_goes() {
+    let api = Fake::new(opted_in());
+    let dsb = sandbox("{idle: {suspendAfter: 1h}}");
+    let config =
+        Config { activator_service: "act".into(), operator_namespace: Some("dsb-system".into()), ..config(true) };
+    api.reconcile(&dsb, config.clone()).await.expect("first");
+    assert_eq!(api.object("endpointslices/web")["metadata"]["labels"]["dockersandbox.dev/route"], "activator");
+    api.take_calls();
+    // A class that does not exist: refused; no wake would be acted on, so no connection is held.
+    let refused = sandbox("{className: nope, idle: {suspendAfter: 1h}}");
+    api.reconcile(&api.refreshed(&refused), config).await.expect("refused");
+    let writes = api.take_writes();
+    assert!(writes.contains(&"PATCH endpointslices/web".to_string()), "{writes:?}");
+    assert!(writes.contains(&"DELETE networkpolicies/activator-u1".to_string()), "{writes:?}");
+    assert!(api.object("endpointslices/web")["metadata"]["labels"]["dockersandbox.dev/route"].is_null());
+}

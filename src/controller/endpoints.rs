@@ -20,8 +20,9 @@ use crate::resources::endpoints::{self, EnginePod};
 use crate::resources::secret::SANDBOX_UID_LABEL;
 
 /// Ensures the EndpointSlice names the engine pod as it is now (none while it has no address), or
-/// the activator while connections wait for the engine (`run`, what the engine is doing now).
-pub async fn ensure(t: &Target<'_>, plan: &Plan, run: Run) -> Result<()> {
+/// the activator while connections wait for the engine (`run`, what the engine is doing now). A
+/// sandbox without a `plan` (refused) is never held for: it names its engine pod, if one runs.
+pub async fn ensure(t: &Target<'_>, plan: Option<&Plan>, run: Run) -> Result<()> {
     let engine = Child::<Pod>::of(t, &t.names.pod).observed()?.and_then(|p| engine_pod(&p));
     let child = Child::<EndpointSlice>::of(t, &t.names.service);
     let current = child.observed()?;
@@ -37,22 +38,29 @@ pub async fn ensure(t: &Target<'_>, plan: &Plan, run: Run) -> Result<()> {
     };
     // The policy of an activator port is in place before the slice routes to it, and goes after
     // the slice no longer does.
-    if let Route::Activator { port, .. } = &route {
-        activator_policy(t, plan, Some(*port)).await?;
+    if let (Route::Activator { port, .. }, Some(plan)) = (&route, plan) {
+        activator_policy(t, Some((plan, *port))).await?;
     }
     if let Some(desired) = desired {
         child.ensure(&stamped(&desired), current).await?;
     }
     if let Route::Engine(_) = &route {
-        activator_policy(t, plan, None).await?;
+        activator_policy(t, None).await?;
     }
     stale(t).await
 }
 
 /// Where the sandbox's Service sends connections now.
-fn route(t: &Target<'_>, plan: &Plan, run: Run, engine: Option<EnginePod>, current: Option<&EndpointSlice>) -> Route {
+fn route(
+    t: &Target<'_>,
+    plan: Option<&Plan>,
+    run: Run,
+    engine: Option<EnginePod>,
+    current: Option<&EndpointSlice>,
+) -> Route {
     let key = (t.names.namespace.clone(), t.names.service.clone());
-    if t.ctx.activator.get().is_none() || !activator::holds(run, plan.lifecycle.idle_after.is_some(), engine.as_ref()) {
+    let idles = plan.is_some_and(|p| p.lifecycle.idle_after.is_some());
+    if t.ctx.activator.get().is_none() || !activator::holds(run, idles, engine.as_ref()) {
         t.ctx.release_activator_port(&key);
         return Route::Engine(engine);
     }
@@ -73,9 +81,9 @@ fn route(t: &Target<'_>, plan: &Plan, run: Run, engine: Option<EnginePod>, curre
     }
 }
 
-/// The NetworkPolicy that admits the engine's peers to the sandbox's activator `port`, in the
-/// operator's namespace; deleted when `port` is `None`.
-async fn activator_policy(t: &Target<'_>, plan: &Plan, port: Option<u16>) -> Result<()> {
+/// The NetworkPolicy that admits the engine's peers (`plan`) to the sandbox's activator `port`, in
+/// the operator's namespace; deleted when there is no port.
+async fn activator_policy(t: &Target<'_>, port: Option<(&Plan, u16)>) -> Result<()> {
     if t.ctx.activator.get().is_none() {
         return Ok(());
     }
@@ -89,7 +97,7 @@ async fn activator_policy(t: &Target<'_>, plan: &Plan, port: Option<u16>) -> Res
     let child = Child::<NetworkPolicy>::owned_by(t, ns, &name, Box::new(ours));
     let current = child.observed()?;
     match (port, current) {
-        (Some(port), current) => {
+        (Some((plan, port)), current) => {
             // The caches keep no spec of a policy without an owner (tenants can label anything
             // alike): in the operator's namespace, where tenants cannot write, its stamp says
             // whether it is as wanted.

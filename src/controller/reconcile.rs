@@ -176,6 +176,8 @@ async fn refused(t: &Target<'_>, mut refusal: plan::Refusal, life: Option<lifecy
             Planned::Plan(_) | Planned::NamespaceGone => return Ok(Action::requeue(Duration::from_secs(1))),
         }
     }
+    // Never held for at the activator: its Service names the engine kept from before, if any.
+    endpoints::ensure(t, None, Run::Engine).await?;
     let spec_error = refusal.spec_error;
     publish_status(t, &Outcome::Refused(refusal)).await?;
     // A spec error waits for a spec change; a cluster problem (class, RuntimeClass, policy) is
@@ -216,7 +218,7 @@ async fn place(t: &Target<'_>, plan: plan::Plan, run: Run) -> Result<(Observed, 
         idle = None;
         run = Run::Suspend(SuspendCause::Idle);
     }
-    endpoints::ensure(t, &plan, run).await?;
+    endpoints::ensure(t, Some(&plan), run).await?;
     let certificates = revocation(t, tls.status, &engine).await;
     let life = &plan.lifecycle;
     let observed = Observed {
