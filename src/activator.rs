@@ -14,7 +14,13 @@
 //! A connection whose engine is not Ready within `--wake-timeout`, whose sandbox is deleted, or
 //! whose Service stops routing to the activator without an engine to go to (suspended by the spec
 //! meanwhile) is closed. It shares nothing with the reconciler but the crate's types: it reads the
-//! operator's EndpointSlices and writes one annotation and Events.
+//! operator's port NetworkPolicies and EndpointSlices and writes one annotation and Events.
+//!
+//! What it trusts, and what not: which sandbox a port is for comes only from the port policies in
+//! its own namespace (the operator's, where tenants write nothing). An EndpointSlice is read only
+//! as the sandbox's own: in the sandbox's namespace, named like its Service, with the operator's
+//! labels. A look-alike slice elsewhere (a tenant allowed to write slices in their namespace) opens
+//! no port, maps no port to a sandbox and takes none from the operator's range.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -26,7 +32,9 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -47,8 +55,10 @@ use tracing::{debug, info, warn};
 use crate::config::ActivatorConfig;
 use crate::crd::DockerSandbox;
 use crate::resources::DOCKER_TLS_PORT;
-use crate::resources::activator::routed_port;
+use crate::resources::activator::{POLICY_COMPONENT, PORT_LABEL, routed_port};
 use crate::resources::endpoints::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use crate::resources::label;
+use crate::resources::secret::SANDBOX_NAMESPACE_LABEL;
 
 /// A sandbox: namespace and name.
 pub type Key = (String, String);
@@ -64,11 +74,15 @@ pub enum Routed {
     Nothing,
 }
 
-/// Every sandbox's route, from the operator's EndpointSlices.
+/// Every sandbox's route, from the operator's EndpointSlices: each sandbox's own slice only, in its
+/// namespace and named like its Service (as the operator writes it); others are not read.
 pub fn routes(slices: &[Arc<EndpointSlice>]) -> HashMap<Key, Routed> {
     let mut out = HashMap::new();
     for s in slices {
         let (Some(ns), Some(name)) = (s.namespace(), s.labels().get(SERVICE_NAME_LABEL).cloned()) else { continue };
+        if s.metadata.name.as_deref() != Some(name.as_str()) {
+            continue;
+        }
         let routed = if let Some(port) = routed_port(s) {
             Routed::Activator(port)
         } else {
@@ -84,6 +98,35 @@ pub fn routes(slices: &[Arc<EndpointSlice>]) -> HashMap<Key, Routed> {
         out.insert((ns, name), routed);
     }
     out
+}
+
+/// Which sandbox each activator port is for, from the operator's port policies (in the activator's
+/// own namespace: `policies` is that namespace's list). A port two policies claim is nobody's.
+pub fn ports(policies: &[Arc<NetworkPolicy>]) -> HashMap<u16, Key> {
+    let mut out: HashMap<u16, Option<Key>> = HashMap::new();
+    for p in policies {
+        let labels = p.labels();
+        if labels.get(label::COMPONENT).map(String::as_str) != Some(POLICY_COMPONENT) {
+            continue;
+        }
+        let (Some(port), Some(ns), Some(name)) = (
+            labels.get(PORT_LABEL).and_then(|v| v.parse::<u16>().ok()),
+            labels.get(SANDBOX_NAMESPACE_LABEL),
+            labels.get(label::INSTANCE),
+        ) else {
+            continue;
+        };
+        let key = (ns.clone(), name.clone());
+        out.entry(port).and_modify(|k| *k = k.take().filter(|k| *k == key)).or_insert(Some(key));
+    }
+    out.into_iter().filter_map(|(p, k)| Some((p, k?))).collect()
+}
+
+/// Whether `ip` is an address of `pod` as its status says (the kubelet writes it, no tenant does).
+pub fn has_ip(pod: &Pod, ip: &str) -> bool {
+    let status = pod.status.as_ref();
+    status.and_then(|s| s.pod_ip.as_deref()) == Some(ip)
+        || status.and_then(|s| s.pod_ips.as_ref()).is_some_and(|ips| ips.iter().any(|a| a.ip == ip))
 }
 
 /// What a held connection does next, given its sandbox's route now.
@@ -205,7 +248,9 @@ struct State {
     metrics: Metrics,
     recorder: Recorder,
     slices: Store<EndpointSlice>,
-    /// Bumped whenever the slices change.
+    /// The port policies in the activator's namespace: which sandbox a port is for.
+    policies: Store<NetworkPolicy>,
+    /// Bumped whenever the slices or the policies change.
     changed: watch::Receiver<u64>,
     held: Held,
     /// When a wake was last asked for, per sandbox (one request per wake).
@@ -215,6 +260,21 @@ struct State {
 impl State {
     fn route(&self, key: &Key) -> Option<Routed> {
         routes(&self.slices.state()).remove(key)
+    }
+
+    /// Whether `ip`, where the sandbox's slice says its engine is, is its engine pod's address: the
+    /// activator connects from the operator's namespace, which every engine admits, so it goes
+    /// only to a pod of the sandbox's own namespace (someone allowed to rewrite that slice reaches
+    /// nothing through the activator they could not reach themselves).
+    async fn is_engine(&self, key: &Key, ip: &str) -> bool {
+        let api = Api::<Pod>::namespaced(self.client.clone(), &key.0);
+        let pod = tokio::time::timeout(Duration::from_secs(5), api.get_opt(&format!("{}-engine", key.1))).await;
+        matches!(pod, Ok(Ok(Some(p))) if has_ip(&p, ip))
+    }
+
+    /// The sandbox `port` is for, as the operator's port policies say.
+    fn owner(&self, port: u16) -> Option<Key> {
+        ports(&self.policies.state()).remove(&port)
     }
 
     /// Asks for `key` to be woken, unless a connection waiting for this wake asked already; says
@@ -275,34 +335,52 @@ impl State {
     }
 }
 
-/// Holds `client` (arrived for `key` from `peer`), wakes the engine, splices once it is Ready.
+/// Holds `client` (arrived for `key` from `peer`), wakes the engine, splices once it is Ready. A
+/// connection that arrives as the route goes back to a Ready engine (clients see the change a
+/// little later than the activator) goes to the engine at once.
 async fn hold(state: Arc<State>, key: Key, client: TcpStream, peer: SocketAddr) {
     let arrived = Instant::now();
-    let Some(_slot) = state.held.admit(&key, state.config.max_held_per_sandbox, state.config.max_held) else {
-        state.metrics.outcome("over_cap");
-        debug!(sandbox = ?key, "over the cap of held connections: closed");
-        return;
-    };
-    state.metrics.held.inc();
-    let _gauge = scopeguard(&state.metrics.held);
-    state.wake(&key, peer).await;
-    let timeout = Duration::from_secs(state.config.wake_timeout);
-    let waited = tokio::time::timeout(timeout, state.wait(&key)).await;
-    // This wake is over (the engine is Ready, or it will not be): the next suspension's first
-    // connection asks again.
-    state.woken.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-    let ip = match waited {
-        Ok(Next::Splice(ip)) => ip,
-        Ok(Next::Close(why)) => {
+    let mut _slot = None;
+    let ip = match next(state.route(&key).as_ref()) {
+        Next::Splice(ip) => ip,
+        Next::Close(why) => {
             state.metrics.outcome(why);
             return;
         }
-        Ok(Next::Wait) | Err(_) => {
-            state.metrics.outcome("timeout");
-            info!(sandbox = ?key, "the engine was not Ready within the wake timeout: connection closed");
-            return;
+        Next::Wait => {
+            let Some(slot) = state.held.admit(&key, state.config.max_held_per_sandbox, state.config.max_held) else {
+                state.metrics.outcome("over_cap");
+                debug!(sandbox = ?key, "over the cap of held connections: closed");
+                return;
+            };
+            _slot = Some(slot);
+            state.metrics.held.inc();
+            let _gauge = scopeguard(&state.metrics.held);
+            state.wake(&key, peer).await;
+            let timeout = Duration::from_secs(state.config.wake_timeout);
+            let waited = tokio::time::timeout(timeout, state.wait(&key)).await;
+            // This wake is over (the engine is Ready, or it will not be): the next suspension's
+            // first connection asks again.
+            state.woken.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            match waited {
+                Ok(Next::Splice(ip)) => ip,
+                Ok(Next::Close(why)) => {
+                    state.metrics.outcome(why);
+                    return;
+                }
+                Ok(Next::Wait) | Err(_) => {
+                    state.metrics.outcome("timeout");
+                    info!(sandbox = ?key, "the engine was not Ready within the wake timeout: connection closed");
+                    return;
+                }
+            }
         }
     };
+    if !state.is_engine(&key, &ip).await {
+        state.metrics.outcome("failed");
+        warn!(sandbox = ?key, %ip, "the sandbox's EndpointSlice names an address that is not its engine pod's: closed");
+        return;
+    }
     let addr = if ip.contains(':') { format!("[{ip}]:{DOCKER_TLS_PORT}") } else { format!("{ip}:{DOCKER_TLS_PORT}") };
     let engine = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&addr)).await {
         Ok(Ok(s)) => s,
@@ -354,7 +432,7 @@ async fn splice(state: &State, client: TcpStream, engine: TcpStream, arrived: In
     futures::join!(up, down);
 }
 
-/// Listens on `port` for the sandbox its slice names at accept time.
+/// Listens on `port` for the sandbox its policy names at accept time.
 async fn listen(state: Arc<State>, port: u16) {
     let listener = match TcpListener::bind(("0.0.0.0", port)).await {
         Ok(l) => l,
@@ -373,33 +451,24 @@ async fn listen(state: Arc<State>, port: u16) {
                 continue;
             }
         };
-        let owner = routes(&state.slices.state())
-            .into_iter()
-            .find_map(|(key, r)| (r == Routed::Activator(port)).then_some(key));
-        match owner {
+        match state.owner(port) {
             Some(key) => {
                 tokio::spawn(hold(state.clone(), key, stream, peer));
             }
-            // The port was just given up (the engine is Ready, or it will not be woken): a retry
-            // goes where the Service routes now.
+            // The port was just given up: a retry goes where the Service routes now.
             None => state.metrics.outcome("refused"),
         }
     }
 }
 
-/// Keeps a listener on every port a slice routes to the activator, and none on others. A
-/// listener that goes takes no held connection with it.
+/// Keeps a listener on every port a port policy gives a sandbox (the operator writes the policy
+/// before it routes the sandbox's slice here, and deletes it after the route is gone), and none on
+/// others. A listener that goes takes no held connection with it.
 async fn listeners(state: Arc<State>) {
     let mut changed = state.changed.clone();
     let mut open: BTreeMap<u16, JoinHandle<()>> = BTreeMap::new();
     loop {
-        let wanted: HashSet<u16> = routes(&state.slices.state())
-            .into_values()
-            .filter_map(|r| match r {
-                Routed::Activator(p) => Some(p),
-                _ => None,
-            })
-            .collect();
+        let wanted: HashSet<u16> = ports(&state.policies.state()).into_keys().collect();
         open.retain(|port, task| {
             let keep = wanted.contains(port) && !task.is_finished();
             if !keep {
@@ -419,23 +488,42 @@ async fn listeners(state: Arc<State>) {
 
 /// Runs the activator until SIGTERM.
 pub async fn run(config: ActivatorConfig, client: Client) -> Result<(), Box<dyn std::error::Error>> {
-    let (reader, writer) = reflector::store::<EndpointSlice>();
     let (tx, rx) = watch::channel(0u64);
-    let api = Api::<EndpointSlice>::all(client.clone());
+    let bump = move |tx: &watch::Sender<u64>| tx.send_modify(|n| *n += 1);
+    let (slices, writer) = reflector::store::<EndpointSlice>();
     let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
-    let feed =
-        reflector::reflector(writer, watcher(api, watcher::Config::default().labels(&selector)).default_backoff())
-            .for_each(move |_| {
-                tx.send_modify(|n| *n += 1);
-                futures::future::ready(())
-            });
+    let tx_slices = tx.clone();
+    let slice_feed = reflector::reflector(
+        writer,
+        watcher(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default().labels(&selector))
+            .default_backoff(),
+    )
+    .for_each(move |_| {
+        bump(&tx_slices);
+        futures::future::ready(())
+    });
+    let (policies, writer) = reflector::store::<NetworkPolicy>();
+    let selector = format!("{}={POLICY_COMPONENT}", label::COMPONENT);
+    let policy_feed = reflector::reflector(
+        writer,
+        watcher(
+            Api::<NetworkPolicy>::namespaced(client.clone(), &config.namespace),
+            watcher::Config::default().labels(&selector),
+        )
+        .default_backoff(),
+    )
+    .for_each(move |_| {
+        bump(&tx);
+        futures::future::ready(())
+    });
     let reporter = Reporter { controller: "dockersandbox-activator".into(), instance: std::env::var("POD_NAME").ok() };
     let state = Arc::new(State {
         recorder: Recorder::new(client.clone(), reporter),
         client,
         config,
         metrics: Metrics::default(),
-        slices: reader.clone(),
+        slices: slices.clone(),
+        policies: policies.clone(),
         changed: rx,
         held: Held::default(),
         woken: Mutex::default(),
@@ -443,13 +531,13 @@ pub async fn run(config: ActivatorConfig, client: Client) -> Result<(), Box<dyn 
     let ready = Arc::new(AtomicBool::new(false));
     let r = ready.clone();
     let synced = async move {
-        let _ = reader.wait_until_ready().await;
-        info!("the operator's EndpointSlices are listed: accepting connections");
+        let _ = futures::join!(slices.wait_until_ready(), policies.wait_until_ready());
+        info!("the operator's EndpointSlices and port policies are listed: accepting connections");
         r.store(true, Ordering::Relaxed);
     };
     let http = serve(state.clone(), ready);
     tokio::select! {
-        _ = feed => {}
+        _ = futures::future::join(slice_feed, policy_feed) => {}
         _ = futures::future::join(synced, listeners(state.clone())) => {}
         res = http => res?,
         _ = shutdown() => info!("stopping: held connections are closed"),
@@ -481,7 +569,7 @@ async fn serve(state: Arc<State>, ready: Arc<AtomicBool>) -> std::io::Result<()>
                         if ready {
                             (StatusCode::OK, "ready")
                         } else {
-                            (StatusCode::SERVICE_UNAVAILABLE, "listing the operator's EndpointSlices")
+                            (StatusCode::SERVICE_UNAVAILABLE, "listing the operator's EndpointSlices and port policies")
                         }
                     }
                 }),
@@ -536,6 +624,58 @@ mod tests {
         assert_eq!(next(get("a", "starting")), Next::Close("refused"), "not ready and not routed to us");
         assert_eq!(next(get("b", "stopped")), Next::Close("refused"), "suspended by the spec");
         assert_eq!(next(get("b", "deleted")), Next::Close("gone"));
+    }
+
+    fn policy(ns: &str, component: &str, labels: &[(&str, &str)]) -> Arc<NetworkPolicy> {
+        let mut l = json!({label::COMPONENT: component});
+        for (k, v) in labels {
+            l[*k] = json!(v);
+        }
+        Arc::new(serde_json::from_value(json!({"metadata": {"name": "p", "namespace": ns, "labels": l}})).expect("np"))
+    }
+
+    #[test]
+    fn only_the_operators_port_policies_say_which_sandbox_a_port_is_for() {
+        let port = |p: &'static str, ns: &'static str, n: &'static str| {
+            vec![(PORT_LABEL, p), (SANDBOX_NAMESPACE_LABEL, ns), (label::INSTANCE, n)]
+        };
+        let policies = [
+            policy("dsb-system", POLICY_COMPONENT, &port("20001", "a", "idle")),
+            policy("dsb-system", "engine", &port("20002", "a", "other")),
+            policy("dsb-system", POLICY_COMPONENT, &port("20003", "a", "x")),
+            policy("dsb-system", POLICY_COMPONENT, &port("20003", "b", "y")),
+            policy("dsb-system", POLICY_COMPONENT, &port("nope", "a", "z")),
+            policy("dsb-system", POLICY_COMPONENT, &[(PORT_LABEL, "20004")]),
+        ];
+        let map = ports(&policies);
+        assert_eq!(map.get(&20001), Some(&("a".to_string(), "idle".to_string())));
+        assert_eq!(map.get(&20002), None, "another component's policy");
+        assert_eq!(map.get(&20003), None, "a port two policies claim is nobody's");
+        assert_eq!(map.len(), 1, "unreadable or incomplete labels map nothing: {map:?}");
+    }
+
+    #[test]
+    fn only_a_sandboxs_own_slice_says_where_it_routes() {
+        // The sandbox's own slice routes to the activator; a look-alike in the same namespace
+        // claims it routes to an engine at an address of the tenant's choosing.
+        let mut forged = (*slice("a", "idle", None, Some(("10.0.0.66", true)))).clone();
+        forged.metadata.name = Some("idle-forged".into());
+        let r = routes(&[slice("a", "idle", Some(20001), Some(("10.1.0.4", true))), Arc::new(forged.clone())]);
+        assert_eq!(r.get(&("a".to_string(), "idle".to_string())), Some(&Routed::Activator(20001)));
+        let r = routes(&[Arc::new(forged)]);
+        assert_eq!(r.len(), 0, "a slice not named like its Service is not read");
+    }
+
+    #[test]
+    fn an_engine_address_is_one_its_pod_status_gives() {
+        let pod: Pod = serde_json::from_value(
+            json!({"status": {"podIP": "10.0.0.7", "podIPs": [{"ip": "10.0.0.7"}, {"ip": "fd00::7"}]}}),
+        )
+        .expect("pod");
+        assert!(has_ip(&pod, "10.0.0.7"));
+        assert!(has_ip(&pod, "fd00::7"));
+        assert!(!has_ip(&pod, "10.0.0.8"));
+        assert!(!has_ip(&Pod::default(), "10.0.0.7"), "no status, no address");
     }
 
     #[test]

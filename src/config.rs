@@ -50,6 +50,11 @@ pub struct ActivatorConfig {
     #[arg(long, env = "ACTIVATOR_WAKE_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub wake_timeout: u64,
 
+    /// The namespace the activator runs in (the operator's): the port NetworkPolicies there say
+    /// which sandbox each port is for, and nothing elsewhere does.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: String,
+
     /// Where it serves /healthz, /readyz and /metrics, and how it logs.
     #[command(flatten)]
     pub serving: Serving,

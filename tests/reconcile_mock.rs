@@ -1313,3 +1313,49 @@ async fn a_sandbox_refused_while_routed_to_the_activator_is_routed_away_and_its_
     assert!(writes.contains(&"DELETE networkpolicies/activator-u1".to_string()), "{writes:?}");
     assert!(api.object("endpointslices/web")["metadata"]["labels"]["dockersandbox.dev/route"].is_null());
 }
+
+#[tokio::test]
+async fn look_alike_slices_in_tenant_namespaces_take_no_activator_port() {
+    use dockersandbox_operator::config::Ports;
+    let api = Fake::new(opted_in());
+    // A tenant allowed to write EndpointSlices in their namespace forges the operator's labels on
+    // slices claiming every port of the range, and a look-alike port policy there too.
+    api.with(|s| {
+        for port in [20000, 20001] {
+            s.objects.insert(
+                format!("endpointslices/fake-{port}"),
+                json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": format!("fake-{port}"), "namespace": "tenant-b", "uid": format!("f{port}"),
+                        // Owned by the tenant's own sandbox, as far as the reference says.
+                        "ownerReferences": [{"apiVersion": "dockersandbox.dev/v1alpha1", "kind": "DockerSandbox",
+                            "name": "mine", "uid": "t1", "controller": true}],
+                        "labels": {"kubernetes.io/service-name": format!("fake-{port}"),
+                            "endpointslice.kubernetes.io/managed-by": "dockersandbox.dev-operator",
+                            "dockersandbox.dev/route": "activator"}},
+                    "addressType": "IPv4", "endpoints": [],
+                    "ports": [{"name": "docker-tls", "port": port}]}),
+            );
+        }
+        s.objects.insert(
+            "networkpolicies/activator-forged".into(),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "activator-forged", "namespace": "tenant-b", "uid": "np1",
+                    "labels": {"app.kubernetes.io/component": "activator-ingress",
+                        "dockersandbox.dev/activator-port": "20000"}}}),
+        );
+    });
+    let dsb = sandbox("{idle: {suspendAfter: 1h}}");
+    let config = Config {
+        activator_service: "act".into(),
+        operator_namespace: Some("dsb-system".into()),
+        activator_ports: Ports { first: 20000, last: 20001 },
+        ..config(true)
+    };
+    api.reconcile(&dsb, config).await.expect("first");
+    let stored = api.object("endpointslices/web");
+    assert_eq!(stored["metadata"]["labels"]["dockersandbox.dev/route"], "activator", "not refused for want of a port");
+    let port = stored["ports"][0]["port"].as_u64().expect("a port");
+    assert!((20000..=20001).contains(&port), "{port}");
+    let policy = api.object("networkpolicies/activator-u1");
+    assert_eq!(policy["metadata"]["namespace"], "dsb-system");
+}

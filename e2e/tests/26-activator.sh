@@ -13,6 +13,8 @@
 #  - a sandbox deleted while a connection to it is held: the connection is closed at once;
 #  - both activator pods killed while they hold a connection: the client sees an error, the sandbox
 #    still ends Ready (the wake was asked for), and the next connection works.
+#  - a slice forged with the operator's labels in another namespace (edit cannot write slices; a
+#    cluster admin plays the tenant allowed to) opens no activator port.
 # Figures (printed, not asserted): docker run against an idle-suspended engine, and the activator's
 # own wake latency (connection to first byte from dockerd).
 source "$(dirname "$0")/../lib.sh"
@@ -97,6 +99,10 @@ wake=$(awk '/^dockersandbox_activator_wake_duration_seconds_(sum|count)/ { s[$1]
   END { for (k in s) if (k ~ /count/) c = s[k]; else t = s[k]; if (c > 0) printf "%.2f s over %d connection(s)", t / c, c }' <<<"$metrics")
 [[ -n "$wake" ]] || fail "no wake latency on the activators' /metrics: $(grep activator <<<"$metrics" | head)"
 grep -qE '^dockersandbox_activator_wakes_total [1-9]' <<<"$metrics" || fail "no wakes_total on the activators' /metrics"
+# The held connections went to the engine through the activator (its address checked against the
+# engine pod's status), not around it.
+grep -qE '^dockersandbox_activator_connections_total\{outcome="spliced"\} [1-9]' <<<"$metrics" ||
+  fail "no connection spliced to the engine: $(grep connections_total <<<"$metrics")"
 log "FIGURE docker run --rm against an idle-suspended engine through its Service: ${run_secs}s; activator wake latency (connection to first byte from dockerd): $wake"
 
 # --- deleted while a connection is held: closed at once (not after the wake timeout)
@@ -141,6 +147,9 @@ else
 fi
 wait_ready "$ns" nap
 wait_for 60 "nap's Service routed to the engine" to_engine "$ns" nap || fail "the Service does not route to the engine"
+# kube-proxy on the client's node follows the slice's flip a moment later (nothing held this
+# connection: the activators that would have were killed).
+retry 10 docker_answers "$cns" client >/dev/null || fail "nap does not answer after the activators restarted"
 out=$(cdocker "$cns" client run --rm "$E2E_NESTED_IMAGE" echo again 2>&1) || fail "docker run after the activators restarted failed: $out"
 assert_eq "docker run after the activators restarted" again "$out"
 activators_ready() {
@@ -148,3 +157,42 @@ activators_ready() {
 }
 wait_for 120 "the activators back" activators_ready || fail "the activator pods did not come back"
 log "ok: the activators killed mid-wake left nap Ready and reachable"
+
+# --- a look-alike slice outside the operator's namespace maps no port
+# A tenant with `edit` cannot write EndpointSlices at all; one granted more forges a slice with the
+# operator's labels, routed to the activator. The activator opens no port for it: only the port
+# policies in the operator's namespace say which sandbox a port is for.
+kubectl create serviceaccount -n "$ons" tenant >/dev/null
+kubectl create rolebinding tenant-edit -n "$ons" --clusterrole=edit --serviceaccount="$ons:tenant" >/dev/null
+assert_eq "a tenant with edit may create EndpointSlices" no \
+  "$(kubectl auth can-i create endpointslices.discovery.k8s.io -n "$ons" --as="system:serviceaccount:$ons:tenant" || true)"
+open_ports() {
+  local pod sum=0 n
+  for pod in $(kubectl get pods -n "$E2E_OPERATOR_NAMESPACE" -l "$E2E_ACTIVATOR_SELECTOR" -o name); do
+    n=$(kubectl get --raw "/api/v1/namespaces/$E2E_OPERATOR_NAMESPACE/pods/${pod#pod/}:8080/proxy/metrics" |
+      awk '/^dockersandbox_activator_ports / { print $2 }') || return 1
+    sum=$((sum + ${n:-0}))
+  done
+  echo "$sum"
+}
+no_ports() { [[ "$(open_ports)" == 0 ]]; }
+wait_for 30 "no activator port open (nothing routed)" no_ports || fail "activator ports open: $(open_ports)"
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: forged
+  namespace: $ons
+  labels:
+    kubernetes.io/service-name: forged
+    endpointslice.kubernetes.io/managed-by: dockersandbox.dev-operator
+    dockersandbox.dev/route: activator
+addressType: IPv4
+endpoints:
+- addresses: ["$(kubectl get pod -n "$ns" nap-engine -o 'jsonpath={.status.podIP}')"]
+  conditions: {ready: true}
+ports:
+- {name: docker-tls, port: $port, protocol: TCP}
+YAML
+still_true 10 no_ports || fail "the activator opened a port for a forged slice: $(open_ports)"
+log "ok: a forged slice in $ons opened no activator port"

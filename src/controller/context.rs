@@ -113,24 +113,18 @@ impl Context {
     }
 
     /// The activator port of the sandbox `key` (namespace, name) with `uid`: the one it has
-    /// (`current`, or given by this process) while no other sandbox's EndpointSlice or activator
-    /// policy names it, else a free one. `None` when the range is full.
+    /// (`current`, or given by this process) while no other sandbox's activator policy names it and
+    /// this process gave it to no other, else a free one. `None` when the range is full. Only the
+    /// policies count: they are written before a slice routes to their port and deleted after, and
+    /// they live in the operator's namespace, so a tenant's look-alike slice takes no port.
     pub fn activator_port(&self, key: (String, String), uid: &str, current: Option<u16>) -> Option<u16> {
-        use crate::resources::activator::{POLICY_COMPONENT, PORT_LABEL, routed_port};
-        use crate::resources::endpoints::SERVICE_NAME_LABEL;
+        use crate::resources::activator::{POLICY_COMPONENT, PORT_LABEL};
         use crate::resources::label;
         use crate::resources::secret::SANDBOX_UID_LABEL;
         let mut given = self.activator_ports.lock().unwrap_or_else(|e| e.into_inner());
         let mine = given.get(&key).copied().or(current);
         let mut taken: std::collections::HashSet<u16> =
             given.iter().filter(|(k, _)| **k != key).map(|(_, p)| *p).collect();
-        for slice in self.caches.all::<EndpointSlice>() {
-            let theirs = (slice.namespace().as_deref(), slice.labels().get(SERVICE_NAME_LABEL).map(String::as_str))
-                != (Some(key.0.as_str()), Some(key.1.as_str()));
-            if theirs && let Some(p) = routed_port(&slice) {
-                taken.insert(p);
-            }
-        }
         // Only the operator's namespace holds port policies (a tenant's look-alike takes no port).
         let ours = self.config.ca_namespace();
         for policy in self.caches.all::<NetworkPolicy>() {
