@@ -52,6 +52,32 @@ pub fn idle_since(t: &Target<'_>, fresh: Option<&EngineStatus>, now: Timestamp) 
     let ready_since = old
         .filter(|s| s.phase == Some(Phase::Ready))
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == conditions::READY && c.status == "True"))
-        .map_or(now, |c| c.last_transition_time.0);
+        .map_or_else(|| whole_seconds(now), |c| c.last_transition_time.0);
     lifecycle::idle_since(Some(&seen), ready_since, now)
+}
+
+/// `t` as the API server keeps a condition's time: whole seconds. The reconcile that makes a
+/// sandbox Ready takes `now` for its Ready time; the next reads the Ready condition's, and both
+/// must give the same `idleSince`, or every new sandbox gets one status write for nothing.
+fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ready_time_taken_from_the_clock_is_the_one_the_condition_keeps() {
+        let now: Timestamp = "2026-12-06T01:16:33.005003183Z".parse().expect("time");
+        let kept: Timestamp = "2026-12-06T01:16:33Z".parse().expect("time");
+        assert_eq!(whole_seconds(now), kept);
+        assert_eq!(whole_seconds(kept), kept);
+        let engine = EngineStatus::default();
+        assert_eq!(
+            lifecycle::idle_since(Some(&engine), whole_seconds(now), now),
+            lifecycle::idle_since(Some(&engine), kept, now),
+            "the reconcile after Ready publishes the same idleSince"
+        );
+    }
 }
