@@ -340,7 +340,13 @@ impl State {
 /// little later than the activator) goes to the engine at once.
 async fn hold(state: Arc<State>, key: Key, client: TcpStream, peer: SocketAddr) {
     let arrived = Instant::now();
-    let mut _slot = None;
+    // Every connection counts against the caps while it lasts, spliced ones too: each keeps a
+    // socket of the activator's.
+    let Some(_slot) = state.held.admit(&key, state.config.max_held_per_sandbox, state.config.max_held) else {
+        state.metrics.outcome("over_cap");
+        debug!(sandbox = ?key, "over the cap of held connections: closed");
+        return;
+    };
     let ip = match next(state.route(&key).as_ref()) {
         Next::Splice(ip) => ip,
         Next::Close(why) => {
@@ -348,12 +354,6 @@ async fn hold(state: Arc<State>, key: Key, client: TcpStream, peer: SocketAddr) 
             return;
         }
         Next::Wait => {
-            let Some(slot) = state.held.admit(&key, state.config.max_held_per_sandbox, state.config.max_held) else {
-                state.metrics.outcome("over_cap");
-                debug!(sandbox = ?key, "over the cap of held connections: closed");
-                return;
-            };
-            _slot = Some(slot);
             state.metrics.held.inc();
             let _gauge = scopeguard(&state.metrics.held);
             state.wake(&key, peer).await;
