@@ -37,7 +37,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -55,7 +55,7 @@ use tracing::{debug, info, warn};
 use crate::config::ActivatorConfig;
 use crate::crd::DockerSandbox;
 use crate::resources::DOCKER_TLS_PORT;
-use crate::resources::activator::{POLICY_COMPONENT, PORT_LABEL, routed_port};
+use crate::resources::activator::{POLICY_COMPONENT, policy_port, routed_port};
 use crate::resources::endpoints::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 use crate::resources::label;
 use crate::resources::secret::SANDBOX_NAMESPACE_LABEL;
@@ -74,30 +74,25 @@ pub enum Routed {
     Nothing,
 }
 
-/// Every sandbox's route, from the operator's EndpointSlices: each sandbox's own slice only, in its
-/// namespace and named like its Service (as the operator writes it); others are not read.
-pub fn routes(slices: &[Arc<EndpointSlice>]) -> HashMap<Key, Routed> {
-    let mut out = HashMap::new();
-    for s in slices {
-        let (Some(ns), Some(name)) = (s.namespace(), s.labels().get(SERVICE_NAME_LABEL).cloned()) else { continue };
-        if s.metadata.name.as_deref() != Some(name.as_str()) {
-            continue;
-        }
-        let routed = if let Some(port) = routed_port(s) {
-            Routed::Activator(port)
-        } else {
-            let ready = s
-                .endpoints
-                .iter()
-                .flatten()
-                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-                .flat_map(|e| e.addresses.first().cloned())
-                .next();
-            ready.map_or(Routed::Nothing, Routed::Engine)
-        };
-        out.insert((ns, name), routed);
+/// Where the sandbox `key` routes, from its own EndpointSlice only: in its namespace and named like
+/// its Service, as the operator writes it (a look-alike slice is never looked up). One lookup, not a
+/// pass over every slice: held connections ask again at every change of any slice.
+pub fn route(slices: &Store<EndpointSlice>, key: &Key) -> Option<Routed> {
+    let (ns, name) = key;
+    let s = slices.get(&ObjectRef::new(name).within(ns))?;
+    if s.labels().get(SERVICE_NAME_LABEL) != Some(name) {
+        return None;
     }
-    out
+    if let Some(port) = routed_port(&s) {
+        return Some(Routed::Activator(port));
+    }
+    let ready = s
+        .endpoints
+        .iter()
+        .flatten()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .find_map(|e| e.addresses.first().cloned());
+    Some(ready.map_or(Routed::Nothing, Routed::Engine))
 }
 
 /// Which sandbox each activator port is for, from the operator's port policies (in the activator's
@@ -106,14 +101,9 @@ pub fn ports(policies: &[Arc<NetworkPolicy>]) -> HashMap<u16, Key> {
     let mut out: HashMap<u16, Option<Key>> = HashMap::new();
     for p in policies {
         let labels = p.labels();
-        if labels.get(label::COMPONENT).map(String::as_str) != Some(POLICY_COMPONENT) {
-            continue;
-        }
-        let (Some(port), Some(ns), Some(name)) = (
-            labels.get(PORT_LABEL).and_then(|v| v.parse::<u16>().ok()),
-            labels.get(SANDBOX_NAMESPACE_LABEL),
-            labels.get(label::INSTANCE),
-        ) else {
+        let (Some(port), Some(ns), Some(name)) =
+            (policy_port(p), labels.get(SANDBOX_NAMESPACE_LABEL), labels.get(label::INSTANCE))
+        else {
             continue;
         };
         let key = (ns.clone(), name.clone());
@@ -259,7 +249,7 @@ struct State {
 
 impl State {
     fn route(&self, key: &Key) -> Option<Routed> {
-        routes(&self.slices.state()).remove(key)
+        route(&self.slices, key)
     }
 
     /// Whether `ip`, where the sandbox's slice says its engine is, is its engine pod's address: the
@@ -590,7 +580,7 @@ async fn serve(state: Arc<State>, ready: Arc<AtomicBool>) -> std::io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::activator::{ROUTE_LABEL, TO_ACTIVATOR};
+    use crate::resources::activator::{PORT_LABEL, ROUTE_LABEL, TO_ACTIVATOR};
     use serde_json::json;
 
     fn slice(ns: &str, svc: &str, route: Option<u16>, ready: Option<(&str, bool)>) -> Arc<EndpointSlice> {
@@ -608,22 +598,34 @@ mod tests {
         )
     }
 
+    /// A store holding `slices`, as the watch fills it.
+    fn store(slices: &[Arc<EndpointSlice>]) -> Store<EndpointSlice> {
+        let (reader, mut writer) = reflector::store::<EndpointSlice>();
+        for s in slices {
+            writer.apply_watcher_event(&watcher::Event::Apply((**s).clone()));
+        }
+        reader
+    }
+
+    fn key(ns: &str, name: &str) -> Key {
+        (ns.to_string(), name.to_string())
+    }
+
     #[test]
     fn a_held_connection_waits_for_the_engine_and_goes_nowhere_else() {
-        let slices = [
+        let slices = store(&[
             slice("a", "idle", Some(20001), Some(("10.1.0.4", true))),
             slice("a", "up", None, Some(("10.0.0.7", true))),
             slice("a", "starting", None, Some(("10.0.0.8", false))),
             slice("b", "stopped", None, None),
-        ];
-        let r = routes(&slices);
-        let get = |ns: &str, n: &str| r.get(&(ns.to_string(), n.to_string()));
-        assert_eq!(get("a", "idle"), Some(&Routed::Activator(20001)));
-        assert_eq!(next(get("a", "idle")), Next::Wait);
-        assert_eq!(next(get("a", "up")), Next::Splice("10.0.0.7".into()));
-        assert_eq!(next(get("a", "starting")), Next::Close("refused"), "not ready and not routed to us");
-        assert_eq!(next(get("b", "stopped")), Next::Close("refused"), "suspended by the spec");
-        assert_eq!(next(get("b", "deleted")), Next::Close("gone"));
+        ]);
+        let get = |ns: &str, n: &str| route(&slices, &key(ns, n));
+        assert_eq!(get("a", "idle"), Some(Routed::Activator(20001)));
+        assert_eq!(next(get("a", "idle").as_ref()), Next::Wait);
+        assert_eq!(next(get("a", "up").as_ref()), Next::Splice("10.0.0.7".into()));
+        assert_eq!(next(get("a", "starting").as_ref()), Next::Close("refused"), "not ready and not routed to us");
+        assert_eq!(next(get("b", "stopped").as_ref()), Next::Close("refused"), "suspended by the spec");
+        assert_eq!(next(get("b", "deleted").as_ref()), Next::Close("gone"));
     }
 
     fn policy(ns: &str, component: &str, labels: &[(&str, &str)]) -> Arc<NetworkPolicy> {
@@ -660,10 +662,13 @@ mod tests {
         // claims it routes to an engine at an address of the tenant's choosing.
         let mut forged = (*slice("a", "idle", None, Some(("10.0.0.66", true)))).clone();
         forged.metadata.name = Some("idle-forged".into());
-        let r = routes(&[slice("a", "idle", Some(20001), Some(("10.1.0.4", true))), Arc::new(forged.clone())]);
-        assert_eq!(r.get(&("a".to_string(), "idle".to_string())), Some(&Routed::Activator(20001)));
-        let r = routes(&[Arc::new(forged)]);
-        assert_eq!(r.len(), 0, "a slice not named like its Service is not read");
+        let both = store(&[slice("a", "idle", Some(20001), Some(("10.1.0.4", true))), Arc::new(forged.clone())]);
+        assert_eq!(route(&both, &key("a", "idle")), Some(Routed::Activator(20001)));
+        assert_eq!(route(&store(&[Arc::new(forged)]), &key("a", "idle")), None, "not named like its Service: not read");
+        // Named like the Service, but labelled for another.
+        let mut other = (*slice("a", "idle", None, Some(("10.0.0.66", true)))).clone();
+        other.labels_mut().insert(SERVICE_NAME_LABEL.into(), "elsewhere".into());
+        assert_eq!(route(&store(&[Arc::new(other)]), &key("a", "idle")), None);
     }
 
     #[test]

@@ -118,8 +118,6 @@ impl Context {
     /// policies count: they are written before a slice routes to their port and deleted after, and
     /// they live in the operator's namespace, so a tenant's look-alike slice takes no port.
     pub fn activator_port(&self, key: (String, String), uid: &str, current: Option<u16>) -> Option<u16> {
-        use crate::resources::activator::{POLICY_COMPONENT, PORT_LABEL};
-        use crate::resources::label;
         use crate::resources::secret::SANDBOX_UID_LABEL;
         let mut given = self.activator_ports.lock().unwrap_or_else(|e| e.into_inner());
         let mine = given.get(&key).copied().or(current);
@@ -128,17 +126,12 @@ impl Context {
         // Only the operator's namespace holds port policies (a tenant's look-alike takes no port).
         let ours = self.config.ca_namespace();
         for policy in self.caches.all::<NetworkPolicy>() {
-            let labels = policy.labels();
             if policy.namespace().as_deref() != Some(ours)
-                || labels.get(label::COMPONENT).map(String::as_str) != Some(POLICY_COMPONENT)
-                || labels.get(SANDBOX_UID_LABEL).map(String::as_str) == Some(uid)
+                || policy.labels().get(SANDBOX_UID_LABEL).map(String::as_str) == Some(uid)
             {
                 continue;
             }
-            // Its port is in its labels: the caches keep no spec of an object without an owner.
-            if let Some(p) = labels.get(PORT_LABEL).and_then(|p| p.parse::<u16>().ok()) {
-                taken.insert(p);
-            }
+            taken.extend(crate::resources::activator::policy_port(&policy));
         }
         let port =
             crate::resources::activator::pick_port(uid, mine, self.config.activator_ports, |p| taken.contains(&p))?;

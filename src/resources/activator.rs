@@ -84,6 +84,16 @@ pub fn routed_port(slice: &EndpointSlice) -> Option<u16> {
     u16::try_from(port).ok()
 }
 
+/// The port a sandbox's activator policy admits to, read from its labels (the caches keep no spec
+/// of an object without an owner); `None` for any other policy.
+pub fn policy_port(policy: &NetworkPolicy) -> Option<u16> {
+    let labels = policy.labels();
+    if labels.get(label::COMPONENT).map(String::as_str) != Some(POLICY_COMPONENT) {
+        return None;
+    }
+    labels.get(PORT_LABEL)?.parse().ok()
+}
+
 /// `slice` (the sandbox's, as `endpoints::build` makes it for the engine) turned to the activator.
 pub fn to_activator(mut slice: EndpointSlice, addresses: &[String], port: u16) -> EndpointSlice {
     slice.metadata.labels.get_or_insert_with(Default::default).insert(ROUTE_LABEL.into(), TO_ACTIVATOR.into());
@@ -230,6 +240,7 @@ mod tests {
         let p = policy(&dsb, &network, 20007, "dsb-system");
         assert_eq!(p.metadata.namespace.as_deref(), Some("dsb-system"));
         assert_eq!(p.labels().get(PORT_LABEL).map(String::as_str), Some("20007"), "the port, where the caches see it");
+        assert_eq!(policy_port(&p), Some(20007));
         assert!(p.metadata.owner_references.is_none(), "owners cannot cross namespaces");
         let spec = p.spec.expect("spec");
         let rule = &spec.ingress.expect("ingress")[0];
