@@ -1258,12 +1258,16 @@ async fn a_refused_sandbox_still_expires_its_engine_from_before_stops() {
     assert!(api.take_events().contains(&("Expired".to_string(), "Warning".to_string())));
 }
 
+/// The operator's config with the activator on (its Service `act` in `dsb-system`).
+fn with_activator() -> Config {
+    Config { activator_service: "act".into(), operator_namespace: Some("dsb-system".into()), ..config(true) }
+}
+
 #[tokio::test]
 async fn an_engine_that_may_idle_is_held_for_at_the_activator_and_that_costs_nothing_once_in_place() {
     let api = Fake::new(opted_in());
     let dsb = sandbox("{idle: {suspendAfter: 1h}}");
-    let config =
-        Config { activator_service: "act".into(), operator_namespace: Some("dsb-system".into()), ..config(true) };
+    let config = with_activator();
     api.reconcile(&dsb, config.clone()).await.expect("first");
     let writes = api.take_writes();
     // The port's policy is in place before the slice routes to it (the pod has no address yet).
@@ -1300,8 +1304,7 @@ async fn an_engine_that_may_idle_is_held_for_at_the_activator_and_that_costs_not
 async fn a_sandbox_refused_while_routed_to_the_activator_is_routed_away_and_its_port_policy_goes() {
     let api = Fake::new(opted_in());
     let dsb = sandbox("{idle: {suspendAfter: 1h}}");
-    let config =
-        Config { activator_service: "act".into(), operator_namespace: Some("dsb-system".into()), ..config(true) };
+    let config = with_activator();
     api.reconcile(&dsb, config.clone()).await.expect("first");
     assert_eq!(api.object("endpointslices/web")["metadata"]["labels"]["dockersandbox.dev/route"], "activator");
     api.take_calls();
@@ -1345,12 +1348,7 @@ async fn look_alike_slices_in_tenant_namespaces_take_no_activator_port() {
         );
     });
     let dsb = sandbox("{idle: {suspendAfter: 1h}}");
-    let config = Config {
-        activator_service: "act".into(),
-        operator_namespace: Some("dsb-system".into()),
-        activator_ports: Ports { first: 20000, last: 20001 },
-        ..config(true)
-    };
+    let config = Config { activator_ports: Ports { first: 20000, last: 20001 }, ..with_activator() };
     api.reconcile(&dsb, config).await.expect("first");
     let stored = api.object("endpointslices/web");
     assert_eq!(stored["metadata"]["labels"]["dockersandbox.dev/route"], "activator", "not refused for want of a port");
