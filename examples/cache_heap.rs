@@ -18,7 +18,8 @@
 
 use std::alloc::System;
 
-use dockersandbox_operator::controller::{cache, sandboxes};
+use dockersandbox_operator::controller::cache::{self, Cached, Packed};
+use dockersandbox_operator::controller::sandboxes;
 use dockersandbox_operator::crd::DockerSandbox;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -51,17 +52,16 @@ fn copies(o: &Value, n: usize) -> Vec<Value> {
         .collect()
 }
 
-/// KiB per object that a store of `n` slimmed copies of `o` holds (as malloc hands them out).
-fn measure<K>(what: &str, o: &Value, n: usize, slim: impl Fn(K) -> K) -> f64
+/// KiB per object that `keep` holds once it has kept `n` copies of `o` (as malloc hands them out).
+fn measure<K>(what: &str, o: &Value, n: usize, mut keep: impl FnMut(K)) -> f64
 where
-    K: kube::Resource<DynamicType = ()> + for<'de> Deserialize<'de> + Clone + Send + Sync + 'static,
+    K: for<'de> Deserialize<'de>,
 {
     let input = copies(o, n);
     let region = Region::new(GLOBAL);
-    let (reader, mut writer) = reflector::store::<K>();
     for v in &input {
         match K::deserialize(v) {
-            Ok(k) => writer.apply_watcher_event(&Event::Apply(slim(k))),
+            Ok(k) => keep(k),
             Err(e) => {
                 eprintln!("{what}: not read: {e}");
                 return 0.0;
@@ -69,13 +69,30 @@ where
         }
     }
     let s = region.change();
-    let live_bytes = (s.bytes_allocated as f64 - s.bytes_deallocated as f64 + s.bytes_reallocated as f64) / n as f64;
+    // A realloc counts its growth in bytes_allocated, its shrinking in bytes_deallocated (and both
+    // again in bytes_reallocated, not added here).
+    let live_bytes = (s.bytes_allocated as f64 - s.bytes_deallocated as f64) / n as f64;
     let live_allocs = (s.allocations as f64 - s.deallocations as f64) / n as f64;
     let asked = live_bytes / 1024.0;
     let kib = (live_bytes + live_allocs * MALLOC_OVERHEAD) / 1024.0;
     println!("{what:<40} {kib:>7.2} {asked:>7.2} {live_allocs:>7.1}");
-    drop(reader);
     kib
+}
+
+/// Keeps a child as the operator's caches do: slimmed by `slim`, packed, in a reflector store.
+fn packed<K: Cached>(slim: fn(&mut K)) -> impl FnMut(K) {
+    let (_, mut writer) = reflector::store::<Packed<K>>();
+    move |mut k| {
+        slim(&mut k);
+        writer.apply_watcher_event(&Event::Apply(Packed::pack(&k)));
+    }
+}
+
+/// Keeps a sandbox as the controller's own store does: slimmed (`sandboxes::slim` on the raw
+/// object), as the API type.
+fn sandboxes() -> impl FnMut(DockerSandbox) {
+    let (_, mut writer) = reflector::store::<DockerSandbox>();
+    move |dsb| writer.apply_watcher_event(&Event::Apply(sandbox(dsb)))
 }
 
 /// The objects in `dir`: each file a single object or a list.
@@ -94,13 +111,6 @@ fn objects(dir: &str) -> Vec<Value> {
         }
     }
     out
-}
-
-fn slimmed<K>(f: fn(&mut K)) -> impl Fn(K) -> K {
-    move |mut k| {
-        f(&mut k);
-        k
-    }
 }
 
 /// A sandbox as the operator's watch keeps it (`sandboxes::slim` on the raw object).
@@ -125,17 +135,17 @@ fn main() {
         let name: String = o["metadata"]["name"].as_str().unwrap_or_default().chars().take(28).collect();
         let what = format!("{kind} {name}");
         total += match kind.as_str() {
-            "DockerSandbox" => measure::<DockerSandbox>(&what, &o, n, sandbox),
-            "Pod" => measure::<Pod>(&what, &o, n, slimmed(cache::slim_pod)),
-            "Service" => measure::<Service>(&what, &o, n, slimmed(cache::slim_service)),
+            "DockerSandbox" => measure(&what, &o, n, sandboxes()),
+            "Pod" => measure(&what, &o, n, packed::<Pod>(cache::slim_pod)),
+            "Service" => measure(&what, &o, n, packed::<Service>(cache::slim_service)),
             // The CA keys (no owner) keep their data, as their own watch does.
             "Secret" if o["metadata"]["ownerReferences"].is_null() => {
-                measure::<Secret>(&what, &o, n, slimmed(|s: &mut Secret| cache::bound_meta(&mut s.metadata)))
+                measure(&what, &o, n, packed::<Secret>(|s: &mut Secret| cache::bound_meta(&mut s.metadata)))
             }
-            "Secret" => measure::<Secret>(&what, &o, n, slimmed(cache::slim_secret)),
-            "PersistentVolumeClaim" => measure::<PersistentVolumeClaim>(&what, &o, n, slimmed(cache::slim_claim)),
-            "NetworkPolicy" => measure::<NetworkPolicy>(&what, &o, n, slimmed(cache::slim_policy)),
-            "EndpointSlice" => measure::<EndpointSlice>(&what, &o, n, slimmed(cache::slim_endpoint_slice)),
+            "Secret" => measure(&what, &o, n, packed::<Secret>(cache::slim_secret)),
+            "PersistentVolumeClaim" => measure(&what, &o, n, packed::<PersistentVolumeClaim>(cache::slim_claim)),
+            "NetworkPolicy" => measure(&what, &o, n, packed::<NetworkPolicy>(cache::slim_policy)),
+            "EndpointSlice" => measure(&what, &o, n, packed::<EndpointSlice>(cache::slim_endpoint_slice)),
             _ => {
                 eprintln!("{what}: not a kind the operator caches");
                 0.0

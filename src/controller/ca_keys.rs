@@ -87,9 +87,8 @@ pub async fn sweep_activator_policies(ctx: Arc<Context>, stores: Vec<Store<Docke
         let ns = ctx.config.ca_namespace();
         let policies: Vec<Arc<NetworkPolicy>> = ctx
             .caches
-            .all::<NetworkPolicy>()
+            .all_in::<NetworkPolicy>(ns)
             .into_iter()
-            .filter(|p| p.namespace().as_deref() == Some(ns))
             .filter(|p| p.labels().get(label::COMPONENT).map(String::as_str) == Some(activator::POLICY_COMPONENT))
             .collect();
         for orphan in orphans(&policies, &uids, &ctx.config.watched_namespaces(), jiff::Timestamp::now()) {

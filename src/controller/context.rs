@@ -125,10 +125,8 @@ impl Context {
             given.iter().filter(|(k, _)| **k != key).map(|(_, p)| *p).collect();
         // Only the operator's namespace holds port policies (a tenant's look-alike takes no port).
         let ours = self.config.ca_namespace();
-        for policy in self.caches.all::<NetworkPolicy>() {
-            if policy.namespace().as_deref() != Some(ours)
-                || policy.labels().get(SANDBOX_UID_LABEL).map(String::as_str) == Some(uid)
-            {
+        for policy in self.caches.all_in::<NetworkPolicy>(ours) {
+            if policy.labels().get(SANDBOX_UID_LABEL).map(String::as_str) == Some(uid) {
                 continue;
             }
             taken.extend(crate::resources::activator::policy_port(&policy));

@@ -136,9 +136,8 @@ async fn stale(t: &Target<'_>) -> Result<()> {
     let theirs: Vec<_> = t
         .ctx
         .caches
-        .all::<EndpointSlice>()
+        .all_in::<EndpointSlice>(ns)
         .into_iter()
-        .filter(|s| s.namespace().as_deref() == Some(ns))
         .filter_map(|s| endpoints::made_by_kubernetes_for(&s, &t.names.service).map(|by| (s, by)))
         .collect();
     if theirs.iter().any(|(_, by)| *by == endpoints::MIRRORING_MANAGED_BY) {

@@ -23,7 +23,7 @@ pub mod storage;
 
 use std::sync::Arc;
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -37,6 +37,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use cache::{Cached, Packed};
 pub use cache::{Caches, Feeds};
 pub use context::Context;
 use expect::Expectations;
@@ -278,17 +279,18 @@ pub fn controllers(
 
 /// A watch that fills `writer` (without managedFields) and yields what it touched; retried with
 /// backoff when the API server is away.
-fn feed<K>(
+fn feed<K: Cached>(
     expect: Arc<Expectations>,
-    writer: Writer<K>,
+    mut writer: Writer<Packed<K>>,
     watch: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
-) -> impl Stream<Item = watcher::Result<K>> + Send + 'static
-where
-    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
-{
+) -> impl Stream<Item = watcher::Result<K>> + Send + 'static {
     let watch = watch.modify(|o: &mut K| o.meta_mut().managed_fields = None).backoff(watch_backoff());
-    // Once the store has an event, the writes it shows are no longer expected.
-    reflector(writer, watch).inspect(move |event| saw(&expect, event)).touched_objects()
+    // The store keeps each object packed; the watch goes on with it as it came. Once the store has
+    // an event, the writes it shows are no longer expected.
+    watch
+        .inspect_ok(move |event| writer.apply_watcher_event(&Packed::event(event)))
+        .inspect(move |event| saw(&expect, event))
+        .touched_objects()
 }
 
 /// How a failed watch is retried: 0.5 s doubling to 2 s, plus up to as much jitter (so at most 4 s
