@@ -87,7 +87,7 @@ pub async fn sweep_activator_policies(ctx: Arc<Context>, stores: Vec<Store<Docke
         let ns = ctx.config.ca_namespace();
         let policies: Vec<Arc<NetworkPolicy>> = ctx
             .caches
-            .all_in::<NetworkPolicy>(ns)
+            .all_in::<NetworkPolicy>(ns, |_| true)
             .into_iter()
             .filter(|p| p.labels().get(label::COMPONENT).map(String::as_str) == Some(activator::POLICY_COMPONENT))
             .collect();

@@ -213,9 +213,12 @@ impl Caches {
         K::stores(self).iter().flat_map(unpack_all).collect()
     }
 
-    /// Every cached object of kind `K` in `namespace` (only those are decoded).
-    pub fn all_in<K: Cached>(&self, namespace: &str) -> Vec<Arc<K>> {
-        let here = |p: &Arc<Packed<K>>| p.metadata.namespace.as_deref() == Some(namespace);
+    /// Every cached object of kind `K` in `namespace` whose name `named` accepts (only those are
+    /// decoded: names and namespaces are kept in the clear).
+    pub fn all_in<K: Cached>(&self, namespace: &str, named: impl Fn(&str) -> bool) -> Vec<Arc<K>> {
+        let here = |p: &Arc<Packed<K>>| {
+            p.metadata.namespace.as_deref() == Some(namespace) && named(p.metadata.name.as_deref().unwrap_or_default())
+        };
         K::stores(self)
             .iter()
             .flat_map(|s| s.state().into_iter().filter(here).filter_map(|p| p.unpack().map(Arc::new)))
@@ -628,15 +631,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn all_in_decodes_one_namespaces_objects() {
+    async fn all_in_decodes_only_the_named_objects_of_one_namespace() {
         let svc = |ns: &str, name: &str| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}});
         let c = Caches::snapshot([svc("team-a", "web"), svc("team-a", "db"), svc("team-b", "web")]);
         c.synced().await;
-        let mut names: Vec<_> = c.all_in::<Service>("team-a").iter().map(|s| s.name_any()).collect();
+        let mut names: Vec<_> = c.all_in::<Service>("team-a", |_| true).iter().map(|s| s.name_any()).collect();
         names.sort();
         assert_eq!(names, ["db", "web"]);
         assert_eq!(c.all::<Service>().len(), 3);
-        assert!(c.all_in::<Service>("team-c").is_empty());
+        assert!(c.all_in::<Service>("team-c", |_| true).is_empty());
+        let named = c.all_in::<Service>("team-a", |n| n.starts_with('w'));
+        assert_eq!(named.iter().map(|s| s.name_any()).collect::<Vec<_>>(), ["web"]);
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Context {
             given.iter().filter(|(k, _)| **k != key).map(|(_, p)| *p).collect();
         // Only the operator's namespace holds port policies (a tenant's look-alike takes no port).
         let ours = self.config.ca_namespace();
-        for policy in self.caches.all_in::<NetworkPolicy>(ours) {
+        for policy in self.caches.all_in::<NetworkPolicy>(ours, |_| true) {
             if policy.labels().get(SANDBOX_UID_LABEL).map(String::as_str) == Some(uid) {
                 continue;
             }

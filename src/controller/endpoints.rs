@@ -133,10 +133,13 @@ async fn stale(t: &Target<'_>) -> Result<()> {
         return Ok(());
     }
     let ns = t.names.namespace.as_str();
+    // Only slices with the names Kubernetes gives them are decoded: this runs at every reconcile,
+    // and a namespace may hold a thousand sandboxes' slices.
+    let prefix = endpoints::generated_name_prefix(&t.names.service);
     let theirs: Vec<_> = t
         .ctx
         .caches
-        .all_in::<EndpointSlice>(ns)
+        .all_in::<EndpointSlice>(ns, |name| name.starts_with(&prefix))
         .into_iter()
         .filter_map(|s| endpoints::made_by_kubernetes_for(&s, &t.names.service).map(|by| (s, by)))
         .collect();

@@ -92,6 +92,13 @@ pub fn made_by_kubernetes_for(slice: &EndpointSlice, service: &str) -> Option<&'
     }
 }
 
+/// The start of every name Kubernetes gives the slices it makes for the Service `service`: both
+/// controllers name them by `generateName: SERVICE-`, of which the API server keeps at most 58
+/// characters before the 5 random ones.
+pub fn generated_name_prefix(service: &str) -> String {
+    format!("{service}-").chars().take(58).collect()
+}
+
 /// The label Kubernetes' Endpoints controller puts on the Endpoints objects it makes.
 pub const ENDPOINTS_MANAGED_BY_LABEL: &str = "endpoints.kubernetes.io/managed-by";
 /// Its value there.
@@ -101,6 +108,14 @@ pub const ENDPOINTS_CONTROLLER: &str = "endpoint-controller";
 mod tests {
     use super::*;
     use crate::resources::testing::minimal;
+
+    #[test]
+    fn kubernetes_slice_names_start_with_the_service_name_cut_to_58_characters() {
+        assert_eq!(generated_name_prefix("web"), "web-");
+        let long = "a".repeat(63);
+        assert_eq!(generated_name_prefix(&long), "a".repeat(58));
+        assert!(format!("{}xk2p9", &long[..58]).starts_with(&generated_name_prefix(&long)));
+    }
 
     #[test]
     fn names_the_engine_pod_by_address_for_the_service() {
