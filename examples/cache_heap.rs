@@ -18,7 +18,7 @@
 
 use std::alloc::System;
 
-use dockersandbox_operator::controller::cache::{self, Cached, Packed};
+use dockersandbox_operator::controller::cache::{self, Cached};
 use dockersandbox_operator::controller::sandboxes;
 use dockersandbox_operator::crd::DockerSandbox;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
@@ -79,12 +79,12 @@ where
     kib
 }
 
-/// Keeps a child as the operator's caches do: slimmed by `slim`, packed, in a reflector store.
+/// Keeps a child as the operator's caches do: slimmed by `slim`, in a packed store.
 fn packed<K: Cached>(slim: fn(&mut K)) -> impl FnMut(K) {
-    let (_, mut writer) = reflector::store::<Packed<K>>();
+    let (_, mut writer) = cache::packed::<K>();
     move |mut k| {
         slim(&mut k);
-        writer.apply_watcher_event(&Event::Apply(Packed::pack(&k)));
+        writer.apply(&Event::Apply(k));
     }
 }
 

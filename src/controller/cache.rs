@@ -9,11 +9,10 @@
 //! steps read children through `apply::Child`, which overlays what this process wrote and the
 //! stores have not shown yet (`expect`). Writes stay exact, idle costs nothing.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Namespace, Node,
@@ -25,7 +24,6 @@ use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::Event;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,8 +45,8 @@ macro_rules! cached_kinds {
         /// of the object's namespace can hold it).
         #[derive(Clone)]
         pub struct Caches {
-            $($sfield: Vec<Store<Packed<$skind>>>,)*
-            $($cfield: Vec<Store<Packed<$ckind>>>,)*
+            $($sfield: Vec<Packed<$skind>>,)*
+            $($cfield: Vec<Packed<$ckind>>,)*
             synced: watch::Receiver<bool>,
         }
 
@@ -56,21 +54,21 @@ macro_rules! cached_kinds {
         pub struct Feeds {
             /// Per scope, in the order of `controller::scopes`.
             pub scopes: Vec<ScopeFeeds>,
-            $($(#[$cdoc])* pub $cfield: Writer<Packed<$ckind>>,)*
+            $($(#[$cdoc])* pub $cfield: PackedWriter<$ckind>,)*
             /// CA key Secrets in the operator's namespace (first among the Secret stores: the scope
             /// stores may hold the same objects without their data).
-            pub ca_keys: Writer<Packed<Secret>>,
+            pub ca_keys: PackedWriter<Secret>,
             /// Set once every store has its first full list.
             pub synced: watch::Sender<bool>,
         }
 
         /// The writers of one scope's namespaced stores.
         pub struct ScopeFeeds {
-            $($(#[$sdoc])* pub $sfield: Writer<Packed<$skind>>,)*
+            $($(#[$sdoc])* pub $sfield: PackedWriter<$skind>,)*
         }
 
         $(impl Cached for $skind {
-            fn stores(c: &Caches) -> &[Store<Packed<Self>>] {
+            fn stores(c: &Caches) -> &[Packed<Self>] {
                 &c.$sfield
             }
             fn slim(&mut self) {
@@ -79,7 +77,7 @@ macro_rules! cached_kinds {
             }
         })*
         $(impl Cached for $ckind {
-            fn stores(c: &Caches) -> &[Store<Packed<Self>>] {
+            fn stores(c: &Caches) -> &[Packed<Self>] {
                 &c.$cfield
             }
             fn slim(&mut self) {
@@ -149,7 +147,7 @@ pub trait Cached:
     Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static
 {
     /// Its stores.
-    fn stores(c: &Caches) -> &[Store<Packed<Self>>];
+    fn stores(c: &Caches) -> &[Packed<Self>];
     /// Drops what the reconciler never reads, before an object is kept (in a store, or as a write
     /// the stores have not shown yet).
     fn slim(&mut self);
@@ -196,130 +194,165 @@ impl Caches {
 
     /// The object `name` of kind `K` in `namespace` (ignored for cluster-scoped kinds), if cached.
     pub fn get<K: Cached>(&self, namespace: Option<&str>, name: &str) -> Option<Arc<K>> {
-        let mut key = ObjectRef::<Packed<K>>::new(name);
-        if let Some(ns) = namespace {
-            key = key.within(ns);
-        }
-        K::stores(self).iter().find_map(|s| s.get(&key)).and_then(|p| p.unpack()).map(Arc::new)
+        // A cluster-scoped object has no namespace in its key.
+        let keys = [key(namespace, name), key(None, name)];
+        K::stores(self).iter().find_map(|s| keys.iter().find_map(|k| s.get(k))).map(Arc::new)
     }
 
     /// The cached CA key Secrets (the operator's namespace).
     pub fn ca_keys(&self) -> Vec<Arc<Secret>> {
-        self.secrets.first().map(unpack_all).unwrap_or_default()
+        self.secrets.first().map(|s| s.matching(|_, _| true)).unwrap_or_default()
     }
 
     /// Every cached object of kind `K`.
     pub fn all<K: Cached>(&self) -> Vec<Arc<K>> {
-        K::stores(self).iter().flat_map(unpack_all).collect()
+        K::stores(self).iter().flat_map(|s| s.matching(|_, _| true)).collect()
     }
 
     /// Every cached object of kind `K` in `namespace` whose name `named` accepts (only those are
     /// decoded: names and namespaces are kept in the clear).
     pub fn all_in<K: Cached>(&self, namespace: &str, named: impl Fn(&str) -> bool) -> Vec<Arc<K>> {
-        let here = |p: &Arc<Packed<K>>| {
-            p.metadata.namespace.as_deref() == Some(namespace) && named(p.metadata.name.as_deref().unwrap_or_default())
-        };
-        K::stores(self)
-            .iter()
-            .flat_map(|s| s.state().into_iter().filter(here).filter_map(|p| p.unpack().map(Arc::new)))
-            .collect()
+        K::stores(self).iter().flat_map(|s| s.matching(|ns, name| ns == namespace && named(name))).collect()
     }
 }
 
-fn unpack_all<K: Cached>(store: &Store<Packed<K>>) -> Vec<Arc<K>> {
-    store.state().iter().filter_map(|p| p.unpack().map(Arc::new)).collect()
+/// A store's key: `namespace/name`, or the name of a cluster-scoped object.
+fn key(namespace: Option<&str>, name: &str) -> Box<str> {
+    match namespace {
+        Some(ns) => format!("{ns}/{name}").into_boxed_str(),
+        None => name.into(),
+    }
 }
 
-/// An object as the stores keep it: its name and namespace in the clear (the store's key), the
-/// rest as its JSON (slimmed before) compressed with LZ4, decoded on each read. In the API types an
-/// object costs 3 to 6 KiB of heap: every optional field takes its room, and every map node and
-/// string is an allocation of its own. Its JSON is 1 to 3 KiB, and compressed about half that. A
-/// reconcile reads about ten objects; decoding one takes microseconds.
+/// The key of `obj` in its store.
+fn key_of<K: Cached>(obj: &K) -> Box<str> {
+    let meta = obj.meta();
+    key(meta.namespace.as_deref(), meta.name.as_deref().unwrap_or_default())
+}
+
+type Map = HashMap<Box<str>, Box<[u8]>>;
+
+/// The objects of one kind a watch shows: per object its key (`namespace/name`) and the object
+/// packed, i.e. its JSON (slimmed before) compressed with LZ4, decoded on each read. In the API
+/// types and kube's reflector store an object cost 3 to 6 KiB of heap: every optional field takes
+/// its room, every map node and string is an allocation of its own, and the store keeps the name,
+/// namespace, uid and resourceVersion again in its key. Packed it costs its compressed JSON (0.7 to
+/// 2.3 KiB) and about 150 bytes. A reconcile reads about ten objects; decoding one takes
+/// microseconds.
 pub struct Packed<K> {
-    metadata: ObjectMeta,
-    json: Box<[u8]>,
+    map: Arc<RwLock<Map>>,
+    ready: watch::Receiver<bool>,
     kind: PhantomData<fn() -> K>,
-}
-
-impl<K: Cached> Packed<K> {
-    /// `obj`, packed.
-    pub fn pack(obj: &K) -> Self {
-        let meta = obj.meta();
-        let metadata =
-            ObjectMeta { name: meta.name.clone(), namespace: meta.namespace.clone(), ..ObjectMeta::default() };
-        // The API types always serialize (their maps have string keys).
-        let json = serde_json::to_vec(obj).unwrap_or_default();
-        Self { metadata, json: lz4_flex::compress_prepend_size(&json).into_boxed_slice(), kind: PhantomData }
-    }
-
-    /// The object again. `None` only if this process packed something it cannot read back, which
-    /// the API types never do (a unit test round-trips every kind).
-    pub fn unpack(&self) -> Option<K> {
-        let json = lz4_flex::decompress_size_prepended(&self.json).ok()?;
-        match serde_json::from_slice(&json) {
-            Ok(obj) => Some(obj),
-            Err(e) => {
-                tracing::error!(error = %e, kind = %K::kind(&()), name = ?self.metadata.name, "a cached object does not decode");
-                None
-            }
-        }
-    }
-
-    /// A watch event of `K`, as the stores take it.
-    pub fn event(event: &Event<K>) -> Event<Self> {
-        match event {
-            Event::Apply(o) => Event::Apply(Self::pack(o)),
-            Event::Delete(o) => Event::Delete(Self::pack(o)),
-            Event::Init => Event::Init,
-            Event::InitApply(o) => Event::InitApply(Self::pack(o)),
-            Event::InitDone => Event::InitDone,
-        }
-    }
-
-    /// The bytes it keeps (for tests and the heap example).
-    pub fn packed_len(&self) -> usize {
-        self.json.len()
-    }
 }
 
 impl<K> Clone for Packed<K> {
     fn clone(&self) -> Self {
-        Self { metadata: self.metadata.clone(), json: self.json.clone(), kind: PhantomData }
+        Self { map: self.map.clone(), ready: self.ready.clone(), kind: PhantomData }
     }
 }
 
-impl<K> Debug for Packed<K> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Packed").field("metadata", &self.metadata).field("bytes", &self.json.len()).finish()
+/// What fills a `Packed` store from a watch's events, as kube's reflector writer does: a re-list
+/// (`Init` .. `InitDone`) replaces the whole content at its end; the store is ready after the first.
+pub struct PackedWriter<K> {
+    map: Arc<RwLock<Map>>,
+    relisting: Option<Map>,
+    ready: watch::Sender<bool>,
+    kind: PhantomData<fn() -> K>,
+}
+
+/// An empty store of `K` and its writer.
+pub fn packed<K: Cached>() -> (Packed<K>, PackedWriter<K>) {
+    let map = Arc::new(RwLock::new(Map::new()));
+    let (tx, rx) = watch::channel(false);
+    (
+        Packed { map: map.clone(), ready: rx, kind: PhantomData },
+        PackedWriter { map, relisting: None, ready: tx, kind: PhantomData },
+    )
+}
+
+/// `obj` packed.
+pub fn pack<K: Cached>(obj: &K) -> Box<[u8]> {
+    // The API types always serialize (their maps have string keys).
+    let json = serde_json::to_vec(obj).unwrap_or_default();
+    lz4_flex::compress_prepend_size(&json).into_boxed_slice()
+}
+
+/// A packed object again. `None` only if this process packed something it cannot read back, which
+/// the API types never do (a unit test round-trips every kind).
+pub fn unpack<K: Cached>(bytes: &[u8]) -> Option<K> {
+    let json = lz4_flex::decompress_size_prepended(bytes).ok()?;
+    match serde_json::from_slice(&json) {
+        Ok(obj) => Some(obj),
+        Err(e) => {
+            tracing::error!(error = %e, kind = %K::kind(&()), "a cached object does not decode");
+            None
+        }
     }
 }
 
-impl<K: Resource<DynamicType = ()>> Resource for Packed<K> {
-    type DynamicType = ();
-    type Scope = K::Scope;
+impl<K: Cached> Packed<K> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Map> {
+        self.map.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 
-    fn kind(dt: &()) -> Cow<'_, str> {
-        K::kind(dt)
+    /// The object under `key`, decoded.
+    fn get(&self, key: &str) -> Option<K> {
+        self.read().get(key).and_then(|b| unpack(b))
     }
-    fn group(dt: &()) -> Cow<'_, str> {
-        K::group(dt)
+
+    /// The objects whose namespace ("" when cluster-scoped) and name `pick` accepts, decoded.
+    fn matching(&self, pick: impl Fn(&str, &str) -> bool) -> Vec<Arc<K>> {
+        self.read()
+            .iter()
+            .filter(|(k, _)| {
+                let (ns, name) = k.split_once('/').unwrap_or(("", k));
+                pick(ns, name)
+            })
+            .filter_map(|(_, b)| unpack(b).map(Arc::new))
+            .collect()
     }
-    fn version(dt: &()) -> Cow<'_, str> {
-        K::version(dt)
+
+    /// Waits until the store has had its first full list.
+    pub async fn wait_until_ready(&self) {
+        let mut ready = self.ready.clone();
+        // The writer lives as long as its watch; if it is gone, nothing waits on this anyway.
+        let _ = ready.wait_for(|r| *r).await;
     }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        K::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+
+    /// How many objects it holds, and their packed bytes (for tests and the heap example).
+    pub fn size(&self) -> (usize, usize) {
+        let map = self.read();
+        (map.len(), map.values().map(|b| b.len()).sum())
     }
 }
 
-fn pair<K: Cached>(stores: &mut Vec<Store<Packed<K>>>) -> Writer<Packed<K>> {
-    let (reader, writer) = reflector::store();
+impl<K: Cached> PackedWriter<K> {
+    /// Applies one watch event.
+    pub fn apply(&mut self, event: &Event<K>) {
+        let write = || self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            Event::Apply(o) => {
+                write().insert(key_of(o), pack(o));
+            }
+            Event::Delete(o) => {
+                write().remove(&key_of(o));
+            }
+            Event::Init => self.relisting = Some(Map::new()),
+            Event::InitApply(o) => {
+                self.relisting.get_or_insert_default().insert(key_of(o), pack(o));
+            }
+            Event::InitDone => {
+                let mut listed = self.relisting.take().unwrap_or_default();
+                listed.shrink_to_fit();
+                *write() = listed;
+                self.ready.send_replace(true);
+            }
+        }
+    }
+}
+
+fn pair<K: Cached>(stores: &mut Vec<Packed<K>>) -> PackedWriter<K> {
+    let (reader, writer) = packed();
     stores.push(reader);
     writer
 }
@@ -331,21 +364,21 @@ trait Init {
     fn end(&mut self);
 }
 
-impl<K: Cached> Init for Writer<Packed<K>> {
+impl<K: Cached> Init for PackedWriter<K> {
     fn begin(&mut self) {
-        self.apply_watcher_event(&Event::Init);
+        self.apply(&Event::Init);
     }
 
     fn add(&mut self, obj: serde_json::Value) {
         match serde_json::from_value::<K>(obj) {
             // As the watches keep it.
-            Ok(o) => self.apply_watcher_event(&Event::InitApply(Packed::pack(&super::apply::slim(&o)))),
+            Ok(o) => self.apply(&Event::InitApply(super::apply::slim(&o))),
             Err(e) => tracing::warn!(error = %e, "snapshot object skipped"),
         }
     }
 
     fn end(&mut self) {
-        self.apply_watcher_event(&Event::InitDone);
+        self.apply(&Event::InitDone);
     }
 }
 
@@ -501,7 +534,7 @@ fn slim_pod_status(status: PodStatus) -> PodStatus {
 }
 
 /// Marks a store that is not watched as filled (and empty).
-pub fn empty<K: Cached>(mut writer: Writer<Packed<K>>) {
+pub fn empty<K: Cached>(mut writer: PackedWriter<K>) {
     writer.begin();
     writer.end();
 }
@@ -583,12 +616,38 @@ mod tests {
     /// `v` as `K`, packed and read back: the same JSON.
     fn round_trip<K: Cached>(v: serde_json::Value) {
         let obj: K = serde_json::from_value(v).expect("object");
-        let packed = Packed::pack(&obj);
-        assert_eq!(packed.meta().name, obj.meta().name);
-        assert_eq!(packed.meta().namespace, obj.meta().namespace);
-        assert!(packed.meta().labels.is_none() && packed.meta().uid.is_none(), "only the store's key in the clear");
-        let back = packed.unpack().expect("unpacks");
+        let back: K = unpack(&pack(&obj)).expect("unpacks");
         assert_eq!(serde_json::to_value(&back).ok(), serde_json::to_value(&obj).ok(), "{}", K::kind(&()));
+    }
+
+    #[tokio::test]
+    async fn a_packed_store_follows_its_watch_and_a_relist_replaces_it_whole() {
+        let svc = |name: &str, rv: &str| -> Service {
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "team-a", "resourceVersion": rv}}))
+                .expect("service")
+        };
+        let (store, mut writer) = packed::<Service>();
+        let ready = store.clone();
+        let waiting = tokio::spawn(async move { ready.wait_until_ready().await });
+        writer.apply(&Event::Init);
+        writer.apply(&Event::InitApply(svc("web", "1")));
+        writer.apply(&Event::InitApply(svc("old", "1")));
+        assert_eq!(store.size().0, 0, "a list shows once it is complete");
+        assert!(!waiting.is_finished());
+        writer.apply(&Event::InitDone);
+        waiting.await.expect("ready after the first list");
+        writer.apply(&Event::Apply(svc("web", "2")));
+        assert_eq!(store.get("team-a/web").and_then(|s| s.metadata.resource_version), Some("2".into()));
+        writer.apply(&Event::Delete(svc("web", "3")));
+        assert!(store.get("team-a/web").is_none());
+        // A relist: what it does not list is gone at its end.
+        writer.apply(&Event::Init);
+        writer.apply(&Event::InitApply(svc("new", "4")));
+        assert!(store.get("team-a/old").is_some(), "kept until the relist ends");
+        writer.apply(&Event::InitDone);
+        assert!(store.get("team-a/old").is_none());
+        assert!(store.get("team-a/new").is_some());
+        assert_eq!(store.size().0, 1);
     }
 
     #[test]

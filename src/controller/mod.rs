@@ -30,14 +30,13 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store, reflector};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use cache::{Cached, Packed};
+use cache::{Cached, PackedWriter};
 pub use cache::{Caches, Feeds};
 pub use context::Context;
 use expect::Expectations;
@@ -288,16 +287,13 @@ pub fn controllers(
 /// backoff when the API server is away.
 fn feed<K: Cached>(
     expect: Arc<Expectations>,
-    mut writer: Writer<Packed<K>>,
+    mut writer: PackedWriter<K>,
     watch: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
 ) -> impl Stream<Item = watcher::Result<K>> + Send + 'static {
     let watch = watch.modify(|o: &mut K| o.meta_mut().managed_fields = None).backoff(watch_backoff());
     // The store keeps each object packed; the watch goes on with it as it came. Once the store has
     // an event, the writes it shows are no longer expected.
-    watch
-        .inspect_ok(move |event| writer.apply_watcher_event(&Packed::event(event)))
-        .inspect(move |event| saw(&expect, event))
-        .touched_objects()
+    watch.inspect_ok(move |event| writer.apply(event)).inspect(move |event| saw(&expect, event)).touched_objects()
 }
 
 /// How a failed watch is retried: 0.5 s doubling to 2 s, plus up to as much jitter (so at most 4 s
