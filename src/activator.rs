@@ -486,6 +486,7 @@ pub async fn run(config: ActivatorConfig, client: Client) -> Result<(), Box<dyn 
     let slice_feed = reflector::reflector(
         writer,
         watcher(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default().labels(&selector))
+            .modify(|s| s.metadata.managed_fields = None)
             .default_backoff(),
     )
     .for_each(move |_| {
@@ -500,6 +501,8 @@ pub async fn run(config: ActivatorConfig, client: Client) -> Result<(), Box<dyn 
             Api::<NetworkPolicy>::namespaced(client.clone(), &config.namespace),
             watcher::Config::default().labels(&selector),
         )
+        // Kept without managedFields (never read: at 1000 idle sandboxes, megabytes).
+        .modify(|p| p.metadata.managed_fields = None)
         .default_backoff(),
     )
     .for_each(move |_| {

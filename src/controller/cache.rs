@@ -1,9 +1,10 @@
-//! The reconciler's view of the cluster: reflector stores fed by the same watches that wake the
-//! controller. A reconcile reads its children, the namespace, the class, RuntimeClasses and nodes
-//! from here, so a sandbox whose children are as wanted costs no API request at all.
+//! The reconciler's view of the cluster: stores fed by the same watches that wake the controller.
+//! A reconcile reads its children, the namespace, the class, RuntimeClasses and nodes from here, so
+//! a sandbox whose children are as wanted costs no API request at all.
 //!
-//! Stores keep objects packed (`Packed`): name and namespace in the clear, the rest as compressed
-//! JSON, decoded on each read. The API types cost 3 to 6 KiB of heap per object; packed, a third.
+//! Stores keep objects packed (`Packed`): under `namespace/name`, as compressed JSON, decoded on
+//! each read. In the API types and kube's reflector store an object took 3 to 6 KiB of heap;
+//! packed, 0.8 to 2.3 KiB (a sandbox's children: 12 KiB instead of 40).
 //!
 //! A store can be behind the operator's own last write (the watch event is still on its way): the
 //! steps read children through `apply::Child`, which overlays what this process wrote and the
