@@ -3,8 +3,9 @@
 # (default 1000) whose engine pods land on fake nodes simulated by KWOK, against the cluster in
 # $KUBECONFIG with the operator installed by the chart (as run.sh --bench-scale does). In one run:
 #   1. creation: seconds until every sandbox has all its children (Service, 3 Secrets,
-#      NetworkPolicy, Pod), and the seconds a plain client (examples/plain_client.rs) takes to create
-#      the same objects with the same concurrency; the ratio is the figure;
+#      NetworkPolicy, Pod; and its CA key Secret in the operator's namespace), and the seconds a
+#      plain client (examples/plain_client.rs) takes to create those very objects again, one create
+#      request each, with the same concurrency; the ratio is the figure;
 #   2. steady state, N pending (pods that no node fits): API requests/s and writes/s attributed to
 #      the operator (API server audit log, e2e/cluster/config/audit-policy.yaml), by verb/resource;
 #   3. steady state, N running on KWOK nodes (pods Running and Ready; no dockerd answers behind them);
@@ -161,19 +162,31 @@ result "CPU used meanwhile" "$(cpu_used "$cpu0" "$cpu1")"
 creation_requests=$(($( [[ -f $AUDIT ]] && wc -l <"$AUDIT" || echo 0) - mark))
 
 kubectl create namespace "$plain_ns" >/dev/null
+# The plain client creates the very objects the operator made: its children and the CA key Secrets.
+objects=$E2E_ARTIFACTS/bench-scale-objects.jsonl
+{
+  kubectl get services,secrets,networkpolicies,pods -n "$ns" -l app.kubernetes.io/managed-by=dockersandbox-operator -o json
+  kubectl get secrets -n "$E2E_OPERATOR_NAMESPACE" -l "dockersandbox.dev/sandbox-namespace=$ns" -o json
+} | jq -c '.items[]' >"$objects"
+log "the operator made $(wc -l <"$objects") objects (children and CA keys) for $N sandboxes"
 PLAIN=${E2E_PLAIN_CLIENT:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/plain_client}
 [[ -x $PLAIN ]] || fail "no plain client at $PLAIN (make bench-scale builds it: cargo build --release --example plain_client)"
 cpu0=$(cpu_now)
 # `times` in the same subshell: the second line is the CPU its children (the plain client) used.
-plain=$("$PLAIN" "$plain_ns" "$N" "$C" type=nowhere 2>>"$E2E_ARTIFACTS/bench-scale-plain.log" && times) ||
+plain=$("$PLAIN" "$plain_ns" "$objects" "$C" 2>>"$E2E_ARTIFACTS/bench-scale-plain.log" && times) ||
   fail "plain client failed; see $E2E_ARTIFACTS/bench-scale-plain.log"
 cpu1=$(cpu_now)
 plain_cpu=$(sed -n 3p <<<"$plain" | awk '{ split($1, u, "m"); split($2, s, "m"); printf "%.1f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
 plain=$(sed -n 1p <<<"$plain")
-result "plain client: the same $((N * 6)) objects, concurrency $C" "$plain s"
+result "plain client: the same $(wc -l <"$objects") objects, created at concurrency $C" "$plain s"
 result "CPU used meanwhile" "plain client $plain_cpu s, $(cpu_used "$cpu0" "$cpu1" | sed 's/^operator [^,]*, //')"
 result "creation rate, operator / plain client (target >= 0.7)" "$(awk -v o="$op_create" -v p="$plain" 'BEGIN { printf "%.2f", p / o }')"
-[[ -f $AUDIT ]] && result "operator API requests during creation (all verbs but watch)" "$creation_requests"
+if [[ -f $AUDIT ]]; then
+  result "operator API requests during creation (all verbs but watch)" "$creation_requests"
+  log "creation requests by verb and resource: $(sed -n "$((mark + 1)),$((mark + creation_requests))p" "$AUDIT" |
+    jq -r 'select(.verb != "watch") | "\(.verb) \(.objectRef.resource // "")\(if .objectRef.subresource then "/" + .objectRef.subresource else "" end)"' |
+    sort | uniq -c | sort -rn | head -12 | tr -s ' ' | tr '\n' ';')"
+fi
 kubectl delete namespace "$plain_ns" --wait=false >/dev/null
 
 # --- 2./3. steady state, from the audit log --------------------------------------------------------
