@@ -44,6 +44,7 @@ release:
 generate:
 	$(CARGO) run --locked -q -- crd > crds/dockersandboxes.dockersandbox.dev.yaml
 	$(CARGO) run --locked -q -- crd class > crds/dockersandboxclasses.dockersandbox.dev.yaml
+	$(CARGO) run --locked -q -- crd pool > crds/dockersandboxpools.dockersandbox.dev.yaml
 	$(CARGO) run --locked -q -- docs > docs/api.md
 	bash e2e/tools/sync-chart.sh
 

@@ -83,6 +83,8 @@ pub enum CrdKind {
     Sandbox,
     /// DockerSandboxClass.
     Class,
+    /// DockerSandboxPool.
+    Pool,
 }
 
 /// How the operator checks that an engine answers.

@@ -4,10 +4,10 @@
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::crd::{DockerSandbox, DockerSandboxClass};
+use crate::crd::{DockerSandbox, DockerSandboxClass, DockerSandboxPool};
 
 /// Fields whose schema is a core Kubernetes type: listed, not expanded.
-const CORE_TYPES: [(&str, &str); 9] = [
+const CORE_TYPES: [(&str, &str); 10] = [
     ("spec.resources", "core/v1 ResourceRequirements"),
     ("spec.tolerations", "list of core/v1 Toleration"),
     ("spec.affinity", "core/v1 Affinity"),
@@ -17,6 +17,7 @@ const CORE_TYPES: [(&str, &str); 9] = [
     ("spec.placement.tolerations", "list of core/v1 Toleration"),
     ("spec.placement.affinity", "core/v1 Affinity"),
     ("spec.namespaceSelector", "meta/v1 LabelSelector"),
+    ("spec.template.spec", "DockerSandbox spec (above), without className and poolRef"),
 ];
 
 /// Markdown reference of the DockerSandbox's `spec` and `status`, then the DockerSandboxClass's `spec`.
@@ -24,8 +25,8 @@ pub fn api_reference() -> String {
     let mut out = String::from(
         "# API reference (dockersandbox.dev/v1alpha1)\n\n\
          Generated from the CRDs by `dockersandbox-operator docs`; do not edit. \
-         `kubectl explain dockersandbox --recursive` and `kubectl explain dockersandboxclass --recursive` show the \
-         same text.\n",
+         `kubectl explain dockersandbox --recursive`, `kubectl explain dockersandboxclass --recursive` and \
+         `kubectl explain dockersandboxpool --recursive` show the same text.\n",
     );
     let sandbox = serde_json::to_value(crate::crd::published(DockerSandbox::crd())).unwrap_or_default();
     section(&mut out, "DockerSandbox", &sandbox, &["spec", "status"]);
@@ -35,6 +36,12 @@ pub fn api_reference() -> String {
          serves sandboxes without `spec.className`.\n",
     );
     section(&mut out, "DockerSandboxClass", &class, &["spec"]);
+    let pool = serde_json::to_value(crate::crd::published(DockerSandboxPool::crd())).unwrap_or_default();
+    out.push_str(
+        "\nNamespaced, short name `dsbpool`, with the `/scale` subresource (`kubectl scale dsbpool NAME \
+         --replicas=N`). A DockerSandbox with `spec.poolRef: NAME` claims one of its ready engines.\n",
+    );
+    section(&mut out, "DockerSandboxPool", &pool, &["spec", "status"]);
     out
 }
 

@@ -24,6 +24,7 @@ async fn main() -> std::process::ExitCode {
                 match kind {
                     CrdKind::Sandbox => dockersandbox_operator::crd_yaml(),
                     CrdKind::Class => dockersandbox_operator::class_crd_yaml(),
+                    CrdKind::Pool => dockersandbox_operator::pool_crd_yaml(),
                 }
             );
             std::process::ExitCode::SUCCESS

@@ -30,6 +30,17 @@ struct CauseLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    namespace: String,
+    pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabel {
     phase: &'static str,
 }
@@ -139,6 +150,14 @@ pub struct Metrics {
     sandboxes: Family<PhaseLabel, Gauge>,
     suspensions: Family<CauseLabel, Counter>,
     expiry_deletions: Counter,
+    claims: Family<OutcomeLabel, Counter>,
+    claim_ready: Family<OutcomeLabel, Histogram>,
+    /// Claimants whose time to Ready was observed (each once).
+    claims_timed: std::sync::Mutex<std::collections::HashSet<String>>,
+    pool_ready: Family<PoolLabels, Gauge>,
+    pool_desired: Family<PoolLabels, Gauge>,
+    /// The pool controllers' stores, once they run (per-pool gauges are refreshed from them).
+    pub pool_stores: std::sync::OnceLock<Vec<Store<crate::crd::DockerSandboxPool>>>,
     rss: Gauge<u64, AtomicU64>,
     peak_rss: Gauge<u64, AtomicU64>,
     leader: Gauge<i64>,
@@ -177,6 +196,25 @@ impl Default for Metrics {
             "Sandboxes this replica deleted because they expired with onExpiry: Delete",
             expiry_deletions.clone(),
         );
+        let claims = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "claims",
+            "Sandboxes with spec.poolRef given an engine, by outcome: warm (a ready engine of the pool), cold (one \
+             started for it)",
+            claims.clone(),
+        );
+        let claim_ready = Family::<OutcomeLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0])
+        });
+        registry.register(
+            "claim_ready_seconds",
+            "From a claimant's creation to its first Ready, by outcome (warm, cold)",
+            claim_ready.clone(),
+        );
+        let pool_ready = Family::<PoolLabels, Gauge>::default();
+        registry.register("pool_ready", "Ready, unclaimed engines of each DockerSandboxPool", pool_ready.clone());
+        let pool_desired = Family::<PoolLabels, Gauge>::default();
+        registry.register("pool_desired", "spec.replicas of each DockerSandboxPool", pool_desired.clone());
         registry.register("process_resident_memory_bytes", "Resident memory of the operator", rss.clone());
         registry.register(
             "process_peak_resident_memory_bytes",
@@ -200,10 +238,23 @@ impl Default for Metrics {
             sandboxes,
             suspensions,
             expiry_deletions,
+            claims,
+            claim_ready,
+            claims_timed: std::sync::Mutex::default(),
+            pool_ready,
+            pool_desired,
+            pool_stores: std::sync::OnceLock::new(),
             rss,
             peak_rss,
             leader,
         }
+    }
+}
+
+fn outcome(from: crate::crd::StartedFrom) -> &'static str {
+    match from {
+        crate::crd::StartedFrom::Pool => "warm",
+        crate::crd::StartedFrom::Cold => "cold",
     }
 }
 
@@ -216,6 +267,22 @@ impl Metrics {
     /// Records an engine stopped for `cause`.
     pub fn suspended(&self, cause: crate::crd::SuspendCause) {
         self.suspensions.get_or_create(&CauseLabel { cause: cause.as_str() }).inc();
+    }
+
+    /// Records a claim served warm (from the pool) or cold.
+    pub fn claimed(&self, from: crate::crd::StartedFrom) {
+        self.claims.get_or_create(&OutcomeLabel { outcome: outcome(from) }).inc();
+    }
+
+    /// Records a claimant's first Ready, `created` being its creation time (once per claimant
+    /// this replica saw become Ready: a creation time is whole seconds, so the figure is too).
+    pub fn claim_ready(&self, from: crate::crd::StartedFrom, key: &str, created: Option<jiff::Timestamp>) {
+        let Some(created) = created else { return };
+        if !self.claims_timed.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string()) {
+            return;
+        }
+        let took = jiff::Timestamp::now().duration_since(created).as_secs_f64().max(0.0);
+        self.claim_ready.get_or_create(&OutcomeLabel { outcome: outcome(from) }).observe(took);
     }
 
     /// Records a sandbox deleted at expiry.
@@ -241,6 +308,16 @@ impl Metrics {
         for phase in Phase::ALL {
             let count = sandboxes.iter().filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(phase)).count();
             self.sandboxes.get_or_create(&PhaseLabel { phase: phase.as_str() }).set(count as i64);
+        }
+        self.pool_ready.clear();
+        self.pool_desired.clear();
+        for pool in self.pool_stores.get().into_iter().flatten().flat_map(|s| s.state()) {
+            let labels = PoolLabels {
+                namespace: pool.metadata.namespace.clone().unwrap_or_default(),
+                pool: pool.metadata.name.clone().unwrap_or_default(),
+            };
+            self.pool_ready.get_or_create(&labels).set(i64::from(pool.status.as_ref().map_or(0, |s| s.ready)));
+            self.pool_desired.get_or_create(&labels).set(i64::from(pool.spec.replicas));
         }
         let (rss, peak) = memory();
         self.rss.set(rss);

@@ -10,6 +10,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 pub mod class;
 pub mod image;
 pub mod lifecycle;
+pub mod pool;
 pub mod sysbox;
 
 pub use class::ClassFacts;

@@ -170,6 +170,13 @@ pub fn server_sans(
     normalize(sans)
 }
 
+/// The names a pooled engine's server certificate adds: every Service of its namespace, since a
+/// claimant's Service (named as the claimant) reaches it. Trust stays per engine: only clients of
+/// that engine's own CA accept the certificate.
+pub fn pooled_sans(namespace: &str, cluster_domain: &str) -> Vec<String> {
+    vec![format!("*.{namespace}.svc"), format!("*.{namespace}.svc.{cluster_domain}")]
+}
+
 /// Sorts and deduplicates a SAN list.
 pub fn normalize(mut sans: Vec<String>) -> Vec<String> {
     sans.sort();

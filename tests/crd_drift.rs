@@ -1,5 +1,5 @@
 //! The checked-in CRDs and API reference must be exactly what the code generates. Regenerate with
-//! `make generate` (`cargo run -- crd`, `cargo run -- crd class`, `cargo run -- docs`).
+//! `make generate` (`cargo run -- crd`, `cargo run -- crd class`, `cargo run -- crd pool`, `cargo run -- docs`).
 
 /// Asserts that `crds/FILE` is `generated` (or writes it with UPDATE_CRDS set).
 fn matches_checked_in(file: &str, generated: &str) {
@@ -22,6 +22,11 @@ fn checked_in_crd_matches_the_code() {
 #[test]
 fn checked_in_class_crd_matches_the_code() {
     matches_checked_in("dockersandboxclasses.dockersandbox.dev.yaml", &dockersandbox_operator::class_crd_yaml());
+}
+
+#[test]
+fn checked_in_pool_crd_matches_the_code() {
+    matches_checked_in("dockersandboxpools.dockersandbox.dev.yaml", &dockersandbox_operator::pool_crd_yaml());
 }
 
 #[test]

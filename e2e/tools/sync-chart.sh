@@ -2,6 +2,7 @@
 # Regenerate the chart's CRD copies and manifests/install.yaml from the sources of truth:
 #   crds/dockersandboxes.dockersandbox.dev.yaml        -> charts/dockersandbox-operator/files/crd.yaml (byte-equal copy)
 #   crds/dockersandboxclasses.dockersandbox.dev.yaml   -> charts/dockersandbox-operator/files/class-crd.yaml (same)
+#   crds/dockersandboxpools.dockersandbox.dev.yaml     -> charts/dockersandbox-operator/files/pool-crd.yaml (same)
 #   charts/dockersandbox-operator (default values) -> manifests/install.yaml (Namespace + `helm template`)
 # Usage: sync-chart.sh          write the three files
 #        sync-chart.sh --check  exit 1 (with a diff) if any of them is out of date; writes nothing
@@ -14,6 +15,7 @@ CHART=$ROOT/charts/dockersandbox-operator
 CRDS=(
   "dockersandboxes.dockersandbox.dev.yaml crd.yaml"
   "dockersandboxclasses.dockersandbox.dev.yaml class-crd.yaml"
+  "dockersandboxpools.dockersandbox.dev.yaml pool-crd.yaml"
 )
 INSTALL=$ROOT/manifests/install.yaml
 NAMESPACE=dockersandbox-system

@@ -168,12 +168,17 @@ pub async fn leaves(t: &Target<'_>, plan: &Plan, svc: &Service, authority: Autho
     let days = t.ctx.config.cert_validity_days;
     let who = who(t);
     let wanted = plan.credentials_generation;
+    let pooled = crate::crd::pooled(dsb);
+    let mut extra = plan.service.extra_sans.clone();
+    if pooled {
+        extra.extend(tls::pooled_sans(&names.namespace, &t.ctx.config.cluster_domain));
+    }
     let sans = tls::server_sans(
         &names.service,
         &names.namespace,
         &t.ctx.config.cluster_domain,
         &service::addresses(svc),
-        &plan.service.extra_sans,
+        &extra,
     );
     let server_ok = |l: &Pem| usable(l, &ca.pem, unix).filter(|i| tls::normalize(i.sans.clone()) == sans);
     let server = keep_or_issue(
@@ -184,14 +189,29 @@ pub async fn leaves(t: &Target<'_>, plan: &Plan, svc: &Service, authority: Autho
         || tls::issue_server(&ca.pem, &names.server_name(), &sans, days, now),
         |leaf| secret::server(dsb, &ca.pem.cert, leaf),
     );
-    let client = keep_or_issue(
-        t,
-        Child::of(t, &names.client_secret),
-        secret::leaf,
-        |l: &Pem| usable(l, &ca.pem, unix),
-        || tls::issue_client(&ca.pem, &format!("dockersandbox client {who}"), days, now),
-        |leaf| secret::client(dsb, &ca.pem.cert, leaf),
-    );
+    let client = async {
+        if !pooled {
+            return keep_or_issue(
+                t,
+                Child::of(t, &names.client_secret),
+                secret::leaf,
+                |l: &Pem| usable(l, &ca.pem, unix),
+                || tls::issue_client(&ca.pem, &format!("dockersandbox client {who}"), days, now),
+                |leaf| secret::client(dsb, &ca.pem.cert, leaf),
+            )
+            .await;
+        }
+        // A pooled engine: the operator's own client certificate, in memory only.
+        let key = (names.namespace.clone(), dsb.name_any());
+        let pem = t.ctx.pooled_client(
+            key,
+            &ca.pem.cert,
+            |l| usable(l, &ca.pem, unix).is_some(),
+            || tls::issue_client(&ca.pem, &format!("dockersandbox operator {who}"), days, now),
+        )?;
+        let info = tls::inspect(&pem.cert)?;
+        Ok(Kept { pem, info, issued: false, replaced: false, before: None })
+    };
     // Three independent writes, sent together; the first error in this order is the one told.
     let (public, server, client) = futures::join!(public_ca(t, &ca.pem.cert, wanted), server, client);
     let (server, client) = (public.and(server)?, client?);
@@ -212,6 +232,33 @@ pub async fn leaves(t: &Target<'_>, plan: &Plan, svc: &Service, authority: Autho
         generation: wanted,
     };
     Ok(Material { ca: ca.pem, server: server.pem, client: client.pem, status })
+}
+
+/// A claimant's certificates: `NAME-ca` with the claimed engine's CA certificate, and the client
+/// certificate in `NAME-client`, of that CA (kept while valid, issued at claim time). The claimant
+/// has no CA or server certificate of its own: the engine it claimed serves its. Returns the
+/// client certificate's expiry.
+pub async fn claimant(t: &Target<'_>, ca: &Pem, generation: i64) -> Result<String> {
+    let (dsb, names) = (t.dsb, &t.names);
+    let now = tls::now();
+    let unix = now.unix_timestamp();
+    let days = t.ctx.config.cert_validity_days;
+    let who = who(t);
+    let client = keep_or_issue(
+        t,
+        Child::of(t, &names.client_secret),
+        secret::leaf,
+        |l: &Pem| usable(l, ca, unix),
+        || tls::issue_client(ca, &format!("dockersandbox client {who}"), days, now),
+        |leaf| secret::client(dsb, &ca.cert, leaf),
+    );
+    let (public, client) = futures::join!(public_ca(t, &ca.cert, generation), client);
+    let client = public.and(client)?;
+    if client.issued && client.replaced {
+        let note = format!("issued the client certificate in Secret {}", names.client_secret);
+        t.normal(reason::CLIENT_CERTIFICATE_ISSUED, note).await;
+    }
+    Ok(tls::rfc3339(client.info.not_after))
 }
 
 /// The CA of a sandbox from before CA keys moved to the operator's namespace: `NAME-ca` with its

@@ -18,9 +18,13 @@ use tracing::warn;
 use super::cache::{Cached, Caches};
 use super::expect::Expectations;
 use crate::config::{Config, EngineProbe};
-use crate::crd::DockerSandbox;
+use crate::crd::{DockerSandbox, DockerSandboxPool};
 use crate::metrics::Metrics;
 use crate::resources::Names;
+use crate::tls::Pem;
+
+/// The controllers' stores of sandboxes and of pools, one of each per watched scope.
+pub type Stores = (Vec<Store<DockerSandbox>>, Vec<Store<DockerSandboxPool>>);
 
 /// Shared state of the reconciler.
 pub struct Context {
@@ -57,6 +61,15 @@ pub struct Context {
     /// Activator ports this process gave sandboxes (namespace, name), so that two reconciles at
     /// once never give out the same one before the caches show either.
     activator_ports: Mutex<HashMap<(String, String), u16>>,
+    /// Per pooled sandbox (namespace, name): the client certificate the operator checks its engine
+    /// with, kept in memory only (no client certificate of a pooled engine exists anywhere a tenant
+    /// can read before a claim), with the CA certificate it was issued by.
+    pooled_clients: Mutex<HashMap<(String, String), (String, Pem)>>,
+    /// The controllers' stores of sandboxes and of pools, one per watched scope (for claims).
+    pub stores: std::sync::OnceLock<Stores>,
+    /// Per claimant uid: the engine sandbox this process claimed or started for it, and when, while
+    /// the cache does not show it yet (so a second reconcile never claims another).
+    pub claims: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
 
 impl Context {
@@ -84,8 +97,11 @@ impl Context {
             facts: Mutex::default(),
             engine_checks,
             expect: Arc::default(),
-            activator: std::sync::OnceLock::new(),
             activator_ports: Mutex::default(),
+            activator: std::sync::OnceLock::new(),
+            pooled_clients: Mutex::default(),
+            stores: std::sync::OnceLock::new(),
+            claims: Mutex::default(),
         }
     }
 
@@ -189,6 +205,28 @@ impl Context {
         self.unanswered.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         self.facts.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         self.release_activator_port(&k);
+        self.pooled_clients.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+    }
+
+    /// The in-memory client certificate for pooled sandbox `key` signed by `ca`: the one kept while
+    /// `keep` accepts it, else a new one from `issue`.
+    pub fn pooled_client<E>(
+        &self,
+        key: (String, String),
+        ca: &str,
+        keep: impl Fn(&Pem) -> bool,
+        issue: impl FnOnce() -> Result<Pem, E>,
+    ) -> Result<Pem, E> {
+        let mut kept = self.pooled_clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((of, pem)) = kept.get(&key)
+            && of == ca
+            && keep(pem)
+        {
+            return Ok(pem.clone());
+        }
+        let pem = issue()?;
+        kept.insert(key, (ca.to_string(), pem.clone()));
+        Ok(pem)
     }
 
     /// How often what is inside a Ready engine is read.

@@ -112,7 +112,7 @@ async fn activator_policy(t: &Target<'_>, port: Option<(&Plan, u16)>) -> Result<
 }
 
 /// The engine pod as an endpoint: while it is not stopping and has an address.
-fn engine_pod(pod: &Pod) -> Option<EnginePod> {
+pub(crate) fn engine_pod(pod: &Pod) -> Option<EnginePod> {
     if pod.metadata.deletion_timestamp.is_some() {
         return None;
     }

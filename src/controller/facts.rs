@@ -160,7 +160,7 @@ async fn gather_from(t: &Target<'_>, view: &impl View) -> Result<Gathered> {
 
 /// The sandbox's class: the one it names (`named`, found as `found`), else the one class of `all`
 /// marked default.
-fn pick_class<'a>(
+pub(crate) fn pick_class<'a>(
     named: Option<&str>,
     found: Option<DockerSandboxClass>,
     all: impl Iterator<Item = &'a DockerSandboxClass>,

@@ -4,6 +4,7 @@ mod apply;
 mod ca_keys;
 pub mod cache;
 mod certs;
+mod claims;
 pub mod context;
 mod endpoints;
 mod engine;
@@ -13,6 +14,7 @@ pub mod gc;
 mod lifecycle;
 mod network;
 pub mod pods;
+mod pools;
 pub mod probe;
 mod publish;
 pub mod reconcile;
@@ -89,6 +91,7 @@ pub fn controllers(
     let mut stores = Vec::new();
     let mut runs = Vec::new();
     let mut wakes = Vec::new();
+    let mut pool_stores = Vec::new();
     for (scope, f) in scopes(&namespaces).into_iter().zip(scope_feeds) {
         let (wake, woken) = futures::channel::mpsc::unbounded();
         // Sandboxes are read one by one: one this version cannot read is reported, not fatal.
@@ -100,7 +103,14 @@ pub fn controllers(
             .backoff(watch_backoff());
         let typed = sandboxes::typed(raw, report_unreadable(ctx.clone()));
         let expect = ctx.expect.clone();
-        let typed = reflector(writer, typed).inspect(move |event| saw(&expect, event));
+        // A claimed engine sandbox's changes (its phase, its certificates) wake its claimant.
+        let (claimants, to_claimant) = (reader.clone(), wake.clone());
+        let typed = reflector(writer, typed).inspect(move |event| {
+            saw(&expect, event);
+            if let Ok(event) = event {
+                claimant_of(&claimants, &to_claimant, event);
+            }
+        });
         let controller = Controller::for_stream(typed.applied_objects(), reader);
         let sandboxes = controller.store();
         wakes.push((controller.store(), wake));
@@ -181,8 +191,13 @@ pub fn controllers(
             }
             futures::future::ready(())
         });
+        runs.push(run.boxed());
+        let (pools, run) = pools::controller(ctx.clone(), scope, stores[stores.len() - 1].clone(), shutdown.clone());
+        pool_stores.push(pools);
         runs.push(run);
     }
+    let _ = ctx.metrics.pool_stores.set(pool_stores.clone());
+    let _ = ctx.stores.set((stores.clone(), pool_stores));
     let wakes = Arc::new(wakes);
     let w = wakes.clone();
     // A RuntimeClass appearing (or going) changes where waiting sandboxes can run.
@@ -367,6 +382,26 @@ fn wake(wakes: &[Wake], pick: impl Fn(&Store<DockerSandbox>) -> Vec<ObjectRef<Do
         for obj in pick(store) {
             let _ = tx.unbounded_send(obj);
         }
+    }
+}
+
+/// Wakes the claimant of every claimed engine sandbox in `event`.
+fn claimant_of(
+    store: &Store<DockerSandbox>,
+    wake: &futures::channel::mpsc::UnboundedSender<ObjectRef<DockerSandbox>>,
+    event: &watcher::Event<DockerSandbox>,
+) {
+    let claimed = |d: &DockerSandbox| d.labels().get(crate::crd::CLAIMED_BY_LABEL).cloned();
+    let each = |d: &DockerSandbox| {
+        if let Some(uid) = claimed(d) {
+            for claimant in with_uid(store, &uid) {
+                let _ = wake.unbounded_send(claimant);
+            }
+        }
+    };
+    match event {
+        watcher::Event::Apply(d) | watcher::Event::Delete(d) | watcher::Event::InitApply(d) => each(d),
+        watcher::Event::Init | watcher::Event::InitDone => {}
     }
 }
 

@@ -16,8 +16,14 @@ use crate::error::{Error, Result};
 pub async fn publish_status(t: &Target<'_>, outcome: &Outcome) -> Result<Phase> {
     // `t.dsb` has the status this process last wrote, even when the sandbox cache has not shown
     // that write yet (`Context::newest`).
+    let new = status::compute(t.dsb, outcome, &Time(jiff::Timestamp::now()));
+    publish(t, new).await
+}
+
+/// Publishes `new` as the sandbox's status (when it changed) with the Events of a phase change;
+/// returns the phase.
+pub async fn publish(t: &Target<'_>, new: DockerSandboxStatus) -> Result<Phase> {
     let dsb = t.dsb;
-    let new = status::compute(dsb, outcome, &Time(jiff::Timestamp::now()));
     let phase = new.phase.unwrap_or(Phase::Pending);
     if !status::changed(dsb.status.as_ref(), &new) {
         return Ok(phase);

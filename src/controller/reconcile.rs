@@ -62,6 +62,10 @@ async fn run(cached: &DockerSandbox, ctx: &Context) -> Result<Action> {
         publish_status(&t, &Outcome::Terminating).await?;
         return Ok(Action::await_change());
     }
+    // A claimant runs no engine of its own: its engine is a pooled sandbox's (`claims`).
+    if let Some(pool) = dsb.spec.pool_ref.as_deref() {
+        return super::claims::reconcile(&t, pool).await;
+    }
     let plan = match planned(&t, Source::Cache).await? {
         Planned::Plan(plan) => plan,
         // The namespace is being deleted: creating children would only be refused.

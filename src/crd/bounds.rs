@@ -70,7 +70,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::crd::{DockerSandbox, DockerSandboxClass};
+    use crate::crd::{DockerSandbox, DockerSandboxClass, DockerSandboxPool};
 
     /// Paths under `spec` of fields without a bound.
     fn unbounded(v: &Value, path: &str, out: &mut Vec<String>) {
@@ -94,8 +94,10 @@ mod tests {
     }
 
     #[test]
-    fn every_spec_field_of_both_crds_is_bounded() {
-        for crd in [bounded(DockerSandbox::crd()), bounded(DockerSandboxClass::crd())] {
+    fn every_spec_field_of_every_crd_is_bounded() {
+        for crd in
+            [bounded(DockerSandbox::crd()), bounded(DockerSandboxClass::crd()), bounded(DockerSandboxPool::crd())]
+        {
             let v = serde_json::to_value(&crd).expect("json");
             let spec = &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
             let mut out = Vec::new();

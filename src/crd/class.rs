@@ -96,6 +96,22 @@ pub struct DockerSandboxClassSpec {
     /// Stopping engines: the time dockerd gets, idle suspension and expiry.
     #[serde(default)]
     pub lifecycle: ClassLifecycle,
+
+    /// Warm pools (DockerSandboxPool) of this class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pools: Option<ClassPools>,
+}
+
+/// What pools of a class may keep.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassPools {
+    /// How many ready, unclaimed engines the pools of this class may keep in one namespace, all
+    /// pools together (each runs a pod and takes its resources while nobody uses it). A pool asking
+    /// for more keeps what is left and says so in a condition. Unset: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 500))]
+    pub max_ready_per_namespace: Option<i32>,
 }
 
 /// How a class's engines stop, idle and expire.

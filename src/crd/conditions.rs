@@ -107,6 +107,10 @@ pub mod reason {
     /// Event: the stored sandbox cannot be read by this operator (a field out of range); it is not
     /// reconciled until it is fixed, and every other sandbox is.
     pub const UNREADABLE: &str = "Unreadable";
+    /// A claimant's engine (claimed from its pool, or started for it) is not serving it yet.
+    pub const CLAIMING: &str = "Claiming";
+    /// Event: a claimant's pool had no ready engine (or does not exist): one is started for it.
+    pub const POOL_EMPTY: &str = "PoolEmpty";
     /// The scheduler cannot place the engine pod (its message is quoted).
     pub const UNSCHEDULABLE: &str = "Unschedulable";
     /// Event: the engine answered for the first time (or again).

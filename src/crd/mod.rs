@@ -3,10 +3,12 @@
 pub mod bounds;
 mod class;
 pub mod conditions;
+mod pool;
 pub mod prose;
 mod v1alpha1;
 
 pub use class::*;
+pub use pool::*;
 pub use v1alpha1::*;
 
 /// A generated CRD as it is published (`crds/`, the chart, docs/api.md): every spec field bounded

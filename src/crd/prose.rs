@@ -119,7 +119,11 @@ mod tests {
 
     #[test]
     fn no_crd_description_breaks_a_sentence() {
-        for crd in [crate::crd::published(DockerSandbox::crd()), crate::crd::published(DockerSandboxClass::crd())] {
+        for crd in [
+            crate::crd::published(DockerSandbox::crd()),
+            crate::crd::published(DockerSandboxClass::crd()),
+            crate::crd::published(crate::crd::DockerSandboxPool::crd()),
+        ] {
             let v = serde_json::to_value(&crd).expect("json");
             let mut out = Vec::new();
             broken(&v["spec"]["versions"][0]["schema"]["openAPIV3Schema"], "", &mut out);

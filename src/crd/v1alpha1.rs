@@ -59,6 +59,7 @@ use serde::{Deserialize, Serialize};
 #[x_kube(
     validation = Rule::new("has(self.className) == has(oldSelf.className) && (!has(self.className) || self.className == oldSelf.className)").message("className cannot be changed after creation: create a new sandbox with the other class"),
     validation = Rule::new("!has(self.lifetime) || !has(self.expiresAt)").message("set lifetime (a duration from creation) or expiresAt (a time), not both"),
+    validation = Rule::new("has(self.poolRef) == has(oldSelf.poolRef) && (!has(self.poolRef) || self.poolRef == oldSelf.poolRef)").message("poolRef cannot be changed after creation: a claimed engine stays with its sandbox"),
     validation = Rule::new("!has(self.suspend) || !self.suspend || !has(self.storage) || self.storage.type != 'Ephemeral' || (has(self.storage.discardOnSuspend) && self.storage.discardOnSuspend)").message("suspending an Ephemeral sandbox throws away its images, containers and volumes (they live in the pod): set storage.discardOnSuspend: true to accept that, or keep the sandbox running")
 )]
 pub struct DockerSandboxSpec {
@@ -162,6 +163,16 @@ pub struct DockerSandboxSpec {
     /// connect` wakes it. At most the class's `lifecycle.idle.suspendAfter`; unset: the class's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleSpec>,
+
+    /// Take a ready engine from this DockerSandboxPool (in the sandbox's namespace) instead of
+    /// starting one: Ready in about a second instead of a pod and dockerd start. The rest of the
+    /// spec must be unset (the pool's template is the spec). The client Secret is minted for this
+    /// sandbox at claim time; nobody held a certificate for that engine before. A pool with no
+    /// ready engine, or none of that name, gives a cold start from the template
+    /// (`status.startedFrom: Cold`, and a condition says why). Cannot be changed after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 40))]
+    pub pool_ref: Option<String>,
 }
 
 /// When an idle engine is suspended.
@@ -485,10 +496,27 @@ pub struct DockerSandboxStatus {
     /// Why and since when the engine is stopped (phase Suspended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspension: Option<Suspension>,
+    /// For a sandbox with `spec.poolRef`: `Pool` (it claimed a ready engine of the pool) or `Cold`
+    /// (the pool had none; its engine was started for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_from: Option<StartedFrom>,
+    /// The pooled sandbox whose engine this sandbox claimed (it belongs to this sandbox now and is
+    /// deleted with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_sandbox: Option<String>,
     /// Ready, IsolationResolved, TLSReady, StorageBound and EngineReady, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::conditions::schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// Where a sandbox with `spec.poolRef` got its engine.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartedFrom {
+    /// A ready engine of the pool.
+    Pool,
+    /// An engine started for it: the pool had no ready engine, or is missing.
+    Cold,
 }
 
 /// Why an engine is stopped.

@@ -84,13 +84,23 @@ watched namespace. Only what the reconciler calls; see the comments for why each
 {{- define "dsb.namespacedRules" -}}
 # The custom resource itself: watched, and deleted only when it expires with onExpiry: Delete (its
 # spec is never written; its status is, below).
+# Pools create their engine sandboxes ("create"), a claim takes one (a "patch" of its labels and
+# owner under a resourceVersion precondition), and a rollout or scale-down deletes them.
 - apiGroups: ["dockersandbox.dev"]
   resources: ["dockersandboxes"]
-  verbs: ["get", "list", "watch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Status is written with server-side apply (a patch), only when it changed.
 - apiGroups: ["dockersandbox.dev"]
-  resources: ["dockersandboxes/status"]
+  resources: ["dockersandboxes/status", "dockersandboxpools/status"]
   verbs: ["patch"]
+# Warm pools: watched (their spec is never written).
+- apiGroups: ["dockersandbox.dev"]
+  resources: ["dockersandboxpools"]
+  verbs: ["get", "list", "watch"]
+# Owner references from a pool to its sandboxes, with blockOwnerDeletion.
+- apiGroups: ["dockersandbox.dev"]
+  resources: ["dockersandboxpools/finalizers"]
+  verbs: ["update"]
 # Needed to set blockOwnerDeletion on the children's owner references where the
 # OwnerReferencesPermissionEnforcement admission plugin is enabled (e.g. OpenShift).
 - apiGroups: ["dockersandbox.dev"]
