@@ -103,12 +103,17 @@ pub fn controllers(
             .backoff(watch_backoff());
         let typed = sandboxes::typed(raw, report_unreadable(ctx.clone()));
         let expect = ctx.expect.clone();
-        // A claimed engine sandbox's changes (its phase, its certificates) wake its claimant.
+        // A claimed engine sandbox's changes (its phase, its certificates) wake its claimant, and a
+        // pooled one's its pool; after the store has the change.
         let (claimants, to_claimant) = (reader.clone(), wake.clone());
+        let (to_pool, pool_woken) = futures::channel::mpsc::unbounded();
         let typed = reflector(writer, typed).inspect(move |event| {
             saw(&expect, event);
             if let Ok(event) = event {
                 claimant_of(&claimants, &to_claimant, event);
+                if let Some(pool) = touched(event).and_then(pools::pool_of) {
+                    let _ = to_pool.unbounded_send(pool);
+                }
             }
         });
         let controller = Controller::for_stream(typed.applied_objects(), reader);
@@ -192,7 +197,8 @@ pub fn controllers(
             futures::future::ready(())
         });
         runs.push(run.boxed());
-        let (pools, run) = pools::controller(ctx.clone(), scope, stores[stores.len() - 1].clone(), shutdown.clone());
+        let sandboxes = stores[stores.len() - 1].clone();
+        let (pools, run) = pools::controller(ctx.clone(), scope, sandboxes, pool_woken, shutdown.clone());
         pool_stores.push(pools);
         runs.push(run);
     }
@@ -391,17 +397,18 @@ fn claimant_of(
     wake: &futures::channel::mpsc::UnboundedSender<ObjectRef<DockerSandbox>>,
     event: &watcher::Event<DockerSandbox>,
 ) {
-    let claimed = |d: &DockerSandbox| d.labels().get(crate::crd::CLAIMED_BY_LABEL).cloned();
-    let each = |d: &DockerSandbox| {
-        if let Some(uid) = claimed(d) {
-            for claimant in with_uid(store, &uid) {
-                let _ = wake.unbounded_send(claimant);
-            }
+    if let Some(uid) = touched(event).and_then(|d| d.labels().get(crate::crd::CLAIMED_BY_LABEL)) {
+        for claimant in with_uid(store, uid) {
+            let _ = wake.unbounded_send(claimant);
         }
-    };
+    }
+}
+
+/// The sandbox a watch event carries, if any.
+fn touched(event: &watcher::Event<DockerSandbox>) -> Option<&DockerSandbox> {
     match event {
-        watcher::Event::Apply(d) | watcher::Event::Delete(d) | watcher::Event::InitApply(d) => each(d),
-        watcher::Event::Init | watcher::Event::InitDone => {}
+        watcher::Event::Apply(d) | watcher::Event::Delete(d) | watcher::Event::InitApply(d) => Some(d),
+        watcher::Event::Init | watcher::Event::InitDone => None,
     }
 }
 

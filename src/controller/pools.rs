@@ -12,11 +12,10 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -51,31 +50,22 @@ struct Expected {
 }
 
 /// The pool controller for `scope`, with the sandbox controller's store: its store of pools (for
-/// claims) and the future that runs it until `shutdown`.
+/// claims) and the future that runs it until `shutdown`. `woken` names the pools whose sandboxes
+/// changed (a phase, a claim), sent once the sandbox store shows the change (`pool_of`): a pool
+/// never counts its engines from a store that is behind the event that woke it.
 pub fn controller(
     ctx: Arc<Context>,
     scope: Option<&str>,
     sandboxes: Store<DockerSandbox>,
+    woken: futures::channel::mpsc::UnboundedReceiver<ObjectRef<DockerSandboxPool>>,
     shutdown: CancellationToken,
 ) -> (Store<DockerSandboxPool>, BoxFuture<'static, ()>) {
-    let c = &ctx.client;
-    let pools_api = super::api::<DockerSandboxPool>(c, scope);
-    // Pooled sandboxes, by the pool they came from: a change of phase (status) or a claim (the
-    // pool's label goes) wakes their pool. Metadata only: the sandbox cache has the rest.
-    let members = watcher(
-        super::api::<PartialObjectMeta<DockerSandbox>>(c, scope),
-        watcher::Config::default().labels(POOL_LABEL),
-    )
-    .default_backoff()
-    .touched_objects();
+    let pools_api = super::api::<DockerSandboxPool>(&ctx.client, scope);
     let controller = Controller::new(pools_api, watcher::Config::default());
     let pools = controller.store();
     let state = Arc::new(Pools { ctx, sandboxes, pools: pools.clone(), expected: Mutex::new(HashMap::new()) });
     let run = controller
-        .watches_stream(members, |m| {
-            let pool = m.annotations().get(FROM_POOL_ANNOTATION)?;
-            Some(ObjectRef::<DockerSandboxPool>::new(pool).within(&m.namespace()?))
-        })
+        .reconcile_on(woken)
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, state)
         .for_each(|res| {
@@ -89,6 +79,12 @@ pub fn controller(
 
 fn error_policy(_pool: Arc<DockerSandboxPool>, _error: &Error, _state: Arc<Pools>) -> Action {
     Action::requeue(Duration::from_secs(10))
+}
+
+/// The pool a sandbox came from (its annotation stays after a claim), to wake it.
+pub fn pool_of(sandbox: &DockerSandbox) -> Option<ObjectRef<DockerSandboxPool>> {
+    let pool = sandbox.annotations().get(FROM_POOL_ANNOTATION)?;
+    Some(ObjectRef::new(pool).within(&sandbox.namespace()?))
 }
 
 /// The pool's unclaimed sandboxes, as `plan::pool` members, with what this process created and
