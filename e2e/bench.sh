@@ -5,7 +5,11 @@
 #   2. N bare engine pods, same image, no operator: a copy of the operator's engine pod (privileged,
 #      same command, server certificate, volume type and exec probes `docker version`), applied
 #      together; seconds from apply to pod Ready;
-#   3. the operator's peak memory: VmHWM of its process when the node is this machine, else its
+#   3. claims: a DockerSandboxPool of E2E_BENCH_CLAIMS (20) engines, claimed one after another:
+#      seconds from apply to phase Ready, and to `docker version` answering through the claim's own
+#      Service with its own client certificate (p50, p99); then E2E_BENCH_COLD (3) claims of the
+#      emptied pool (cold starts), the same two figures;
+#   4. the operator's peak memory: VmHWM of its process when the node is this machine, else its
 #      process_resident_memory_bytes metric (current RSS) through the API server's service proxy.
 #
 #   e2e/bench.sh [N]          (or E2E_BENCH_N=5 e2e/bench.sh)
@@ -227,10 +231,78 @@ bare_times=$(time_until_ready "$t0" "bare pods" bare_states)
 log "bare apply->Ready: $(tr '\n' ' ' <<<"$bare_times")"
 
 # ---------------------------------------------------------------------------------------------
+# 3. claims from a warm pool, one after another, and cold starts (the pool emptied) in the same run
+CLAIMS=${E2E_BENCH_CLAIMS:-20} COLD=${E2E_BENCH_COLD:-3}
+ns_new pns bench-pool
+POOL=dockersandboxpools.dockersandbox.dev
+log "pool of $CLAIMS engines in $pns"
+# shellcheck disable=SC2154  # pns is assigned by ns_new (printf -v)
+jq -n --arg ns "$pns" --arg image "$E2E_DIND_IMAGE" --argjson n "$CLAIMS" '{apiVersion: "dockersandbox.dev/v1alpha1",
+    kind: "DockerSandboxPool", metadata: {name: "warm", namespace: $ns},
+    spec: {replicas: $n, template: {spec: {image: $image, imagePullPolicy: "IfNotPresent",
+      storage: {type: "Ephemeral", size: "1Gi"}}}}}' | kubectl apply -f - >/dev/null
+pool_full() { (($(kubectl get "$POOL" -n "$pns" warm -o 'jsonpath={.status.ready}' || echo 0) >= CLAIMS)); }
+wait_for "$T" "the pool has $CLAIMS ready engines" pool_full || log "WARNING: the pool did not fill"
+# A client pod whose docker CLI uses each claim's certificates as soon as the claim is Ready.
+client_pod_create "$pns" client "tcp://unused:2376"
+# claim_once NAME: apply a claim, print "READY_SECONDS DOCKER_SECONDS" (`docker version` answering
+# through the claim's own Service with its own client certificate), both from the apply.
+claim_once() {
+  local name=$1 t0 ready t
+  t0=$(now)
+  printf 'apiVersion: dockersandbox.dev/v1alpha1\nkind: DockerSandbox\nmetadata: {name: %s, namespace: %s}\nspec: {poolRef: warm}\n' \
+    "$name" "$pns" | kubectl apply -f - >/dev/null
+  until [[ $(kubectl get "$DSB" -n "$pns" "$name" -o 'jsonpath={.status.phase}' 2>/dev/null) == Ready ]]; do
+    (($(date +%s) - ${t0%.*} < T)) || { echo "- -"; return; }
+    sleep 0.05
+  done
+  ready=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
+  kubectl get secret -n "$pns" "$name-client" -o json | jq -r '.data | to_entries[] | "\(.key) \(.value)"' |
+    kubectl exec -i -n "$pns" client -- sh -c \
+      "mkdir -p /tmp/$name && while read -r k v; do echo \"\$v\" | base64 -d > /tmp/$name/\$k; done"
+  until kubectl exec -n "$pns" client -- env DOCKER_HOST="tcp://$name.$pns.svc:2376" DOCKER_TLS_VERIFY=1 \
+    DOCKER_CERT_PATH="/tmp/$name" docker version --format '{{.Server.Version}}' >/dev/null 2>&1; do
+    (($(date +%s) - ${t0%.*} < T)) || { echo "$ready -"; return; }
+    sleep 0.05
+  done
+  t=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
+  echo "$ready $t"
+}
+warm_ready="" warm_docker=""
+for i in $(seq 1 "$CLAIMS"); do
+  read -r r d <<<"$(claim_once "w$i")"
+  warm_ready+="$r"$'\n' warm_docker+="$d"$'\n'
+done
+log "warm claims apply->Ready: $(tr '\n' ' ' <<<"$warm_ready")"
+log "warm claims apply->docker answers: $(tr '\n' ' ' <<<"$warm_docker")"
+kubectl scale "$POOL" -n "$pns" warm --replicas=0 >/dev/null
+pool_empty() { [[ -z $(kubectl get "$DSB" -n "$pns" -l dockersandbox.dev/pool=warm -o name) ]]; }
+wait_for "$T" "the pool emptied" pool_empty || log "WARNING: the pool kept engines"
+cold_ready="" cold_docker=""
+for i in $(seq 1 "$COLD"); do
+  read -r r d <<<"$(claim_once "c$i")"
+  cold_ready+="$r"$'\n' cold_docker+="$d"$'\n'
+done
+log "cold claims apply->Ready: $(tr '\n' ' ' <<<"$cold_ready")"
+# pct P: the P-th percentile (nearest rank) of the numbers on stdin
+pct() {
+  grep -E '^[0-9.]+$' | sort -g | awk -v p="$1" '{ v[++n] = $1 } END { if (!n) { print "-"; exit }
+    r = int((p / 100) * n + 0.999999); if (r < 1) r = 1; print v[r] }'
+}
+
+# ---------------------------------------------------------------------------------------------
 echo
 printf '%-44s %3s %8s %8s %8s\n' "measure (seconds)" N min median max
 result_row "DockerSandbox apply -> phase Ready" "$dsb_times"
 result_row "bare engine pod apply -> pod Ready ($STORAGE)" "$bare_times"
 while IFS='|' read -r what value; do printf '%-68s %s\n' "operator $what" "$value"; done <<<"$op_mem"
 while IFS='|' read -r what value; do printf '%-68s %s\n' "$what" "$value"; done <<<"$steady"
+result_row "claim from a warm pool apply -> Ready" "$warm_ready"
+result_row "claim from a warm pool apply -> docker answers" "$warm_docker"
+result_row "claim, pool empty (cold) apply -> Ready" "$cold_ready"
+result_row "claim, pool empty (cold) -> docker answers" "$cold_docker"
+printf '%-68s %s\n' "warm claims apply -> Ready p50 / p99 (target 1 / 2 s)" \
+  "$(pct 50 <<<"$warm_ready") / $(pct 99 <<<"$warm_ready")"
+printf '%-68s %s\n' "warm claims apply -> docker answers p50 / p99 (target 1.5 s)" \
+  "$(pct 50 <<<"$warm_docker") / $(pct 99 <<<"$warm_docker")"
 echo "(image $image; $N applied together; kubernetes $(kubectl version -o json 2>/dev/null | jq -r .serverVersion.gitVersion))"
