@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# e2e: about 4 min
+# e2e: about 35s
 # Warm pools. A DockerSandboxPool of 2 becomes ready; a DockerSandbox with spec.poolRef claims one
 # and is Ready at once (the figure is printed), its own client certificate runs `docker run --rm`;
 # the client certificate of another claim from the same pool is refused by the first engine; the

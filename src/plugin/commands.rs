@@ -196,7 +196,7 @@ async fn engine(cluster: &Cluster, dsb: &DockerSandbox) -> Result<probe::EngineS
     let certs = cluster.client_certs(dsb).await?;
     let names = Names::of(dsb);
     let client = crate::tls::Pem { cert: certs.cert.clone(), key: certs.key.clone() };
-    let route = probe::Route::PortForward(Box::new(cluster.api::<Pod>()), names.pod.clone());
+    let route = probe::Route::PortForward(Box::new(cluster.api::<Pod>()), Names::engine_pod(dsb));
     probe::open(route, &names.server_name(), &certs.ca, &client)
         .await
         .map_err(|e| Error::Other(format!("cannot reach the engine of {}/{}: {e}", names.namespace, names.service)))
@@ -304,15 +304,16 @@ pub async fn logs(global: &Global, args: &LogsArgs) -> Result<()> {
         ..LogParams::default()
     };
     let pods: Api<Pod> = cluster.api();
-    let stream = pods.log_stream(&names.pod, &params).await.map_err(|e| match e {
+    let pod = Names::engine_pod(&dsb);
+    let stream = pods.log_stream(&pod, &params).await.map_err(|e| match e {
         e if is_not_found(&e) => Error::Other(format!(
             "the sandbox {}/{} has no engine pod {} now; its {}",
             names.namespace,
             names.service,
-            names.pod,
+            pod,
             ready_condition(&dsb)
         )),
-        e => api("get", "pods/log", &names.pod, &names.namespace)(e),
+        e => api("get", "pods/log", &pod, &names.namespace)(e),
     })?;
     let mut lines = stream.lines();
     let mut stdout = std::io::stdout().lock();

@@ -124,7 +124,8 @@ pub async fn connect(global: &Global, args: &ConnectArgs) -> Result<()> {
     let addr = listener.local_addr().map_err(|e| Error::Other(format!("cannot read the listener's address: {e}")))?;
     publish(&local, &dsb, &certs, &files::tcp_host(addr))?;
     let waker = Some(std::sync::Arc::new(lifecycle::Waker::new(cluster.clone(), &names.service)));
-    let engine = Engine { pods: cluster.api(), pod: names.pod.clone(), namespace: names.namespace.clone(), waker };
+    let pod = Names::engine_pod(&dsb);
+    let engine = Engine { pods: cluster.api(), pod, namespace: names.namespace.clone(), waker };
     print!("{}", usage(&local, &dsb, &files::tcp_host(addr), Some(&engine)));
     let stop = match args.background_child {
         true => format!("`kubectl dsb disconnect {} -n {}`", names.service, names.namespace),

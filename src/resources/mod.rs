@@ -62,6 +62,15 @@ impl Names {
         }
     }
 
+    /// The pod that runs the engine: the sandbox's own, or for a claimant (`spec.poolRef`) that of
+    /// the sandbox whose engine it claimed.
+    pub fn engine_pod(dsb: &DockerSandbox) -> String {
+        match dsb.status.as_ref().and_then(|s| s.claimed_sandbox.as_deref()) {
+            Some(engine) if dsb.spec.pool_ref.is_some() => format!("{engine}-engine"),
+            _ => Self::of(dsb).pod,
+        }
+    }
+
     /// The DOCKER_HOST clients in the cluster use.
     pub fn endpoint(&self) -> String {
         format!("tcp://{}.{}.svc:{DOCKER_TLS_PORT}", self.service, self.namespace)
