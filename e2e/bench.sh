@@ -268,21 +268,24 @@ claim_once() {
   t=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
   echo "$ready $t"
 }
-warm_ready="" warm_docker=""
-for i in $(seq 1 "$CLAIMS"); do
-  read -r r d <<<"$(claim_once "w$i")"
-  warm_ready+="$r"$'\n' warm_docker+="$d"$'\n'
-done
+# claims PREFIX COUNT: COUNT claims one after another; sets claim_ready and claim_docker (a figure a line)
+claims() {
+  local i r d
+  claim_ready="" claim_docker=""
+  for i in $(seq 1 "$2"); do
+    read -r r d <<<"$(claim_once "$1$i")"
+    claim_ready+="$r"$'\n' claim_docker+="$d"$'\n'
+  done
+}
+claims w "$CLAIMS"
+warm_ready=$claim_ready warm_docker=$claim_docker
 log "warm claims apply->Ready: $(tr '\n' ' ' <<<"$warm_ready")"
 log "warm claims apply->docker answers: $(tr '\n' ' ' <<<"$warm_docker")"
 kubectl scale "$POOL" -n "$pns" warm --replicas=0 >/dev/null
 pool_empty() { [[ -z $(kubectl get "$DSB" -n "$pns" -l dockersandbox.dev/pool=warm -o name) ]]; }
 wait_for "$T" "the pool emptied" pool_empty || log "WARNING: the pool kept engines"
-cold_ready="" cold_docker=""
-for i in $(seq 1 "$COLD"); do
-  read -r r d <<<"$(claim_once "c$i")"
-  cold_ready+="$r"$'\n' cold_docker+="$d"$'\n'
-done
+claims c "$COLD"
+cold_ready=$claim_ready cold_docker=$claim_docker
 log "cold claims apply->Ready: $(tr '\n' ' ' <<<"$cold_ready")"
 # pct P: the P-th percentile (nearest rank) of the numbers on stdin
 pct() {
