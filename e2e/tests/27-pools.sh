@@ -4,7 +4,8 @@
 # and is Ready at once (the figure is printed), its own client certificate runs `docker run --rm`;
 # the client certificate of another claim from the same pool is refused by the first engine; the
 # pool refills; a template change rolls the pool without its ready engines ever dropping below
-# replicas - 1; an emptied pool gives a cold start (status.startedFrom Cold, a PoolEmpty Event);
+# replicas - 1; an emptied pool gives a cold start (status.startedFrom Cold, condition FromPool
+# False with reason PoolEmpty, and that Event);
 # deleting the pool leaves the claimed sandboxes running.
 source "$(dirname "$0")/../lib.sh"
 
@@ -52,6 +53,8 @@ done
 took=$((($(date +%s%N) - t0) / 1000000))
 log "FIGURE claim from a warm pool: apply -> Ready in ${took} ms"
 assert_eq "a was served from the pool" Pool "$(dsb_get "$ns" a '{.status.startedFrom}')"
+assert_eq "a's FromPool condition" "True Claimed" \
+  "$(dsb_get "$ns" a '{.status.conditions[?(@.type=="FromPool")].status} {.status.conditions[?(@.type=="FromPool")].reason}')"
 assert_eq "a's endpoint is its own Service" "tcp://a.$ns.svc:2376" "$(dsb_get "$ns" a '{.status.endpoint}')"
 engine_a=$(dsb_get "$ns" a '{.status.claimedSandbox}')
 [[ -n $engine_a ]] || fail "status.claimedSandbox of a is empty"
@@ -105,6 +108,7 @@ claim c
 wait_ready "$ns" c 180
 assert_eq "c was started cold" Cold "$(dsb_get "$ns" c '{.status.startedFrom}')"
 warning_event_exists "$ns" c PoolEmpty || fail "no PoolEmpty Event on c"
+has_condition_reason "$ns" c PoolEmpty || fail "c has no FromPool condition False/PoolEmpty: $(dsb_conditions "$ns" c)"
 
 # deleting the pool leaves the claims running
 kubectl delete "$POOL" -n "$ns" "$pool" --wait=true >&2

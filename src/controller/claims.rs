@@ -34,6 +34,9 @@ use crate::resources::{Names, label, secret};
 
 /// Annotation on an engine sandbox: how its claimant got it (`Pool` or `Cold`).
 pub const STARTED_FROM_ANNOTATION: &str = "dockersandbox.dev/started-from";
+/// Annotation on an engine sandbox: the reason and message of its claimant's FromPool condition,
+/// as decided when it was claimed or started (`REASON: message`).
+pub const FROM_POOL_NOTE_ANNOTATION: &str = "dockersandbox.dev/from-pool-note";
 
 /// How long a claim or start of this process stands for its claimant before the cache shows it
 /// (the watch event is on its way; this only bounds one that never comes).
@@ -169,7 +172,10 @@ async fn engine_sandbox(t: &Target<'_>, pool_ref: &str) -> Result<Option<Arc<Doc
                 "metadata": {
                     "resourceVersion": candidate.resource_version(),
                     "labels": { POOL_LABEL: null, CLAIMED_BY_LABEL: uid },
-                    "annotations": { STARTED_FROM_ANNOTATION: "Pool" },
+                    "annotations": {
+                        STARTED_FROM_ANNOTATION: "Pool",
+                        FROM_POOL_NOTE_ANNOTATION: format!("{}: claimed the ready engine {pick} of pool {pool_ref}", reason::CLAIMED),
+                    },
                     "ownerReferences": owner,
                 }
             });
@@ -219,18 +225,17 @@ async fn engine_sandbox(t: &Target<'_>, pool_ref: &str) -> Result<Option<Arc<Doc
         status: None,
     };
     let params = PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER.to_string()) };
+    let (cold, why) = match &pool {
+        Some(_) => (reason::POOL_EMPTY, format!("pool {pool_ref} had no ready engine")),
+        None => (reason::POOL_NOT_FOUND, format!("DockerSandboxPool {pool_ref} does not exist")),
+    };
+    let note = format!("{cold}: {why}: an engine was started for this sandbox");
+    let mut sandbox = sandbox;
+    sandbox.annotations_mut().insert(FROM_POOL_NOTE_ANNOTATION.to_string(), note);
     let made =
         api.create(&params, &sandbox).await.map_err(Error::kube("create", "DockerSandbox", format!("{pool_ref}-…")))?;
-    let why = match &pool {
-        Some(_) => format!("pool {pool_ref} had no ready engine"),
-        None => format!("DockerSandboxPool {pool_ref} does not exist"),
-    };
     info!(engine = made.name_any(), pool = pool_ref, "{why}: started an engine for the claimant");
-    t.warning(
-        reason::POOL_EMPTY,
-        format!("{why}: an engine is started for this sandbox (sandbox {})", made.name_any()),
-    )
-    .await;
+    t.warning(cold, format!("{why}: an engine is started for this sandbox (sandbox {})", made.name_any())).await;
     ctx.claims.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, (made.name_any(), Instant::now()));
     ctx.metrics.claimed(StartedFrom::Cold);
     Ok(Some(Arc::new(made)))
@@ -270,6 +275,24 @@ pub fn claimed_status(
     for c in &mut s.conditions {
         c.observed_generation = claimant.metadata.generation;
     }
+    // FromPool: how the engine came, as decided at claim time (the engine sandbox keeps it).
+    let note = engine.annotations().get(FROM_POOL_NOTE_ANNOTATION).cloned().unwrap_or_default();
+    let (why, message) = note.split_once(": ").map_or((reason::CLAIMED, note.as_str()), |(r, m)| (r, m));
+    let previous =
+        claimant.status.as_ref().and_then(|o| o.conditions.iter().find(|c| c.type_ == conditions::FROM_POOL));
+    let status = if started == StartedFrom::Pool { "True" } else { "False" };
+    s.conditions.retain(|c| c.type_ != conditions::FROM_POOL);
+    s.conditions.push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        type_: conditions::FROM_POOL.into(),
+        status: status.into(),
+        reason: why.into(),
+        message: message.into(),
+        observed_generation: claimant.metadata.generation,
+        last_transition_time: previous.filter(|c| c.status == status).map_or_else(
+            || k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+            |c| c.last_transition_time.clone(),
+        ),
+    });
     let phase = s.phase.unwrap_or(Phase::Provisioning);
     let from = match started {
         StartedFrom::Pool => "claimed ready from its pool",
@@ -364,6 +387,21 @@ mod tests {
             "{ready:?}"
         );
         assert_eq!(ready.observed_generation, Some(3));
+        let from = s.conditions.iter().find(|c| c.type_ == conditions::FROM_POOL).expect("FromPool");
+        assert_eq!((from.status.as_str(), from.reason.as_str()), ("True", reason::CLAIMED));
+    }
+
+    #[test]
+    fn a_cold_claimant_says_why_in_its_from_pool_condition() {
+        let mut e = engine(Phase::Provisioning);
+        e.annotations_mut().insert(
+            FROM_POOL_NOTE_ANNOTATION.into(),
+            "PoolEmpty: pool warm had no ready engine: an engine was started for this sandbox".into(),
+        );
+        let s = claimed_status(&claimant(), &e, StartedFrom::Cold, None, None);
+        let from = s.conditions.iter().find(|c| c.type_ == conditions::FROM_POOL).expect("FromPool");
+        assert_eq!((from.status.as_str(), from.reason.as_str()), ("False", reason::POOL_EMPTY));
+        assert_eq!(from.message, "pool warm had no ready engine: an engine was started for this sandbox");
     }
 
     #[test]
@@ -380,7 +418,7 @@ mod tests {
         bare.status = None;
         let s = claimed_status(&claimant(), &bare, StartedFrom::Pool, None, None);
         assert_eq!(s.phase, Some(Phase::Provisioning));
-        assert_eq!(s.conditions.len(), 1);
+        assert_eq!(s.conditions.len(), 2, "FromPool and Ready");
     }
 
     #[test]

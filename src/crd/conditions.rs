@@ -16,6 +16,9 @@ pub const ENGINE_READY: &str = "EngineReady";
 /// True: the engine's volume stays above its class's `disk.gc.highPercent` after garbage
 /// collection (only for classes with `disk.gc`).
 pub const DISK_PRESSURE: &str = "DiskPressure";
+/// For a claimant (`spec.poolRef`): True when its engine was a ready one of the pool (reason
+/// `Claimed`), False when one was started for it (reason `PoolEmpty` or `PoolNotFound`).
+pub const FROM_POOL: &str = "FromPool";
 /// True: the sandbox's expiry is near (within a tenth of its lifetime, at most a day) or past
 /// (only for sandboxes that expire).
 pub const EXPIRING: &str = "Expiring";
@@ -109,8 +112,12 @@ pub mod reason {
     pub const UNREADABLE: &str = "Unreadable";
     /// A claimant's engine (claimed from its pool, or started for it) is not serving it yet.
     pub const CLAIMING: &str = "Claiming";
-    /// Event: a claimant's pool had no ready engine (or does not exist): one is started for it.
+    /// Event and FromPool False: a claimant's pool had no ready engine; one is started for it.
     pub const POOL_EMPTY: &str = "PoolEmpty";
+    /// Event and FromPool False: a claimant's pool does not exist; an engine is started for it.
+    pub const POOL_NOT_FOUND: &str = "PoolNotFound";
+    /// FromPool True: a claimant took a ready engine of its pool.
+    pub const CLAIMED: &str = "Claimed";
     /// The scheduler cannot place the engine pod (its message is quoted).
     pub const UNSCHEDULABLE: &str = "Unschedulable";
     /// Event: the engine answered for the first time (or again).

@@ -504,7 +504,8 @@ pub struct DockerSandboxStatus {
     /// deleted with it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_sandbox: Option<String>,
-    /// Ready, IsolationResolved, TLSReady, StorageBound and EngineReady, with reasons.
+    /// Ready, IsolationResolved, TLSReady, StorageBound and EngineReady, with reasons (and FromPool for
+    /// a sandbox with `spec.poolRef`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::conditions::schema")]
     pub conditions: Vec<Condition>,
