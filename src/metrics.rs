@@ -275,7 +275,8 @@ impl Metrics {
     }
 
     /// Records a claimant's first Ready, `created` being its creation time (once per claimant
-    /// this replica saw become Ready: a creation time is whole seconds, so the figure is too).
+    /// this replica saw become Ready, `key` its namespace/name, forgotten when it goes: a creation
+    /// time is whole seconds, so the figure is too).
     pub fn claim_ready(&self, from: crate::crd::StartedFrom, key: &str, created: Option<jiff::Timestamp>) {
         let Some(created) = created else { return };
         if !self.claims_timed.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string()) {
@@ -283,6 +284,11 @@ impl Metrics {
         }
         let took = jiff::Timestamp::now().duration_since(created).as_secs_f64().max(0.0);
         self.claim_ready.get_or_create(&OutcomeLabel { outcome: outcome(from) }).observe(took);
+    }
+
+    /// Forgets claimant `key` (it is gone).
+    pub fn forget_claim(&self, key: &str) {
+        self.claims_timed.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
     /// Records a sandbox deleted at expiry.

@@ -90,12 +90,11 @@ pub async fn reconcile(t: &Target<'_>, pool_ref: &str) -> Result<Action> {
         }
         slice.ensure(&stamped(&desired), current).await?;
     }
-    let routed = (engine_pod.is_some()).then_some(());
-    let waiting = routed.is_none().then(|| format!("the engine pod {} has no address yet", engine_names.pod));
+    let waiting = engine_pod.is_none().then(|| format!("the engine pod {} has no address yet", engine_names.pod));
     let status = claimed_status(t.dsb, &engine, started, Some(client_not_after), waiting.as_deref());
     let phase = publish(&te, status).await?;
     if phase == Phase::Ready {
-        let key = t.dsb.uid().unwrap_or_default();
+        let key = format!("{}/{}", t.names.namespace, t.dsb.name_any());
         ctx.metrics.claim_ready(started, &key, t.dsb.metadata.creation_timestamp.as_ref().map(|c| c.0));
         ctx.done_waiting(t.dsb);
         // The engine's events wake the claimant; this only bounds a lost one.
@@ -143,8 +142,10 @@ async fn engine_sandbox(t: &Target<'_>, pool_ref: &str) -> Result<Option<Arc<Doc
         return Ok(Some(found.clone()));
     }
     {
-        let claims = ctx.claims.lock().unwrap_or_else(|e| e.into_inner());
-        if claims.get(&uid).is_some_and(|(_, at)| at.elapsed() < CLAIM_EXPIRY) {
+        // Entries of claimants that went before their engine showed up expire here too.
+        let mut claims = ctx.claims.lock().unwrap_or_else(|e| e.into_inner());
+        claims.retain(|_, (_, at)| at.elapsed() < CLAIM_EXPIRY);
+        if claims.contains_key(&uid) {
             return Ok(None);
         }
     }

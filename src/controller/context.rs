@@ -206,6 +206,7 @@ impl Context {
         self.facts.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         self.release_activator_port(&k);
         self.pooled_clients.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+        self.metrics.forget_claim(&format!("{}/{}", k.0, k.1));
     }
 
     /// The in-memory client certificate for pooled sandbox `key` signed by `ca`: the one kept while
