@@ -162,16 +162,36 @@ pub fn member_spec(pool: &DockerSandboxPool) -> crate::crd::DockerSandboxSpec {
 }
 
 /// The replicas each pool of `class` in `namespace` may keep under the class's cap: oldest pool
-/// first; returns this pool's, and why it is less than asked, if it is.
-fn allowance(state: &Pools, pool: &DockerSandboxPool, class: &str, cap: Option<i32>) -> (i32, Option<String>) {
+/// first; returns this pool's, and why it is less than asked, if it is. A pool without a className
+/// is of the default class (`default`, if there is one).
+fn allowance(
+    state: &Pools,
+    pool: &DockerSandboxPool,
+    class: &str,
+    default: Option<&str>,
+    cap: Option<i32>,
+) -> (i32, Option<String>) {
     let ns = pool.namespace();
-    let mut same: Vec<Arc<DockerSandboxPool>> = state
+    let pools: Vec<Arc<DockerSandboxPool>> = state
         .pools
         .state()
         .into_iter()
         .filter(|p| p.namespace() == ns && p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.spec.class_name.as_deref().unwrap_or(class) == class)
         .collect();
+    share(&pools, pool, class, default, cap)
+}
+
+/// `allowance` over `pools` (the namespace's).
+fn share(
+    pools: &[Arc<DockerSandboxPool>],
+    pool: &DockerSandboxPool,
+    class: &str,
+    default: Option<&str>,
+    cap: Option<i32>,
+) -> (i32, Option<String>) {
+    let class_of = |p: &DockerSandboxPool| p.spec.class_name.clone().or_else(|| default.map(str::to_string));
+    let mut same: Vec<&Arc<DockerSandboxPool>> =
+        pools.iter().filter(|p| class_of(p).as_deref() == Some(class)).collect();
     same.sort_by_key(|p| (p.metadata.creation_timestamp.as_ref().map(|t| t.0), p.name_any()));
     let mut others = 0;
     for p in same {
@@ -188,6 +208,7 @@ async fn reconcile(pool: Arc<DockerSandboxPool>, state: Arc<Pools>) -> Result<Ac
     ctx.caches.synced().await;
     if pool.metadata.deletion_timestamp.is_some() {
         // Its unclaimed sandboxes go with it (owner references); claimed ones are the claimants'.
+        state.expected.lock().unwrap_or_else(|e| e.into_inner()).remove(&pool.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
     let (ns, name) = (pool.namespace().unwrap_or_default(), pool.name_any());
@@ -209,7 +230,8 @@ async fn reconcile(pool: Arc<DockerSandboxPool>, state: Arc<Pools>) -> Result<Ac
     let spec = member_spec(&pool);
     let hash = pool::template_hash(&spec, class.generation);
     let cap = class.spec.pools.as_ref().and_then(|p| p.max_ready_per_namespace);
-    let (replicas, capped) = allowance(&state, &pool, &class.name, cap);
+    let default = super::facts::pick_class(None, None, classes.iter()).ok().map(|c| c.name);
+    let (replicas, capped) = allowance(&state, &pool, &class.name, default.as_deref(), cap);
     let members = members(&state, &pool, &hash);
     let steps = pool::steps(replicas, pool.spec.max_surge, &hash, &members);
     let api: Api<DockerSandbox> = Api::namespaced(ctx.client.clone(), &ns);
@@ -349,5 +371,37 @@ async fn event(state: &Pools, pool: &DockerSandboxPool, type_: EventType, reason
         Event { type_, reason: reason.to_string(), note: Some(note), action: reason.to_string(), secondary: None };
     if let Err(e) = state.ctx.recorder.publish(&event, &pool.object_ref(&())).await {
         warn!(error = %e, reason, "could not publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(name: &str, class: Option<&str>, replicas: i32, created: i64) -> Arc<DockerSandboxPool> {
+        let mut p = DockerSandboxPool::new(name, crate::crd::DockerSandboxPoolSpec::default());
+        p.metadata.namespace = Some("team-a".into());
+        p.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(created).expect("time")));
+        p.spec.class_name = class.map(str::to_string);
+        p.spec.replicas = replicas;
+        Arc::new(p)
+    }
+
+    #[test]
+    fn the_class_cap_is_shared_by_the_pools_of_that_class_oldest_first() {
+        let pools = [
+            pool("old", Some("standard"), 3, 1),
+            pool("defaulted", None, 4, 2),
+            pool("other-class", Some("trusted"), 9, 3),
+            pool("new", Some("standard"), 5, 4),
+        ];
+        // "defaulted" names no class: it is of the default class, here "standard".
+        let (n, why) = share(&pools, &pools[3], "standard", Some("standard"), Some(10));
+        assert_eq!(n, 3, "10 - 3 (old) - 4 (defaulted); the other class's pool does not count");
+        assert!(why.is_some());
+        assert_eq!(share(&pools, &pools[0], "standard", Some("standard"), Some(10)), (3, None), "the oldest first");
+        // With another default class, "defaulted" is not of "standard".
+        assert_eq!(share(&pools, &pools[3], "standard", Some("trusted"), Some(10)), (5, None));
+        assert_eq!(share(&pools, &pools[3], "standard", None, None), (5, None), "no cap");
     }
 }
