@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -26,11 +25,11 @@ use super::{certs, endpoints, pools, service};
 use crate::crd::conditions::{self, reason};
 use crate::crd::{
     CLAIMED_BY_LABEL, DockerSandbox, DockerSandboxPool, DockerSandboxSpec, DockerSandboxStatus, FIELD_MANAGER,
-    FROM_POOL_ANNOTATION, POOL_LABEL, Phase, StartedFrom, TEMPLATE_HASH_LABEL,
+    POOL_LABEL, Phase, StartedFrom, TEMPLATE_HASH_LABEL,
 };
 use crate::error::{Error, Result};
 use crate::plan::pool::{self, Member};
-use crate::resources::{Names, label, secret};
+use crate::resources::{Names, secret};
 
 /// Annotation on an engine sandbox: how its claimant got it (`Pool` or `Cold`).
 pub const STARTED_FROM_ANNOTATION: &str = "dockersandbox.dev/started-from";
@@ -153,14 +152,11 @@ async fn engine_sandbox(t: &Target<'_>, pool_ref: &str) -> Result<Option<Arc<Doc
     let owner = t.dsb.controller_owner_ref(&()).into_iter().collect::<Vec<_>>();
     let pool = pool_of(ctx, &ns, pool_ref).filter(|p| p.metadata.deletion_timestamp.is_none());
     if let Some(pool) = &pool {
-        let pool_uid = pool.uid().unwrap_or_default();
         let hash = pool.status.as_ref().and_then(|s| s.template_hash.clone()).unwrap_or_default();
-        let mut members: Vec<(Member, Arc<DockerSandbox>)> = all
-            .iter()
-            .filter(|s| s.labels().get(POOL_LABEL).map(String::as_str) == Some(pool_ref))
-            .filter(|s| !s.labels().contains_key(CLAIMED_BY_LABEL) && s.metadata.deletion_timestamp.is_none())
-            .filter(|s| s.owner_references().iter().any(|o| o.uid == pool_uid))
-            .map(|s| (member(s), s.clone()))
+        let mut members: Vec<(Member, Arc<DockerSandbox>)> = pools::unclaimed(all, pool)
+            .into_iter()
+            .filter(|s| s.metadata.deletion_timestamp.is_none())
+            .map(|s| (pools::member(&s), s))
             .collect();
         // Oldest ready of the current template first; a conflict (someone claimed it at the same
         // moment, or it changed) moves on to the next.
@@ -199,32 +195,12 @@ async fn engine_sandbox(t: &Target<'_>, pool_ref: &str) -> Result<Option<Arc<Doc
         Some(p) => pools::member_spec(p),
         None => DockerSandboxSpec { pool_ref: None, ..t.dsb.spec.clone() },
     };
-    let mut labels: std::collections::BTreeMap<String, String> = [
-        (CLAIMED_BY_LABEL.to_string(), uid.clone()),
-        (label::MANAGED_BY.to_string(), crate::resources::MANAGED_BY.to_string()),
-    ]
-    .into();
+    let mut labels = vec![(CLAIMED_BY_LABEL.to_string(), uid.clone())];
     if let Some(h) = pool.as_ref().and_then(|p| p.status.as_ref()).and_then(|s| s.template_hash.clone()) {
-        labels.insert(TEMPLATE_HASH_LABEL.to_string(), h);
+        labels.push((TEMPLATE_HASH_LABEL.to_string(), h));
     }
-    let sandbox = DockerSandbox {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{pool_ref}-")),
-            namespace: Some(ns.clone()),
-            labels: Some(labels),
-            annotations: Some(
-                [
-                    (FROM_POOL_ANNOTATION.to_string(), pool_ref.to_string()),
-                    (STARTED_FROM_ANNOTATION.to_string(), "Cold".to_string()),
-                ]
-                .into(),
-            ),
-            owner_references: Some(owner),
-            ..ObjectMeta::default()
-        },
-        spec,
-        status: None,
-    };
+    let started = [(STARTED_FROM_ANNOTATION.to_string(), "Cold".to_string())];
+    let sandbox = pools::new_engine(pool_ref, &ns, labels, started, owner, spec);
     let params = PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER.to_string()) };
     let (cold, why) = match &pool {
         Some(_) => (reason::POOL_EMPTY, format!("pool {pool_ref} had no ready engine")),
@@ -240,17 +216,6 @@ async fn engine_sandbox(t: &Target<'_>, pool_ref: &str) -> Result<Option<Arc<Doc
     ctx.claims.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, (made.name_any(), Instant::now()));
     ctx.metrics.claimed(StartedFrom::Cold);
     Ok(Some(Arc::new(made)))
-}
-
-/// A pooled sandbox as a `plan::pool` member.
-fn member(s: &DockerSandbox) -> Member {
-    Member {
-        name: s.name_any(),
-        hash: s.labels().get(TEMPLATE_HASH_LABEL).cloned().unwrap_or_default(),
-        ready: s.status.as_ref().and_then(|st| st.phase) == Some(Phase::Ready),
-        created: s.metadata.creation_timestamp.as_ref().map_or(0, |t| t.0.as_second()),
-        waiting: None,
-    }
 }
 
 /// The claimant's status: its engine's (phase, isolation, class, what is inside), with its own

@@ -90,15 +90,8 @@ pub fn pool_of(sandbox: &DockerSandbox) -> Option<ObjectRef<DockerSandboxPool>> 
 /// The pool's unclaimed sandboxes, as `plan::pool` members, with what this process created and
 /// the cache does not show yet (starting) and without what it deleted.
 fn members(state: &Pools, pool: &DockerSandboxPool, hash: &str) -> Vec<Member> {
-    let (ns, name, uid) = (pool.namespace().unwrap_or_default(), pool.name_any(), pool.uid().unwrap_or_default());
-    let ours: Vec<Arc<DockerSandbox>> = state
-        .sandboxes
-        .state()
-        .into_iter()
-        .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|s| s.labels().get(POOL_LABEL) == Some(&name) && !s.labels().contains_key(CLAIMED_BY_LABEL))
-        .filter(|s| s.owner_references().iter().any(|o| o.uid == uid))
-        .collect();
+    let uid = pool.uid().unwrap_or_default();
+    let ours = unclaimed(state.sandboxes.state(), pool);
     let now = Instant::now();
     let mut expected = state.expected.lock().unwrap_or_else(|e| e.into_inner());
     let e = expected.entry(uid).or_default();
@@ -120,7 +113,48 @@ fn members(state: &Pools, pool: &DockerSandboxPool, hash: &str) -> Vec<Member> {
     out
 }
 
-fn member(s: &DockerSandbox) -> Member {
+/// The unclaimed sandboxes of `pool` among `sandboxes`: in its namespace, labelled with it and
+/// owned by it (a label alone, which anyone may set, makes no sandbox a pool's).
+pub(super) fn unclaimed(sandboxes: Vec<Arc<DockerSandbox>>, pool: &DockerSandboxPool) -> Vec<Arc<DockerSandbox>> {
+    let (ns, name, uid) = (pool.namespace(), pool.name_any(), pool.uid().unwrap_or_default());
+    sandboxes
+        .into_iter()
+        .filter(|s| s.namespace() == ns)
+        .filter(|s| s.labels().get(POOL_LABEL) == Some(&name) && !s.labels().contains_key(CLAIMED_BY_LABEL))
+        .filter(|s| s.owner_references().iter().any(|o| o.uid == uid))
+        .collect()
+}
+
+/// A new engine sandbox of pool `pool` in `ns` (named `POOL-xxxxx`, annotated with the pool, labelled
+/// as the operator's and with `labels`, annotated with `annotations`), owned by `owner`, running `spec`.
+pub(super) fn new_engine(
+    pool: &str,
+    ns: &str,
+    labels: impl IntoIterator<Item = (String, String)>,
+    annotations: impl IntoIterator<Item = (String, String)>,
+    owner: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+    spec: crate::crd::DockerSandboxSpec,
+) -> DockerSandbox {
+    let mut all_labels: std::collections::BTreeMap<String, String> = labels.into_iter().collect();
+    all_labels.insert(label::MANAGED_BY.to_string(), crate::resources::MANAGED_BY.to_string());
+    let mut all_annotations: std::collections::BTreeMap<String, String> = annotations.into_iter().collect();
+    all_annotations.insert(FROM_POOL_ANNOTATION.to_string(), pool.to_string());
+    DockerSandbox {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{pool}-")),
+            namespace: Some(ns.to_string()),
+            labels: Some(all_labels),
+            annotations: Some(all_annotations),
+            owner_references: Some(owner),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
+/// A pooled sandbox as a `plan::pool` member.
+pub(super) fn member(s: &DockerSandbox) -> Member {
     let status = s.status.as_ref();
     let phase = status.and_then(|st| st.phase);
     let ready = phase == Some(Phase::Ready);
@@ -238,25 +272,9 @@ async fn reconcile(pool: Arc<DockerSandboxPool>, state: Arc<Pools>) -> Result<Ac
     let uid = pool.uid().unwrap_or_default();
     let mut problem = None;
     for _ in 0..steps.create {
-        let sandbox = DockerSandbox {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{name}-")),
-                namespace: Some(ns.clone()),
-                labels: Some(
-                    [
-                        (POOL_LABEL.to_string(), name.clone()),
-                        (TEMPLATE_HASH_LABEL.to_string(), hash.clone()),
-                        (label::MANAGED_BY.to_string(), crate::resources::MANAGED_BY.to_string()),
-                    ]
-                    .into(),
-                ),
-                annotations: Some([(FROM_POOL_ANNOTATION.to_string(), name.clone())].into()),
-                owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
-                ..ObjectMeta::default()
-            },
-            spec: spec.clone(),
-            status: None,
-        };
+        let labels = [(POOL_LABEL.to_string(), name.clone()), (TEMPLATE_HASH_LABEL.to_string(), hash.clone())];
+        let owner = pool.controller_owner_ref(&()).into_iter().collect();
+        let sandbox = new_engine(&name, &ns, labels, [], owner, spec.clone());
         let params = PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER.to_string()) };
         match api.create(&params, &sandbox).await {
             Ok(made) => {
